@@ -1,0 +1,188 @@
+//! The normalized event record that every sink receives, and its pinned `id`.
+//!
+//! The ModelArts events API (`GET /v1/{project_id}/services/{service_id}/events`)
+//! gives events no id. The `id` computed here is the idempotency key used by the
+//! sinks (Elasticsearch `_id`, webhook `Idempotency-Key`) and the fingerprint the
+//! checkpoint keeps, so its recipe is part of the user-facing contract: the
+//! lowercase hex SHA-256 of the compact JSON array
+//! `[project_id, service_id, occur_time, event_type, event_info, twin]`.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// One service event, normalized, as written by the file and stdout sinks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventRecord {
+    /// Pinned idempotency key (see [`event_id`]).
+    pub id: String,
+    /// Name of the configured source that fetched the event.
+    pub source: String,
+    pub project_id: String,
+    pub service_id: String,
+    pub service_name: String,
+    /// Milliseconds since the Unix epoch, as the API gives it.
+    pub occur_time: i64,
+    /// `occur_time` as RFC 3339 UTC with milliseconds.
+    pub timestamp: String,
+    /// Passed through as the API gives it (an unknown type is kept).
+    pub event_type: String,
+    pub event_info: String,
+}
+
+/// The fields of one event that the id is computed from.
+#[derive(Debug, Clone, Copy)]
+pub struct IdParts<'a> {
+    pub project_id: &'a str,
+    pub service_id: &'a str,
+    pub occur_time: i64,
+    pub event_type: &'a str,
+    pub event_info: &'a str,
+    /// 1-based number of the event among identical ones in its millisecond.
+    pub twin: u32,
+}
+
+/// Computes the pinned event id: lowercase hex SHA-256 of the compact JSON
+/// array `[project_id, service_id, occur_time, event_type, event_info, twin]`.
+pub fn event_id(parts: IdParts<'_>) -> String {
+    let array = (
+        parts.project_id,
+        parts.service_id,
+        parts.occur_time,
+        parts.event_type,
+        parts.event_info,
+        parts.twin,
+    );
+    // Serializing a tuple of strings and integers cannot fail.
+    let json = serde_json::to_vec(&array).expect("a tuple of strings and integers serializes");
+    hex::encode(Sha256::digest(&json))
+}
+
+/// Formats epoch milliseconds as RFC 3339 UTC with milliseconds
+/// (`2019-07-08T14:47:31.764Z`). Times before 1970 are clamped to the epoch,
+/// since the API documents `occur_time` as milliseconds after it.
+pub fn timestamp_rfc3339(occur_time: i64) -> String {
+    let ms = u64::try_from(occur_time).unwrap_or(0);
+    let time = UNIX_EPOCH + Duration::from_millis(ms);
+    humantime::format_rfc3339_millis(time).to_string()
+}
+
+/// Parses an RFC 3339 time into epoch milliseconds.
+pub fn parse_rfc3339_ms(text: &str) -> Option<i64> {
+    let time = humantime::parse_rfc3339_weak(text).ok()?;
+    let ms = time.duration_since(UNIX_EPOCH).ok()?.as_millis();
+    i64::try_from(ms).ok()
+}
+
+/// The current time in epoch milliseconds.
+pub fn now_ms() -> i64 {
+    let ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
+    i64::try_from(ms).unwrap_or(i64::MAX)
+}
+
+impl EventRecord {
+    /// Builds a record, computing `id` and `timestamp`.
+    pub fn new(
+        source: &str,
+        project_id: &str,
+        service_id: &str,
+        service_name: &str,
+        occur_time: i64,
+        event_type: &str,
+        event_info: &str,
+        twin: u32,
+    ) -> Self {
+        let id = event_id(IdParts {
+            project_id,
+            service_id,
+            occur_time,
+            event_type,
+            event_info,
+            twin,
+        });
+        EventRecord {
+            id,
+            source: source.to_owned(),
+            project_id: project_id.to_owned(),
+            service_id: service_id.to_owned(),
+            service_name: service_name.to_owned(),
+            occur_time,
+            timestamp: timestamp_rfc3339(occur_time),
+            event_type: event_type.to_owned(),
+            event_info: event_info.to_owned(),
+        }
+    }
+
+    /// The record as one compact JSON line, without the newline.
+    pub fn to_json_line(&self) -> String {
+        // A struct of strings and integers always serializes.
+        serde_json::to_string(self).expect("an EventRecord serializes")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PROJECT: &str = "0123456789abcdef0123456789abcdef";
+    const SERVICE: &str = "35de3ca9-1bca-4ae7-9cb0-914f30fa7d3e";
+
+    fn parts(twin: u32) -> IdParts<'static> {
+        IdParts {
+            project_id: PROJECT,
+            service_id: SERVICE,
+            occur_time: 1562597251764,
+            event_type: "normal",
+            event_info: "start to deploy service",
+            twin,
+        }
+    }
+
+    #[test]
+    fn id_matches_design_notes_vector_twin_1() {
+        assert_eq!(
+            event_id(parts(1)),
+            "aa88b48872f231d0b792fe08e7bba1c84337c4778ecdc3aec1841ffd7eb1546b"
+        );
+    }
+
+    #[test]
+    fn id_matches_design_notes_vector_twin_2() {
+        assert_eq!(
+            event_id(parts(2)),
+            "0b4510c883a8ffcfecd0dc66e423af8287248ef3cca76eb305d772ddcd89bbfe"
+        );
+    }
+
+    #[test]
+    fn id_escapes_json_in_event_info() {
+        let a = event_id(IdParts {
+            event_info: "quote \" and \\ and \n",
+            ..parts(1)
+        });
+        let b = event_id(IdParts {
+            event_info: "quote \" and \\ and",
+            ..parts(1)
+        });
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 64);
+    }
+
+    #[test]
+    fn timestamp_is_rfc3339_millis_utc() {
+        assert_eq!(timestamp_rfc3339(1562597251764), "2019-07-08T14:47:31.764Z");
+        assert_eq!(timestamp_rfc3339(-5), "1970-01-01T00:00:00.000Z");
+        assert_eq!(parse_rfc3339_ms("2019-07-08T14:47:31.764Z"), Some(1562597251764));
+    }
+
+    #[test]
+    fn record_line_has_contract_field_order() {
+        let r = EventRecord::new("prod", PROJECT, SERVICE, "svc", 1562597251764, "normal", "x", 1);
+        let line = r.to_json_line();
+        assert!(line.starts_with("{\"id\":\"") && line.contains("\"source\":\"prod\",\"project_id\""));
+        assert!(line.contains("\"timestamp\":\"2019-07-08T14:47:31.764Z\""));
+    }
+}

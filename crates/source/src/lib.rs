@@ -1,0 +1,14 @@
+//! The ModelArts side of the shipper: the HTTP client for the service events
+//! API (auth, retries, rate cap), the incremental pull that pages by time
+//! without trusting the server's paging model, per-sink cursors, and the
+//! SQLite checkpoint store.
+//!
+//! API: <https://docs.otc.t-systems.com/modelarts/api-ref/> ("Querying Service
+//! Event Logs", `GET /v1/{project_id}/services/{service_id}/events`).
+
+pub mod checkpoint;
+pub mod secret;
+pub mod settings;
+
+pub use secret::Secret;
+pub use settings::{AuthSettings, OffsetUnit, SourceSettings, StartAt};
