@@ -1,0 +1,392 @@
+//! The file sink: JSON lines appended to one file, **exactly once even across SIGKILL**.
+//!
+//! Every `send` appends the batch with one write and `fdatasync`s it, then hands back a
+//! [`FileCheckpoint`] (length and identity of the file). The runner commits that
+//! checkpoint in SQLite in the same transaction as the sink's position. A process killed
+//! after the fsync but before the commit leaves a tail the state does not know about;
+//! [`FileSink::open`] cuts exactly that tail at start-up, and the runner delivers those
+//! records again. A file that another tool rotated (new inode) or truncated (shorter than
+//! committed) is never cut: the sink appends to it and reports [`Recovery::StartedAfresh`].
+//!
+//! The file belongs to the sink: bytes that another writer appends to the same inode after
+//! the last commit are treated like an uncommitted tail and cut.
+
+use crate::{Delivery, Sink, SinkError};
+use record::EventRecord;
+use std::fs::{self, File, Metadata, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tokio::sync::Mutex;
+use tracing::{error, warn};
+
+/// What the runner stores for a file sink: the committed length and which file it
+/// belongs to. `dev` and `ino` are the device and inode numbers (0 on platforms without
+/// them, where only the length protects the file).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileCheckpoint {
+    pub len: u64,
+    pub dev: u64,
+    pub ino: u64,
+}
+
+/// What [`FileSink::open`] found and did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recovery {
+    /// No checkpoint, and the file did not exist or was empty: a fresh start.
+    Created,
+    /// The file is exactly as committed.
+    Resumed,
+    /// The file was longer than committed (a run killed between fsync and the state
+    /// commit); the bytes from `committed` to `found` were cut and must be re-delivered.
+    CutTail { committed: u64, found: u64 },
+    /// The file is not the one committed (replaced, truncated, missing) or there is no
+    /// checkpoint for a non-empty file; nothing was cut, writing continues at its end.
+    StartedAfresh { reason: String },
+}
+
+/// Appends records as JSON lines to a file, fsyncing every batch.
+pub struct FileSink {
+    name: String,
+    path: PathBuf,
+    state: Arc<Mutex<OpenFile>>,
+}
+
+/// The open file and what the sink knows about it; guarded so sends never interleave.
+struct OpenFile {
+    file: File,
+    /// Length after the last successful append (or recovery), and the file's identity.
+    checkpoint: FileCheckpoint,
+}
+
+impl FileSink {
+    /// Opens (creating file and parent folders) and recovers against the committed checkpoint:
+    /// - same file (dev+ino) and longer than committed: cut the uncommitted tail back to
+    ///   `committed.len` (a run killed between fsync and the state commit); the cut events
+    ///   get re-delivered by the runner.
+    /// - same file, equal length: resume.
+    /// - a different file (new inode: rotated by another tool), a missing file, or one
+    ///   shorter than committed (truncated by another tool): never cut; append at its
+    ///   current end; report `StartedAfresh` with the reason.
+    /// - no checkpoint: append at the current end (`Created` if the file did not exist or
+    ///   was empty, otherwise `StartedAfresh`).
+    ///
+    /// Where writing continues after a file that does not end with a newline (a torn line
+    /// left by another writer), a newline is added first so the next record starts its own
+    /// line. Returns the checkpoint to store now.
+    ///
+    /// This does blocking file I/O; call it from `spawn_blocking` inside a runtime.
+    pub fn open(
+        name: &str,
+        path: &Path,
+        committed: Option<FileCheckpoint>,
+    ) -> Result<(FileSink, FileCheckpoint, Recovery), SinkError> {
+        let (mut file, existed) = open_for_append(name, path)?;
+        let meta = file
+            .metadata()
+            .map_err(|e| io_error(name, path, "inspect", &e))?;
+        let found = identity(meta.len(), &meta);
+        let recovery = match committed {
+            None if !existed || found.len == 0 => Recovery::Created,
+            None => Recovery::StartedAfresh {
+                reason: format!(
+                    "no committed length for this sink; appending after the {} bytes already in the file",
+                    found.len
+                ),
+            },
+            Some(_) if !existed => Recovery::StartedAfresh {
+                reason: "the file was missing (moved or deleted); created a new one".to_owned(),
+            },
+            Some(c) if (c.dev, c.ino) != (found.dev, found.ino) => Recovery::StartedAfresh {
+                reason: format!(
+                    "the file was replaced by another one (inode {} on device {}, committed inode {} on device {}); nothing cut",
+                    found.ino, found.dev, c.ino, c.dev
+                ),
+            },
+            Some(c) if found.len < c.len => Recovery::StartedAfresh {
+                reason: format!(
+                    "the file was truncated by another tool ({} bytes, committed {}); nothing cut",
+                    found.len, c.len
+                ),
+            },
+            Some(c) if found.len > c.len => {
+                cut_to(&file, c.len)
+                    .map_err(|e| io_error(name, path, "cut the uncommitted tail of", &e))?;
+                Recovery::CutTail {
+                    committed: c.len,
+                    found: found.len,
+                }
+            }
+            Some(_) => Recovery::Resumed,
+        };
+        let len = match recovery {
+            Recovery::CutTail { committed, .. } => committed,
+            Recovery::StartedAfresh { .. } => end_with_newline(&mut file, found.len)
+                .map_err(|e| io_error(name, path, "append a newline to", &e))?,
+            Recovery::Created | Recovery::Resumed => found.len,
+        };
+        let checkpoint = FileCheckpoint { len, ..found };
+        let sink = FileSink {
+            name: name.to_owned(),
+            path: path.to_owned(),
+            state: Arc::new(Mutex::new(OpenFile { file, checkpoint })),
+        };
+        Ok((sink, checkpoint, recovery))
+    }
+
+    /// Checks, without opening a sink, that `path` can be appended to: creates missing
+    /// parent folders and the file (as the first send would) and opens it for appending.
+    /// Nothing is written into an existing file.
+    pub fn check_path(name: &str, path: &Path) -> Result<(), SinkError> {
+        open_for_append(name, path).map(|_| ())
+    }
+
+    /// The file this sink writes.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The checkpoint after the last successful send (or the recovery).
+    pub async fn checkpoint(&self) -> FileCheckpoint {
+        self.state.lock().await.checkpoint
+    }
+}
+
+impl OpenFile {
+    /// Appends `bytes` durably and returns the new checkpoint. On failure the file is cut
+    /// back to its previous length, so a failed send never leaves a torn line.
+    fn append(
+        &mut self,
+        name: &str,
+        path: &Path,
+        bytes: &[u8],
+    ) -> Result<FileCheckpoint, SinkError> {
+        self.follow_replacement(name, path)?;
+        let meta = self
+            .file
+            .metadata()
+            .map_err(|e| io_error(name, path, "inspect", &e))?;
+        let expected = self.checkpoint.len;
+        if meta.len() > expected {
+            // Bytes we did not acknowledge: a cut that failed earlier, or another writer.
+            // Start-up would cut them too; do it now so lines stay whole.
+            warn!(sink = %name, path = %path.display(), found = meta.len(), expected,
+                "File is longer than the sink wrote; cutting the unacknowledged bytes.");
+            cut_to(&self.file, expected).map_err(|e| io_error(name, path, "cut", &e))?;
+        } else if meta.len() < expected {
+            warn!(sink = %name, path = %path.display(), found = meta.len(), expected,
+                "File was truncated by another tool; appending at its new end.");
+            self.checkpoint.len = end_with_newline(&mut self.file, meta.len())
+                .map_err(|e| io_error(name, path, "append a newline to", &e))?;
+        }
+        let base = self.checkpoint.len;
+        if let Err(e) = self
+            .file
+            .write_all(bytes)
+            .and_then(|()| self.file.sync_data())
+        {
+            // After a failed fsync the kernel may already have dropped the dirty pages, so
+            // the written bytes cannot be trusted either: cut back in both cases.
+            if let Err(cut) = cut_to(&self.file, base) {
+                // The next send, or start-up recovery (committed length), cuts it instead.
+                error!(sink = %name, path = %path.display(), error = %cut, len = base,
+                    "Could not cut a failed write back; the file may hold a torn line until the next send.");
+            }
+            return Err(io_error(name, path, "append to", &e));
+        }
+        let len = self
+            .file
+            .metadata()
+            .map_err(|e| io_error(name, path, "inspect", &e))?
+            .len();
+        self.checkpoint.len = len;
+        Ok(self.checkpoint)
+    }
+
+    /// Reopens the path if another tool moved or replaced the file while we run
+    /// (logrotate `create` mode), so records go where the user looks for them.
+    fn follow_replacement(&mut self, name: &str, path: &Path) -> Result<(), SinkError> {
+        let current = match fs::metadata(path) {
+            Ok(meta) => Some(identity(meta.len(), &meta)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(io_error(name, path, "inspect", &e)),
+        };
+        if current.is_some_and(|c| (c.dev, c.ino) == (self.checkpoint.dev, self.checkpoint.ino)) {
+            return Ok(());
+        }
+        warn!(sink = %name, path = %path.display(), "File was moved or replaced; reopening the path.");
+        let (mut file, _) = open_for_append(name, path)?;
+        let meta = file
+            .metadata()
+            .map_err(|e| io_error(name, path, "inspect", &e))?;
+        let len = end_with_newline(&mut file, meta.len())
+            .map_err(|e| io_error(name, path, "append a newline to", &e))?;
+        self.file = file;
+        self.checkpoint = identity(len, &meta);
+        Ok(())
+    }
+}
+
+/// Creates missing parent folders and opens `path` for appending. Returns whether the
+/// file existed before. A new file's folder entry is fsynced, because `fdatasync` on the
+/// file alone does not make its name durable.
+fn open_for_append(name: &str, path: &Path) -> Result<(File, bool), SinkError> {
+    let existed = match fs::metadata(path) {
+        Ok(meta) if meta.is_dir() => {
+            return Err(SinkError::permanent(
+                name,
+                format!("{} is a directory, not a file", path.display()),
+            ));
+        }
+        Ok(_) => true,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => false,
+        Err(e) => return Err(io_error(name, path, "inspect", &e)),
+    };
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    if !existed {
+        fs::create_dir_all(parent).map_err(|e| io_error(name, parent, "create the folder", &e))?;
+    }
+    let file = OpenOptions::new()
+        .read(true)
+        .append(true)
+        .create(true)
+        .open(path)
+        .map_err(|e| io_error(name, path, "open", &e))?;
+    if !existed {
+        sync_folder(parent).map_err(|e| io_error(name, parent, "fsync the folder", &e))?;
+    }
+    Ok((file, existed))
+}
+
+#[cfg(unix)]
+fn sync_folder(folder: &Path) -> io::Result<()> {
+    File::open(folder)?.sync_all()
+}
+
+#[cfg(not(unix))]
+fn sync_folder(_folder: &Path) -> io::Result<()> {
+    // Folders cannot be opened as files here; the file system orders the entry itself.
+    Ok(())
+}
+
+#[cfg(unix)]
+fn identity(len: u64, meta: &Metadata) -> FileCheckpoint {
+    use std::os::unix::fs::MetadataExt;
+    FileCheckpoint {
+        len,
+        dev: meta.dev(),
+        ino: meta.ino(),
+    }
+}
+
+#[cfg(not(unix))]
+fn identity(len: u64, _meta: &Metadata) -> FileCheckpoint {
+    FileCheckpoint {
+        len,
+        dev: 0,
+        ino: 0,
+    }
+}
+
+/// Truncates to `len` and makes the cut durable before anything is appended after it.
+fn cut_to(file: &File, len: u64) -> io::Result<()> {
+    file.set_len(len)?;
+    file.sync_data()
+}
+
+/// Makes sure the `len`-byte file ends with a newline (or is empty), so the next record
+/// starts its own line. Returns the resulting length.
+fn end_with_newline(file: &mut File, len: u64) -> io::Result<u64> {
+    if len == 0 {
+        return Ok(0);
+    }
+    let mut last = [0u8; 1];
+    file.seek(SeekFrom::Start(len - 1))?;
+    file.read_exact(&mut last)?;
+    if last[0] == b'\n' {
+        return Ok(len);
+    }
+    // The file is opened in append mode, so this lands at the end whatever the position.
+    file.write_all(b"\n")?;
+    file.sync_data()?;
+    Ok(len + 1)
+}
+
+/// Maps an I/O error to a sink error naming the sink and the path. Errors a retry cannot
+/// fix without a human (permissions, a file where a folder should be) are permanent.
+fn io_error(name: &str, path: &Path, action: &str, e: &io::Error) -> SinkError {
+    let message = format!("cannot {action} {}: {e}", path.display());
+    match e.kind() {
+        io::ErrorKind::PermissionDenied
+        | io::ErrorKind::NotADirectory
+        | io::ErrorKind::IsADirectory
+        | io::ErrorKind::ReadOnlyFilesystem
+        | io::ErrorKind::InvalidFilename
+        | io::ErrorKind::InvalidInput => SinkError::permanent(name, message),
+        _ => SinkError::retryable(name, message),
+    }
+}
+
+#[async_trait::async_trait]
+impl Sink for FileSink {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn kind(&self) -> &'static str {
+        "file"
+    }
+
+    async fn healthcheck(&self) -> Result<(), SinkError> {
+        let (name, path) = (self.name.clone(), self.path.clone());
+        tokio::task::spawn_blocking(move || FileSink::check_path(&name, &path))
+            .await
+            .map_err(|e| {
+                SinkError::retryable(
+                    &self.name,
+                    format!(
+                        "checking {}: the task did not finish: {e}",
+                        self.path.display()
+                    ),
+                )
+            })?
+    }
+
+    /// Appends the batch as JSON lines with one write, fsyncs, and returns the checkpoint
+    /// to commit. Nothing is acknowledged on error, and the file is left as it was.
+    async fn send(&self, batch: &[EventRecord]) -> Result<Delivery, SinkError> {
+        let mut state = self.state.clone().lock_owned().await;
+        if batch.is_empty() {
+            return Ok(Delivery {
+                rejected: Vec::new(),
+                file: Some(state.checkpoint),
+            });
+        }
+        let mut bytes = Vec::with_capacity(batch.len() * 320);
+        for record in batch {
+            bytes.extend_from_slice(record.to_json_line().as_bytes());
+            bytes.push(b'\n');
+        }
+        let (name, path) = (self.name.clone(), self.path.clone());
+        // The guard moves into the blocking task, so a cancelled send still finishes (or
+        // cuts back) its append before the next one can start.
+        let checkpoint = tokio::task::spawn_blocking(move || state.append(&name, &path, &bytes))
+            .await
+            .map_err(|e| {
+                SinkError::retryable(
+                    &self.name,
+                    format!(
+                        "appending to {}: the task did not finish: {e}",
+                        self.path.display()
+                    ),
+                )
+            })??;
+        Ok(Delivery {
+            rejected: Vec::new(),
+            file: Some(checkpoint),
+        })
+    }
+}
