@@ -1,1 +1,0 @@
-//! The SQLite checkpoint store (to be written).

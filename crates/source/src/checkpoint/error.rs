@@ -1,0 +1,89 @@
+//! Errors of the checkpoint store. Every variant names the state file, because
+//! an operator with several configs needs to know which file is at fault.
+
+use std::path::PathBuf;
+
+/// Why the state file could not be locked, opened, read or written.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StateError {
+    /// Another process holds the OS lock: two runners on one state file would
+    /// deliver the same events twice.
+    #[error(
+        "another runner holds the state file {} (lock {}); wait for it to finish or stop it",
+        path.display(),
+        lock_path.display()
+    )]
+    Locked { path: PathBuf, lock_path: PathBuf },
+
+    #[error("state file {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("state file {}: {source}", path.display())]
+    Sqlite {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+
+    /// Written by a newer runner; reading it with an older schema could
+    /// silently lose positions, so it is refused.
+    #[error(
+        "state file {} has schema version {found}, but this runner supports up to {supported}; \
+         upgrade the runner or point [state] path at another file",
+        path.display()
+    )]
+    FutureVersion {
+        path: PathBuf,
+        found: i64,
+        supported: i64,
+    },
+
+    /// A read-only open cannot migrate an older schema.
+    #[error(
+        "state file {} has schema version {found}, older than {supported}; \
+         run `runner sync` or `runner state reset` once to upgrade it",
+        path.display()
+    )]
+    Outdated {
+        path: PathBuf,
+        found: i64,
+        supported: i64,
+    },
+
+    /// The file is an SQLite database of some other program.
+    #[error(
+        "{} is not a state file of this runner (SQLite application_id {application_id:#x}); \
+         point [state] path at another file",
+        path.display()
+    )]
+    ForeignFile { path: PathBuf, application_id: i32 },
+
+    /// A value that cannot be stored or that was read back out of range.
+    #[error("state file {}: {detail}", path.display())]
+    InvalidValue { path: PathBuf, detail: String },
+}
+
+impl StateError {
+    /// Whether trying the same operation later may succeed without anyone
+    /// changing anything: the lock is freed when the other runner ends, and
+    /// SQLite reports busy while another connection writes.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            StateError::Locked { .. } => true,
+            StateError::Sqlite { source, .. } => matches!(
+                source.sqlite_error_code(),
+                Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+            ),
+            StateError::Io { .. }
+            | StateError::FutureVersion { .. }
+            | StateError::Outdated { .. }
+            | StateError::ForeignFile { .. }
+            | StateError::InvalidValue { .. } => false,
+        }
+    }
+}

@@ -1,0 +1,577 @@
+//! The checkpoint store: the one SQLite state file per config, shared by all
+//! sources. It owns the positions each (source, service, sink) has
+//! acknowledged, the fingerprints that let a sink skip what it already has
+//! within `lookback`, and the committed length of each file sink. No SQL lives
+//! outside this module.
+//!
+//! A commit is one transaction, written with `synchronous=FULL`: the file
+//! sink's exactly-once promise (cut an uncommitted tail at start-up) holds only
+//! if a committed length survives a power cut.
+//!
+//! The methods block; async callers run them on `spawn_blocking`.
+
+mod error;
+mod schema;
+
+use std::ffi::OsString;
+use std::fs::{self, File, OpenOptions, TryLockError};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
+
+pub use error::StateError;
+use schema::Migration;
+
+/// How long a statement waits for another connection's write (a `state` reader
+/// racing a runner's commit) before reporting busy.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The `WHERE` clause of [`CheckpointStore::reset`]: `?1`..`?3` are the
+/// filter's source, service and sink, and NULL matches any.
+const MATCHING: &str = "(?1 IS NULL OR source = ?1)
+     AND (?2 IS NULL OR service_id = ?2)
+     AND (?3 IS NULL OR sink = ?3)";
+
+/// The exclusive OS lock on `<state path>.lock`; held until dropped.
+///
+/// The lock is `flock`-style and tied to the open file: the kernel releases it
+/// when the process ends in any way, so a SIGKILLed runner never blocks the
+/// next one and no stale-lock cleanup is needed.
+#[derive(Debug)]
+pub struct StateLock {
+    _file: File,
+    lock_path: PathBuf,
+}
+
+impl StateLock {
+    /// The lock file's path.
+    pub fn path(&self) -> &Path {
+        &self.lock_path
+    }
+}
+
+/// Names one cursor: a sink's place in one service of one source.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CursorKey {
+    pub source: String,
+    pub service_id: String,
+    pub sink: String,
+}
+
+/// A cursor as stored.
+#[derive(Debug, Clone, Default)]
+pub struct CursorState {
+    /// Epoch ms; older events are never delivered to this sink.
+    pub since: i64,
+    /// Newest `occur_time` (epoch ms) this sink acknowledged; `None` before the first.
+    pub position: Option<i64>,
+    /// `(id, occur_time)` of acknowledged events within `lookback` of `position`,
+    /// ordered by `occur_time`, then id.
+    pub fingerprints: Vec<(String, i64)>,
+}
+
+/// The committed state of a file sink: its length and which file it was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileOffset {
+    pub len: u64,
+    pub dev: u64,
+    pub ino: u64,
+}
+
+/// The new state of one cursor, written by [`CheckpointStore::commit`].
+#[derive(Debug, Clone)]
+pub struct CursorCommit {
+    pub key: CursorKey,
+    pub since: i64,
+    pub position: Option<i64>,
+    /// Fingerprints to add; ones already stored are kept as they are.
+    pub add_fingerprints: Vec<(String, i64)>,
+    /// Deletes this cursor's fingerprints with `occur_time` below it.
+    pub prune_below: Option<i64>,
+}
+
+/// Everything one acknowledgement changes, written atomically.
+#[derive(Debug, Clone, Default)]
+pub struct Commit {
+    pub cursors: Vec<CursorCommit>,
+    /// `(sink, path, offset)` of file sinks.
+    pub files: Vec<(String, String, FileOffset)>,
+}
+
+/// One cursor as shown by `runner state`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PositionRow {
+    pub source: String,
+    pub service_id: String,
+    pub sink: String,
+    pub since: i64,
+    pub position: Option<i64>,
+    /// How many fingerprints the cursor holds.
+    pub fingerprints: u64,
+    /// Epoch ms of the last change.
+    pub updated_at: i64,
+}
+
+/// Which cursors `state reset` touches; `None` matches every value, so the
+/// default matches all cursors.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ResetFilter {
+    pub source: Option<String>,
+    pub service_id: Option<String>,
+    pub sink: Option<String>,
+}
+
+/// What `state reset` does to the matching cursors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResetTo {
+    /// Forget the rows: the source's `start_at` applies again.
+    Delete,
+    /// `since` = this epoch ms, `position` = none, fingerprints cleared.
+    Since(i64),
+}
+
+/// The open state file.
+#[derive(Debug)]
+pub struct CheckpointStore {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl CheckpointStore {
+    /// Takes the exclusive OS lock on `<path>.lock`, creating the parent
+    /// folder. `Err(StateError::Locked)` when another process holds it.
+    pub fn lock(path: &Path) -> Result<StateLock, StateError> {
+        create_parent(path)?;
+        let lock_path = lock_path(path);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&lock_path)
+            .map_err(|source| StateError::Io {
+                path: lock_path.clone(),
+                source,
+            })?;
+        match file.try_lock() {
+            Ok(()) => Ok(StateLock {
+                _file: file,
+                lock_path,
+            }),
+            Err(TryLockError::WouldBlock) => Err(StateError::Locked {
+                path: path.to_path_buf(),
+                lock_path,
+            }),
+            Err(TryLockError::Error(source)) => Err(StateError::Io {
+                path: lock_path,
+                source,
+            }),
+        }
+    }
+
+    /// Opens the state file read-write, creating it and its parent folders,
+    /// and brings its schema up to date. Refuses a file written by a newer
+    /// runner or by another program.
+    pub fn open(path: &Path) -> Result<Self, StateError> {
+        create_parent(path)?;
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags).map_err(sqlite_error(path))?;
+        let mut store = CheckpointStore {
+            conn,
+            path: path.to_path_buf(),
+        };
+        store.configure(true)?;
+        store.check_application_id()?;
+        match schema::migrate(&mut store.conn).map_err(sqlite_error(path))? {
+            Migration::Done { from } if from < schema::supported_version() => {
+                tracing::info!(
+                    path = %path.display(),
+                    from,
+                    to = schema::supported_version(),
+                    "Migrated the state file."
+                );
+            }
+            Migration::Done { .. } => {}
+            Migration::FromTheFuture { found } => {
+                return Err(StateError::FutureVersion {
+                    path: path.to_path_buf(),
+                    found,
+                    supported: schema::supported_version(),
+                });
+            }
+        }
+        Ok(store)
+    }
+
+    /// Opens the state file read-only, for `runner state` and `--dry-run`.
+    /// `Ok(None)` when it does not exist; never creates anything.
+    pub fn open_read_only(path: &Path) -> Result<Option<Self>, StateError> {
+        let exists = path.try_exists().map_err(|source| StateError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        if !exists {
+            return Ok(None);
+        }
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags).map_err(sqlite_error(path))?;
+        let store = CheckpointStore {
+            conn,
+            path: path.to_path_buf(),
+        };
+        store.configure(false)?;
+        store.check_application_id()?;
+        let found = schema::user_version(&store.conn).map_err(sqlite_error(path))?;
+        let supported = schema::supported_version();
+        if found > supported {
+            return Err(StateError::FutureVersion {
+                path: path.to_path_buf(),
+                found,
+                supported,
+            });
+        }
+        if found < supported {
+            return Err(StateError::Outdated {
+                path: path.to_path_buf(),
+                found,
+                supported,
+            });
+        }
+        Ok(Some(store))
+    }
+
+    /// The state file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The stored cursor, or `None` when this sink has never committed for
+    /// this service (or was reset with [`ResetTo::Delete`]).
+    pub fn cursor(&self, key: &CursorKey) -> Result<Option<CursorState>, StateError> {
+        let row = self
+            .conn
+            .query_row(
+                "SELECT id, since, position FROM cursor
+                 WHERE source = ?1 AND service_id = ?2 AND sink = ?3",
+                params![key.source, key.service_id, key.sink],
+                |row| {
+                    Ok((
+                        row.get::<_, i64>(0)?,
+                        row.get::<_, i64>(1)?,
+                        row.get::<_, Option<i64>>(2)?,
+                    ))
+                },
+            )
+            .optional()
+            .map_err(self.sqlite())?;
+        let Some((cursor_id, since, position)) = row else {
+            return Ok(None);
+        };
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT id, occur_time FROM fingerprint
+                 WHERE cursor_id = ?1 ORDER BY occur_time, id",
+            )
+            .map_err(self.sqlite())?;
+        let fingerprints = stmt
+            .query_map([cursor_id], |row| Ok((row.get(0)?, row.get(1)?)))
+            .and_then(Iterator::collect)
+            .map_err(self.sqlite())?;
+        Ok(Some(CursorState {
+            since,
+            position,
+            fingerprints,
+        }))
+    }
+
+    /// The committed `(path, offset)` of a file sink, or `None` before its
+    /// first commit.
+    pub fn file_offset(&self, sink: &str) -> Result<Option<(String, FileOffset)>, StateError> {
+        let row = self
+            .conn
+            .query_row(
+                "SELECT path, len, dev, ino FROM file_offset WHERE sink = ?1",
+                [sink],
+                |row| {
+                    Ok((
+                        row.get::<_, String>(0)?,
+                        row.get::<_, i64>(1)?,
+                        row.get::<_, i64>(2)?,
+                        row.get::<_, i64>(3)?,
+                    ))
+                },
+            )
+            .optional()
+            .map_err(self.sqlite())?;
+        let Some((path, len, dev, ino)) = row else {
+            return Ok(None);
+        };
+        let len = u64::try_from(len).map_err(|_| StateError::InvalidValue {
+            path: self.path.clone(),
+            detail: format!("file sink {sink:?} has a negative committed length {len}"),
+        })?;
+        Ok(Some((
+            path,
+            FileOffset {
+                len,
+                // Device and inode numbers are stored bit for bit: they are
+                // identities, not quantities, and may use the top bit.
+                dev: dev.cast_unsigned(),
+                ino: ino.cast_unsigned(),
+            },
+        )))
+    }
+
+    /// Writes a whole acknowledgement in one durable transaction: cursors
+    /// (since, position, updated_at), new fingerprints (duplicates ignored),
+    /// pruning below each cursor's bound, and file offsets. On error nothing
+    /// is written.
+    pub fn commit(&mut self, commit: &Commit) -> Result<(), StateError> {
+        let path = self.path.clone();
+        let now = now_ms();
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sqlite_error(&path))?;
+        for cursor in &commit.cursors {
+            let key = &cursor.key;
+            let cursor_id: i64 = tx
+                .prepare_cached(
+                    "INSERT INTO cursor (source, service_id, sink, since, position, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                     ON CONFLICT (source, service_id, sink) DO UPDATE SET
+                         since = excluded.since,
+                         position = excluded.position,
+                         updated_at = excluded.updated_at
+                     RETURNING id",
+                )
+                .and_then(|mut stmt| {
+                    stmt.query_row(
+                        params![
+                            key.source,
+                            key.service_id,
+                            key.sink,
+                            cursor.since,
+                            cursor.position,
+                            now
+                        ],
+                        |row| row.get(0),
+                    )
+                })
+                .map_err(sqlite_error(&path))?;
+            {
+                // ON CONFLICT names the key, unlike INSERT OR IGNORE, so a
+                // malformed id still fails the commit instead of vanishing.
+                let mut insert = tx
+                    .prepare_cached(
+                        "INSERT INTO fingerprint (cursor_id, id, occur_time) VALUES (?1, ?2, ?3)
+                         ON CONFLICT (cursor_id, id) DO NOTHING",
+                    )
+                    .map_err(sqlite_error(&path))?;
+                for (id, occur_time) in &cursor.add_fingerprints {
+                    insert
+                        .execute(params![cursor_id, id, occur_time])
+                        .map_err(sqlite_error(&path))?;
+                }
+            }
+            if let Some(bound) = cursor.prune_below {
+                tx.prepare_cached(
+                    "DELETE FROM fingerprint WHERE cursor_id = ?1 AND occur_time < ?2",
+                )
+                .and_then(|mut stmt| stmt.execute(params![cursor_id, bound]))
+                .map_err(sqlite_error(&path))?;
+            }
+        }
+        for (sink, file_path, offset) in &commit.files {
+            let len = i64::try_from(offset.len).map_err(|_| StateError::InvalidValue {
+                path: path.clone(),
+                detail: format!(
+                    "file sink {sink:?}: length {} does not fit the state file",
+                    offset.len
+                ),
+            })?;
+            tx.prepare_cached(
+                "INSERT INTO file_offset (sink, path, len, dev, ino, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (sink) DO UPDATE SET
+                     path = excluded.path,
+                     len = excluded.len,
+                     dev = excluded.dev,
+                     ino = excluded.ino,
+                     updated_at = excluded.updated_at",
+            )
+            .and_then(|mut stmt| {
+                stmt.execute(params![
+                    sink,
+                    file_path,
+                    len,
+                    offset.dev.cast_signed(),
+                    offset.ino.cast_signed(),
+                    now
+                ])
+            })
+            .map_err(sqlite_error(&path))?;
+        }
+        tx.commit().map_err(sqlite_error(&path))
+    }
+
+    /// Every cursor, ordered by source, service and sink.
+    pub fn positions(&self) -> Result<Vec<PositionRow>, StateError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT c.source, c.service_id, c.sink, c.since, c.position, c.updated_at,
+                        (SELECT count(*) FROM fingerprint f WHERE f.cursor_id = c.id)
+                 FROM cursor c
+                 ORDER BY c.source, c.service_id, c.sink",
+            )
+            .map_err(self.sqlite())?;
+        let rows = stmt
+            .query_map([], |row| {
+                Ok(PositionRow {
+                    source: row.get(0)?,
+                    service_id: row.get(1)?,
+                    sink: row.get(2)?,
+                    since: row.get(3)?,
+                    position: row.get(4)?,
+                    updated_at: row.get(5)?,
+                    // count(*) is never negative.
+                    fingerprints: row.get::<_, i64>(6)?.unsigned_abs(),
+                })
+            })
+            .and_then(Iterator::collect)
+            .map_err(self.sqlite())?;
+        Ok(rows)
+    }
+
+    /// Resets the cursors that match `filter` and returns how many changed.
+    /// File offsets are left alone: the file on disk still holds what was
+    /// written, and cutting it back is the file sink's business.
+    pub fn reset(&mut self, filter: &ResetFilter, to: ResetTo) -> Result<usize, StateError> {
+        let path = self.path.clone();
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sqlite_error(&path))?;
+        let matching = params![filter.source, filter.service_id, filter.sink];
+        // Fingerprints go explicitly rather than by cascade, so the result
+        // does not depend on the connection's foreign_keys setting.
+        tx.execute(
+            &format!(
+                "DELETE FROM fingerprint WHERE cursor_id IN (SELECT id FROM cursor WHERE {MATCHING})"
+            ),
+            matching,
+        )
+        .map_err(sqlite_error(&path))?;
+        let changed = match to {
+            ResetTo::Delete => {
+                tx.execute(&format!("DELETE FROM cursor WHERE {MATCHING}"), matching)
+            }
+            ResetTo::Since(since) => tx.execute(
+                &format!(
+                    "UPDATE cursor SET since = ?4, position = NULL, updated_at = ?5
+                     WHERE {MATCHING}"
+                ),
+                params![
+                    filter.source,
+                    filter.service_id,
+                    filter.sink,
+                    since,
+                    now_ms()
+                ],
+            ),
+        }
+        .map_err(sqlite_error(&path))?;
+        tx.commit().map_err(sqlite_error(&path))?;
+        Ok(changed)
+    }
+
+    /// Per-connection settings. Journal mode is a property of the file and can
+    /// only be set by a writer.
+    fn configure(&self, writable: bool) -> Result<(), StateError> {
+        self.conn
+            .busy_timeout(BUSY_TIMEOUT)
+            .map_err(self.sqlite())?;
+        self.conn
+            .pragma_update(None, "foreign_keys", true)
+            .map_err(self.sqlite())?;
+        if writable {
+            // WAL lets `runner state` read while a runner commits.
+            let mode: String = self
+                .conn
+                .pragma_update_and_check(None, "journal_mode", "wal", |row| row.get(0))
+                .map_err(self.sqlite())?;
+            if !mode.eq_ignore_ascii_case("wal") {
+                return Err(StateError::InvalidValue {
+                    path: self.path.clone(),
+                    detail: format!(
+                        "SQLite refused write-ahead logging (journal mode {mode}); \
+                         the state file must be on a local file system"
+                    ),
+                });
+            }
+            // FULL syncs the WAL on every commit: a committed file length
+            // must survive a power cut, or the file sink would cut good data.
+            self.conn
+                .pragma_update(None, "synchronous", "FULL")
+                .map_err(self.sqlite())?;
+        }
+        Ok(())
+    }
+
+    fn check_application_id(&self) -> Result<(), StateError> {
+        let id = schema::application_id(&self.conn).map_err(self.sqlite())?;
+        // 0 is a fresh file (or one from before the id existed); migrate sets it.
+        if id != 0 && id != schema::APPLICATION_ID {
+            return Err(StateError::ForeignFile {
+                path: self.path.clone(),
+                application_id: id,
+            });
+        }
+        Ok(())
+    }
+
+    fn sqlite(&self) -> impl Fn(rusqlite::Error) -> StateError + '_ {
+        sqlite_error(&self.path)
+    }
+}
+
+fn sqlite_error(path: &Path) -> impl Fn(rusqlite::Error) -> StateError + '_ {
+    move |source| StateError::Sqlite {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn create_parent(path: &Path) -> Result<(), StateError> {
+    match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => {
+            fs::create_dir_all(parent).map_err(|source| StateError::Io {
+                path: path.to_path_buf(),
+                source,
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
+/// `<path>.lock`, keeping the full file name (`events.db.lock`), so that the
+/// lock sits beside the file it guards and is obviously its companion.
+fn lock_path(path: &Path) -> PathBuf {
+    let mut name = OsString::from(path.as_os_str());
+    name.push(".lock");
+    PathBuf::from(name)
+}
+
+/// Wall-clock epoch ms for `updated_at`, which is for display only; a clock
+/// before 1970 shows as 0 rather than failing a commit.
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}

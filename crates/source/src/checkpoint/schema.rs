@@ -1,0 +1,93 @@
+//! The state file's schema and its migrations, keyed by SQLite's
+//! `user_version`.
+//!
+//! Migrations are append-only: a released entry is never edited, because state
+//! files in the field were created by it. A schema change is a new entry.
+
+use rusqlite::{Connection, TransactionBehavior};
+
+/// Marks the file as ours (`PRAGMA application_id`, "MAEV"), so that pointing
+/// `[state] path` at another program's database fails instead of adding
+/// tables to it.
+pub(super) const APPLICATION_ID: i32 = 0x4d41_4556;
+
+/// Entry `n` takes the schema from version `n` to `n + 1`.
+const MIGRATIONS: &[&str] = &[
+    // 1: cursors per (source, service, sink), their fingerprints, file sink offsets.
+    "
+    CREATE TABLE cursor (
+        id          INTEGER PRIMARY KEY,
+        source      TEXT NOT NULL,
+        service_id  TEXT NOT NULL,
+        sink        TEXT NOT NULL,
+        since       INTEGER NOT NULL,
+        position    INTEGER,
+        updated_at  INTEGER NOT NULL,
+        UNIQUE (source, service_id, sink)
+    ) STRICT;
+
+    CREATE TABLE fingerprint (
+        cursor_id   INTEGER NOT NULL REFERENCES cursor (id) ON DELETE CASCADE,
+        id          TEXT NOT NULL
+                    CHECK (length(id) = 64 AND id NOT GLOB '*[^0-9a-f]*'),
+        occur_time  INTEGER NOT NULL,
+        PRIMARY KEY (cursor_id, id)
+    ) STRICT, WITHOUT ROWID;
+
+    -- Pruning deletes a cursor's fingerprints below a time on every commit.
+    CREATE INDEX fingerprint_by_time ON fingerprint (cursor_id, occur_time);
+
+    CREATE TABLE file_offset (
+        sink        TEXT PRIMARY KEY,
+        path        TEXT NOT NULL,
+        len         INTEGER NOT NULL CHECK (len >= 0),
+        dev         INTEGER NOT NULL,
+        ino         INTEGER NOT NULL,
+        updated_at  INTEGER NOT NULL
+    ) STRICT;
+    ",
+];
+
+/// The schema version this build writes and reads.
+pub(super) fn supported_version() -> i64 {
+    // The list has a handful of entries; it can never overflow an i64.
+    MIGRATIONS.len() as i64
+}
+
+pub(super) fn user_version(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.pragma_query_value(None, "user_version", |row| row.get(0))
+}
+
+pub(super) fn application_id(conn: &Connection) -> rusqlite::Result<i32> {
+    conn.pragma_query_value(None, "application_id", |row| row.get(0))
+}
+
+/// What [`migrate`] found and did.
+pub(super) enum Migration {
+    /// The schema is current; `from` is the version before this call.
+    Done { from: i64 },
+    /// The file was written by a newer build and is left untouched.
+    FromTheFuture { found: i64 },
+}
+
+/// Brings the schema to [`supported_version`] in one write transaction, so two
+/// processes opening a fresh file at once cannot both run a migration.
+pub(super) fn migrate(conn: &mut Connection) -> rusqlite::Result<Migration> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let found = user_version(&tx)?;
+    if found > supported_version() {
+        return Ok(Migration::FromTheFuture { found });
+    }
+    let start = usize::try_from(found).unwrap_or(0);
+    for sql in MIGRATIONS.iter().skip(start) {
+        tx.execute_batch(sql)?;
+    }
+    if found < supported_version() {
+        // Both pragmas are part of the transaction: a crash mid-migration
+        // leaves the old version and no half-made tables.
+        tx.pragma_update(None, "application_id", APPLICATION_ID)?;
+        tx.pragma_update(None, "user_version", supported_version())?;
+    }
+    tx.commit()?;
+    Ok(Migration::Done { from: found })
+}
