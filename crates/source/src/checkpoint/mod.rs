@@ -12,6 +12,8 @@
 
 mod error;
 mod schema;
+#[cfg(test)]
+mod tests;
 
 use std::ffi::OsString;
 use std::fs::{self, File, OpenOptions, TryLockError};
