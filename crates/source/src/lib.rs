@@ -7,8 +7,18 @@
 //! Event Logs", `GET /v1/{project_id}/services/{service_id}/events`).
 
 pub mod checkpoint;
+pub mod client;
+pub mod cursor;
+pub mod error;
+pub mod pull;
+pub mod rate;
+pub mod retry;
 pub mod secret;
 pub mod settings;
 
+pub use client::{EventsPage, EventsQuery, ModelArtsClient, RawEvent, ServiceInfo};
+pub use cursor::SinkCursor;
+pub use error::SourceError;
+pub use pull::{PullOptions, PulledBatch, PulledEvent, ServerModel, ServicePull};
 pub use secret::Secret;
 pub use settings::{AuthSettings, OffsetUnit, SourceSettings, StartAt};

@@ -1,0 +1,97 @@
+//! Errors of the ModelArts client and the pull, classified so that the retry
+//! policy never parses strings: [`SourceError::is_retryable`] decides.
+
+use std::time::Duration;
+
+/// What went wrong talking to ModelArts. Every variant names the request
+/// (method, path and query; never a credential).
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// Connection refused or reset, timeout, or a body cut off mid-way.
+    #[error("{request}: transport error: {message}")]
+    Transport { request: String, message: String },
+
+    /// 429 or 5xx (including an HTML error page from a gateway).
+    #[error("{request}: HTTP {status}{}: {message}", code_suffix(.code))]
+    Server {
+        request: String,
+        status: u16,
+        code: Option<String>,
+        message: String,
+        retry_after: Option<Duration>,
+    },
+
+    /// A 200 whose body is not the documented JSON (truncated or garbled).
+    #[error("{request}: unreadable response body: {message}")]
+    BadBody { request: String, message: String },
+
+    /// The body was larger than `max_response_bytes`.
+    #[error("{request}: response larger than max_response_bytes ({limit} bytes)")]
+    TooLarge { request: String, limit: u64 },
+
+    /// 401/403: the credentials were refused. Not retried: repeated failures
+    /// can lock the key.
+    #[error("{request}: authentication failed: HTTP {status}{}: {message}", code_suffix(.code))]
+    Auth {
+        request: String,
+        status: u16,
+        code: Option<String>,
+        message: String,
+    },
+
+    /// 404 for the service (`ModelArts.3502`).
+    #[error("{request}: service {service_id} not found: HTTP {status}{}: {message}", code_suffix(.code))]
+    ServiceNotFound {
+        request: String,
+        service_id: String,
+        status: u16,
+        code: Option<String>,
+        message: String,
+    },
+
+    /// Any other 4xx: the request itself is wrong; retrying cannot help.
+    #[error("{request}: request refused: HTTP {status}{}: {message}", code_suffix(.code))]
+    Rejected {
+        request: String,
+        status: u16,
+        code: Option<String>,
+        message: String,
+    },
+
+    /// The client could not be set up (bad endpoint, unreadable token file).
+    #[error("{0}")]
+    Setup(String),
+
+    /// The server's answers cannot be paged (for example a page made only of
+    /// rows without a usable `occur_time`).
+    #[error("service {service_id}: {message}")]
+    Paging { service_id: String, message: String },
+}
+
+fn code_suffix(code: &Option<String>) -> String {
+    code.as_deref().map(|c| format!(" {c}")).unwrap_or_default()
+}
+
+impl SourceError {
+    /// Whether the same request may succeed later (429, 5xx, transport, bad body).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            SourceError::Transport { .. } | SourceError::BadBody { .. } => true,
+            SourceError::Server { .. } => true,
+            SourceError::TooLarge { .. }
+            | SourceError::Auth { .. }
+            | SourceError::ServiceNotFound { .. }
+            | SourceError::Rejected { .. }
+            | SourceError::Setup(_)
+            | SourceError::Paging { .. } => false,
+        }
+    }
+
+    /// The server's `Retry-After`, when it sent one.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            SourceError::Server { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,568 @@
+//! The incremental pull of one service's events, paging by time instead of
+//! trusting the server's paging model.
+//!
+//! The events API has no ids and no cursor, and its docs leave open whether
+//! `start_time`/`end_time` are inclusive, whether `offset` counts pages or
+//! records, and whether a large `limit` is served in full. The pull keeps
+//! correct under every combination:
+//!
+//! - It asks `sort_by=occur_time&order=asc&offset=0` from `floor - 1` (right
+//!   for an inclusive and an exclusive bound; rows below `floor` are
+//!   dropped), and treats a page as covering only the milliseconds before
+//!   its last row, because that last millisecond may go on in the next page.
+//!   The next request starts at that millisecond again.
+//! - A page whose rows all share one millisecond, with more to come, means
+//!   the millisecond holds more events than a page: it is read alone, in a
+//!   narrow window, with offset paging; only here does the offset unit
+//!   matter, and it is detected once per source (`OffsetUnit::Auto`).
+//! - A page shorter than `limit` while `total_count` says more remain shows
+//!   the server clamps `limit`; the pull stops only when a page covers
+//!   `total_count`, never on a short page.
+//! - Identical events in one millisecond ("twins") are numbered 1, 2, … in
+//!   the server's order; a group is numbered from its first row on every
+//!   read, so the numbers, and so the ids, are stable across runs.
+
+use crate::client::{EventRow, EventsPage, EventsQuery, ModelArtsClient, RawEvent};
+use crate::error::SourceError;
+use crate::settings::OffsetUnit;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use tracing::{debug, info, warn};
+
+/// What a source has learned about its server's paging, shared by all of
+/// the source's services so that each fact is detected once.
+#[derive(Debug, Default, Clone)]
+pub struct ServerModel {
+    /// `Some(true)` once a row at exactly the asked `start_time` was seen.
+    pub start_inclusive: Option<bool>,
+    /// `Some(true)` once a row at exactly the asked `end_time` was seen.
+    pub end_inclusive: Option<bool>,
+    /// How `offset` counts, once known (never `Auto`).
+    pub offset_unit: Option<OffsetUnit>,
+    /// The page size the server really serves, once a clamp was seen.
+    pub served_page_size: Option<u32>,
+}
+
+/// Settings of the pull that come from the source's config.
+#[derive(Debug, Clone)]
+pub struct PullOptions {
+    pub page_size: u32,
+    pub event_type: Option<String>,
+    pub offset_unit: OffsetUnit,
+}
+
+/// One event ready to become a record: its twin number is assigned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PulledEvent {
+    pub occur_time: i64,
+    pub event_type: String,
+    pub event_info: String,
+    /// 1-based number among identical events in its millisecond.
+    pub twin: u32,
+}
+
+/// A batch of events in ascending `occur_time`.
+#[derive(Debug, Clone, Default)]
+pub struct PulledBatch {
+    pub service_name: String,
+    pub events: Vec<PulledEvent>,
+    /// Rows with no usable `occur_time`, as truncated raw JSON.
+    pub malformed: Vec<String>,
+}
+
+/// Where the pull is.
+#[derive(Debug)]
+enum Phase {
+    /// Paging by time from `floor`.
+    Scan,
+    /// Reading one overfull millisecond with offset paging.
+    Millisecond(MillisecondRead),
+    Done,
+}
+
+#[derive(Debug)]
+struct MillisecondRead {
+    ms: i64,
+    /// Index of the next page to ask for (the first one is page 0).
+    next_page: u64,
+    total: u64,
+    served: u32,
+    unit: OffsetUnit,
+    twins: HashMap<(String, String), u32>,
+}
+
+/// Pulls one service's events from `floor` on, batch by batch.
+pub struct ServicePull<'a> {
+    client: &'a ModelArtsClient,
+    model: &'a Mutex<ServerModel>,
+    service_id: String,
+    options: PullOptions,
+    /// Every event below `floor` has been emitted (or was below the start).
+    floor: i64,
+    /// The `limit` asked; halved when a response is larger than allowed.
+    limit: u32,
+    phase: Phase,
+    service_name: String,
+    requests: u64,
+}
+
+impl<'a> ServicePull<'a> {
+    /// A pull of the events at or after `floor` (epoch ms; `None` or ≤ 0
+    /// reads the whole history).
+    pub fn new(
+        client: &'a ModelArtsClient,
+        model: &'a Mutex<ServerModel>,
+        service_id: &str,
+        floor: Option<i64>,
+        options: PullOptions,
+    ) -> Self {
+        let limit = options.page_size.clamp(1, 1000);
+        ServicePull {
+            client,
+            model,
+            service_id: service_id.to_owned(),
+            options,
+            floor: floor.unwrap_or(0).max(0),
+            limit,
+            phase: Phase::Scan,
+            service_name: String::new(),
+            requests: 0,
+        }
+    }
+
+    /// Requests made so far.
+    pub fn requests(&self) -> u64 {
+        self.requests
+    }
+
+    /// The next batch, or `None` when the service has been read to its end.
+    /// A batch may be empty of events (for example only malformed rows).
+    pub async fn next_batch(&mut self) -> Result<Option<PulledBatch>, SourceError> {
+        loop {
+            let step = match std::mem::replace(&mut self.phase, Phase::Done) {
+                Phase::Done => return Ok(None),
+                Phase::Scan => self.scan_step().await?,
+                Phase::Millisecond(read) => self.millisecond_step(read).await?,
+            };
+            if let Some(batch) = step {
+                return Ok(Some(batch));
+            }
+        }
+    }
+
+    fn model(&self) -> ServerModel {
+        // A poisoned lock only means another service's task panicked while
+        // holding it; the facts inside are still valid.
+        self.model
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    fn learn(&self, update: impl FnOnce(&mut ServerModel)) {
+        let mut model = self
+            .model
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        update(&mut model);
+    }
+
+    async fn fetch(&mut self, query: &EventsQuery) -> Result<EventsPage, SourceError> {
+        self.requests += 1;
+        debug!(service_id = %self.service_id, ?query, "Requesting events.");
+        let page = self.client.service_events(&self.service_id, query).await?;
+        if !page.service_name.is_empty() && self.service_name != page.service_name {
+            self.service_name = page.service_name.clone();
+        }
+        Ok(page)
+    }
+
+    fn batch(&self, events: Vec<PulledEvent>, malformed: Vec<String>) -> PulledBatch {
+        for raw in &malformed {
+            warn!(
+                service_id = %self.service_id,
+                row = %raw,
+                "Skipping an event without a usable occur_time."
+            );
+        }
+        PulledBatch {
+            service_name: self.service_name.clone(),
+            events,
+            malformed,
+        }
+    }
+
+    /// One request of the time scan. Sets the next phase; returns a batch
+    /// when there is one to hand out.
+    async fn scan_step(&mut self) -> Result<Option<PulledBatch>, SourceError> {
+        let model = self.model();
+        let start_time = if self.floor <= 0 {
+            None
+        } else if model.start_inclusive == Some(true) {
+            Some(self.floor)
+        } else {
+            Some(self.floor - 1)
+        };
+        let query = EventsQuery {
+            start_time,
+            end_time: None,
+            offset: 0,
+            limit: self.limit,
+            event_type: self.options.event_type.clone(),
+        };
+        let page = match self.fetch(&query).await {
+            Err(SourceError::TooLarge { .. }) if self.limit > 1 => {
+                self.limit = (self.limit / 2).max(1);
+                warn!(service_id = %self.service_id, limit = self.limit,
+                    "Response larger than max_response_bytes; asking again with half the limit.");
+                self.phase = Phase::Scan;
+                return Ok(None);
+            }
+            other => other?,
+        };
+        let served = page.rows.len();
+        let complete = served as u64 >= page.total_count;
+        let mut malformed = Vec::new();
+        let mut kept: Vec<RawEvent> = Vec::with_capacity(served);
+        let mut below_floor = false;
+        for row in page.rows {
+            match row {
+                EventRow::Malformed(raw) => malformed.push(raw),
+                EventRow::Event(event) if event.occur_time >= self.floor => kept.push(event),
+                EventRow::Event(event) => {
+                    if start_time.is_some_and(|start| event.occur_time < start) {
+                        return Err(SourceError::Paging {
+                            service_id: self.service_id.clone(),
+                            message: format!(
+                                "the server returned an event at {} for start_time={}; it does not honour start_time",
+                                event.occur_time,
+                                start_time.unwrap_or_default()
+                            ),
+                        });
+                    }
+                    below_floor = true;
+                }
+            }
+        }
+        if below_floor && model.start_inclusive != Some(true) {
+            info!(source_project = %self.client.project_id(), "The server treats start_time as inclusive.");
+            self.learn(|m| m.start_inclusive = Some(true));
+        }
+        // The API sorts by occur_time; sorting again (stably, keeping the
+        // server's order inside a millisecond) guards the grouping below.
+        if !kept.is_sorted_by_key(|e| e.occur_time) {
+            kept.sort_by_key(|e| e.occur_time);
+        }
+        if complete {
+            let events = number_twins(kept);
+            self.floor = events.last().map(|e| e.occur_time + 1).unwrap_or(self.floor);
+            self.phase = Phase::Done;
+            return Ok(Some(self.batch(events, malformed)));
+        }
+        if served < self.limit as usize && served > 0 && model.served_page_size.is_none() {
+            info!(asked = self.limit, served, "The server serves fewer rows than asked; paging by the served size.");
+            self.learn(|m| m.served_page_size = Some(served as u32));
+        }
+        if served == 0 {
+            warn!(service_id = %self.service_id, total_count = page.total_count,
+                "The server reported more events but returned none; ending this service's pull.");
+            self.phase = Phase::Done;
+            return Ok(Some(self.batch(Vec::new(), malformed)));
+        }
+        let Some(last_ms) = kept.last().map(|e| e.occur_time) else {
+            if below_floor {
+                // The page was filled by rows at floor - 1 of an inclusive
+                // server; ask again from floor itself.
+                self.phase = Phase::Scan;
+                return Ok(None);
+            }
+            return Err(SourceError::Paging {
+                service_id: self.service_id.clone(),
+                message: format!(
+                    "a page of {served} rows held no usable occur_time, so the pull cannot move past it"
+                ),
+            });
+        };
+        let split = kept.partition_point(|e| e.occur_time < last_ms);
+        if split > 0 {
+            // Rows before the last millisecond are complete groups.
+            kept.truncate(split);
+            self.floor = last_ms;
+            self.phase = Phase::Scan;
+            return Ok(Some(self.batch(number_twins(kept), malformed)));
+        }
+        if below_floor {
+            // Learned inclusivity just now; a clean request decides better.
+            self.phase = Phase::Scan;
+            return Ok(None);
+        }
+        // Every row is at one millisecond and more remain: it may hold more
+        // events than a page. Read it alone.
+        debug!(service_id = %self.service_id, ms = last_ms, "Reading one millisecond with offset paging.");
+        let (events, phase) = self.start_millisecond(last_ms).await?;
+        self.phase = phase;
+        if events.is_empty() && malformed.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(self.batch(events, malformed)))
+    }
+
+    /// The window that selects exactly one millisecond as far as the
+    /// server's bounds are known (unknown bounds are widened by one and the
+    /// extra rows dropped).
+    fn millisecond_window(&self, ms: i64) -> (i64, i64) {
+        let model = self.model();
+        let start = if model.start_inclusive == Some(true) { ms } else { ms - 1 };
+        let end = if model.end_inclusive == Some(true) { ms } else { ms + 1 };
+        (start, end)
+    }
+
+    /// Reads page 0 of an overfull millisecond and decides how to go on.
+    /// Returns the first events and the next phase.
+    async fn start_millisecond(
+        &mut self,
+        ms: i64,
+    ) -> Result<(Vec<PulledEvent>, Phase), SourceError> {
+        loop {
+            let (start, end) = self.millisecond_window(ms);
+            let query = EventsQuery {
+                start_time: Some(start),
+                end_time: Some(end),
+                offset: 0,
+                limit: self.limit,
+                event_type: self.options.event_type.clone(),
+            };
+            let page = match self.fetch(&query).await {
+                Err(SourceError::TooLarge { .. }) if self.limit > 1 => {
+                    self.limit = (self.limit / 2).max(1);
+                    continue;
+                }
+                other => other?,
+            };
+            let total = page.total_count;
+            let served_now = page.rows.len() as u32;
+            let (rows, saw_before) = self.rows_at(ms, start, end, page.rows);
+            if saw_before {
+                // Rows of ms - 1 sit before ours in the window; a late one
+                // would shift every offset. Read again with an exact window.
+                continue;
+            }
+            let served = if served_now < self.limit && (served_now as u64) < total {
+                served_now.max(1)
+            } else {
+                self.limit
+            };
+            let mut read = MillisecondRead {
+                ms,
+                next_page: 1,
+                total,
+                served,
+                unit: OffsetUnit::Record,
+                twins: HashMap::new(),
+            };
+            let events = number_in_group(&mut read.twins, rows);
+            if served as u64 >= total || served_now == 0 {
+                self.floor = ms + 1;
+                return Ok((events, Phase::Scan));
+            }
+            read.unit = self.offset_unit(ms, start, end, total, served).await?;
+            return Ok((events, Phase::Millisecond(read)));
+        }
+    }
+
+    /// Keeps the rows at `ms`; notes what rows outside it teach about the
+    /// bounds. Returns the rows and whether a row at `start` < ms was seen.
+    fn rows_at(
+        &self,
+        ms: i64,
+        start: i64,
+        end: i64,
+        rows: Vec<EventRow>,
+    ) -> (Vec<RawEvent>, bool) {
+        let mut kept = Vec::with_capacity(rows.len());
+        let (mut before, mut after) = (false, false);
+        for row in rows {
+            match row {
+                EventRow::Event(e) if e.occur_time == ms => kept.push(e),
+                EventRow::Event(e) if e.occur_time < ms && e.occur_time == start => before = true,
+                EventRow::Event(e) if e.occur_time > ms && e.occur_time == end => after = true,
+                EventRow::Event(_) => {}
+                // Counted by the scan that found this millisecond.
+                EventRow::Malformed(_) => {}
+            }
+        }
+        if before {
+            info!("The server treats start_time as inclusive.");
+            self.learn(|m| m.start_inclusive = Some(true));
+        }
+        if after {
+            info!("The server treats end_time as inclusive.");
+            self.learn(|m| m.end_inclusive = Some(true));
+        }
+        (kept, before)
+    }
+
+    /// The offset unit: configured, learned, or detected now. A server that
+    /// counts pages has no rows at page `ceil(T / L)`; one that counts
+    /// records (floored to a page or not) has rows at record `ceil(T / L)`.
+    /// Servers of the second kind are paged at record offsets `k * L`,
+    /// which is right for both of them.
+    async fn offset_unit(
+        &mut self,
+        ms: i64,
+        start: i64,
+        end: i64,
+        total: u64,
+        served: u32,
+    ) -> Result<OffsetUnit, SourceError> {
+        if self.options.offset_unit != OffsetUnit::Auto {
+            return Ok(self.options.offset_unit);
+        }
+        if let Some(unit) = self.model().offset_unit {
+            return Ok(unit);
+        }
+        if served <= 1 {
+            // With one row a page, pages and records are the same thing.
+            return Ok(OffsetUnit::Record);
+        }
+        let probe = total.div_ceil(served as u64);
+        let page = self
+            .fetch(&EventsQuery {
+                start_time: Some(start),
+                end_time: Some(end),
+                offset: probe,
+                limit: self.limit,
+                event_type: self.options.event_type.clone(),
+            })
+            .await?;
+        let unit = if page.rows.is_empty() {
+            OffsetUnit::Page
+        } else {
+            OffsetUnit::Record
+        };
+        info!(service_id = %self.service_id, ms, ?unit, "Detected how the server counts offset.");
+        self.learn(|m| m.offset_unit = Some(unit));
+        Ok(unit)
+    }
+
+    async fn millisecond_step(
+        &mut self,
+        mut read: MillisecondRead,
+    ) -> Result<Option<PulledBatch>, SourceError> {
+        if read.next_page * read.served as u64 >= read.total {
+            self.floor = read.ms + 1;
+            self.phase = Phase::Scan;
+            return Ok(None);
+        }
+        let (start, end) = self.millisecond_window(read.ms);
+        let offset = match read.unit {
+            OffsetUnit::Page => read.next_page,
+            _ => read.next_page * read.served as u64,
+        };
+        let query = EventsQuery {
+            start_time: Some(start),
+            end_time: Some(end),
+            offset,
+            limit: self.limit,
+            event_type: self.options.event_type.clone(),
+        };
+        let page = match self.fetch(&query).await {
+            Err(SourceError::TooLarge { .. }) if self.limit > 1 => {
+                // Offsets depend on the page size: start the millisecond
+                // again with a smaller one. Ids repeat, so the cursors skip
+                // what was already handed out.
+                self.limit = (self.limit / 2).max(1);
+                let (events, phase) = self.start_millisecond(read.ms).await?;
+                self.phase = phase;
+                return Ok(Some(self.batch(events, Vec::new())));
+            }
+            other => other?,
+        };
+        read.total = page.total_count;
+        read.next_page += 1;
+        let served_now = page.rows.len();
+        let (rows, _) = self.rows_at(read.ms, start, end, page.rows);
+        if served_now == 0 {
+            warn!(service_id = %self.service_id, ms = read.ms, offset,
+                "The server returned no rows inside total_count; ending this millisecond.");
+            self.floor = read.ms + 1;
+            self.phase = Phase::Scan;
+            return Ok(None);
+        }
+        let events = number_in_group(&mut read.twins, rows);
+        self.phase = Phase::Millisecond(read);
+        Ok(Some(self.batch(events, Vec::new())))
+    }
+}
+
+/// Numbers twins in a run of complete millisecond groups (ascending time).
+fn number_twins(events: Vec<RawEvent>) -> Vec<PulledEvent> {
+    let mut out = Vec::with_capacity(events.len());
+    let mut twins: HashMap<(String, String), u32> = HashMap::new();
+    let mut current_ms = None;
+    for event in events {
+        if current_ms != Some(event.occur_time) {
+            twins.clear();
+            current_ms = Some(event.occur_time);
+        }
+        out.extend(number_in_group(&mut twins, vec![event]));
+    }
+    out
+}
+
+/// Numbers rows of one millisecond group, continuing the group's counts.
+fn number_in_group(
+    twins: &mut HashMap<(String, String), u32>,
+    events: Vec<RawEvent>,
+) -> Vec<PulledEvent> {
+    events
+        .into_iter()
+        .map(|e| {
+            let n = twins
+                .entry((e.event_type.clone(), e.event_info.clone()))
+                .or_insert(0);
+            *n += 1;
+            PulledEvent {
+                occur_time: e.occur_time,
+                event_type: e.event_type,
+                event_info: e.event_info,
+                twin: *n,
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(t: i64, info: &str) -> RawEvent {
+        RawEvent {
+            occur_time: t,
+            event_type: "normal".into(),
+            event_info: info.into(),
+        }
+    }
+
+    #[test]
+    fn twins_are_numbered_per_millisecond_and_content() {
+        let events = number_twins(vec![
+            raw(1, "a"),
+            raw(1, "a"),
+            raw(1, "b"),
+            raw(2, "a"),
+            raw(2, "a"),
+        ]);
+        let twins: Vec<u32> = events.iter().map(|e| e.twin).collect();
+        assert_eq!(twins, vec![1, 2, 1, 1, 2]);
+    }
+
+    #[test]
+    fn group_numbering_continues_across_pages() {
+        let mut counts = HashMap::new();
+        let first = number_in_group(&mut counts, vec![raw(5, "x"), raw(5, "x")]);
+        let second = number_in_group(&mut counts, vec![raw(5, "x"), raw(5, "y")]);
+        assert_eq!(first.iter().map(|e| e.twin).collect::<Vec<_>>(), vec![1, 2]);
+        assert_eq!(second.iter().map(|e| e.twin).collect::<Vec<_>>(), vec![3, 1]);
+    }
+}
