@@ -685,3 +685,30 @@ fn reset_to_since_clears_position_and_fingerprints_of_matches_only() {
     }
     assert_eq!(store.file_offset("archive").unwrap().unwrap().1.len, 10);
 }
+
+#[test]
+fn errors_name_the_state_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.db");
+    std::fs::write(
+        &path,
+        b"this is not an SQLite database, not even close...........",
+    )
+    .unwrap();
+    let err = CheckpointStore::open(&path).unwrap_err();
+    assert!(matches!(err, StateError::Sqlite { .. }), "{err:?}");
+    assert!(
+        err.to_string().contains(&path.display().to_string()),
+        "{err}"
+    );
+
+    // A parent "folder" that is a file cannot be created.
+    let below_a_file = path.join("state.db");
+    let err = CheckpointStore::open(&below_a_file).unwrap_err();
+    assert!(matches!(err, StateError::Io { .. }), "{err:?}");
+    assert!(
+        err.to_string()
+            .contains(&below_a_file.display().to_string()),
+        "{err}"
+    );
+}
