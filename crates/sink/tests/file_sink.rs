@@ -1,0 +1,371 @@
+//! The file sink on real files: appends, checkpoints, and start-up recovery against the
+//! committed checkpoint (cut an uncommitted tail; never cut a rotated or truncated file).
+#![allow(clippy::unwrap_used)]
+
+use record::EventRecord;
+use sink::{FileCheckpoint, FileSink, Recovery, Sink};
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::sync::Arc;
+
+fn batch(from: i64, count: i64) -> Vec<EventRecord> {
+    (from..from + count)
+        .map(|i| {
+            EventRecord::new(
+                "prod",
+                "0123456789abcdef0123456789abcdef",
+                "35de3ca9-1bca-4ae7-9cb0-914f30fa7d3e",
+                "svc",
+                1562597251764 + i,
+                "normal",
+                &format!("event {i} with \"quotes\"\nand a newline"),
+                1,
+            )
+        })
+        .collect()
+}
+
+/// Every line of the file, parsed; fails on a torn or foreign line.
+fn read_records(path: &Path) -> Vec<EventRecord> {
+    let text = fs::read_to_string(path).unwrap();
+    assert!(
+        text.is_empty() || text.ends_with('\n'),
+        "file ends mid-line"
+    );
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn on_disk(path: &Path) -> FileCheckpoint {
+    let meta = fs::metadata(path).unwrap();
+    FileCheckpoint {
+        len: meta.len(),
+        dev: meta.dev(),
+        ino: meta.ino(),
+    }
+}
+
+fn append_raw(path: &Path, bytes: &[u8]) {
+    let mut f = OpenOptions::new().append(true).open(path).unwrap();
+    f.write_all(bytes).unwrap();
+}
+
+async fn send(sink: &FileSink, records: &[EventRecord]) -> FileCheckpoint {
+    let delivery = sink.send(records).await.unwrap();
+    assert!(delivery.rejected.is_empty());
+    delivery.file.unwrap()
+}
+
+#[tokio::test]
+async fn creates_parent_folders_and_writes_json_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("out/nested/events.jsonl");
+    let (sink, start, recovery) = FileSink::open("archive", &path, None).unwrap();
+    assert_eq!(recovery, Recovery::Created);
+    assert_eq!(start, on_disk(&path));
+    assert_eq!(start.len, 0);
+    assert_eq!(
+        (sink.name(), sink.kind(), sink.path()),
+        ("archive", "file", path.as_path())
+    );
+    sink.healthcheck().await.unwrap();
+
+    let first = batch(0, 3);
+    let cp1 = send(&sink, &first).await;
+    assert_eq!(cp1, on_disk(&path));
+    assert_eq!(read_records(&path), first);
+
+    let second = batch(3, 2);
+    let cp2 = send(&sink, &second).await;
+    assert_eq!(cp2, on_disk(&path));
+    assert!(cp2.len > cp1.len);
+    assert_eq!(read_records(&path), [first, second].concat());
+    assert_eq!(sink.checkpoint().await, cp2);
+
+    // An empty batch changes nothing and still reports where the file stands.
+    assert_eq!(send(&sink, &[]).await, cp2);
+    assert_eq!(on_disk(&path), cp2);
+}
+
+#[tokio::test]
+async fn reopen_cuts_the_uncommitted_tail_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.jsonl");
+    let (sink, _, _) = FileSink::open("archive", &path, None).unwrap();
+    let committed = send(&sink, &batch(0, 2)).await;
+    let committed_bytes = fs::read(&path).unwrap();
+    // Written and fsynced, but the process "dies" before the state commit...
+    send(&sink, &batch(2, 3)).await;
+    drop(sink);
+    // ...and a later writer was killed half-way through a line.
+    append_raw(&path, b"{\"id\":\"aa88b4887");
+    let found = fs::metadata(&path).unwrap().len();
+
+    let (sink, start, recovery) = FileSink::open("archive", &path, Some(committed)).unwrap();
+    assert_eq!(
+        recovery,
+        Recovery::CutTail {
+            committed: committed.len,
+            found
+        }
+    );
+    assert_eq!(start, committed);
+    assert_eq!(fs::read(&path).unwrap(), committed_bytes);
+
+    // The runner re-delivers the cut records: each appears once.
+    send(&sink, &batch(2, 3)).await;
+    assert_eq!(read_records(&path), batch(0, 5));
+}
+
+#[tokio::test]
+async fn reopen_at_the_committed_length_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.jsonl");
+    let (sink, _, _) = FileSink::open("archive", &path, None).unwrap();
+    let committed = send(&sink, &batch(0, 2)).await;
+    drop(sink);
+    let (sink, start, recovery) = FileSink::open("archive", &path, Some(committed)).unwrap();
+    assert_eq!(recovery, Recovery::Resumed);
+    assert_eq!(start, committed);
+    send(&sink, &batch(2, 1)).await;
+    assert_eq!(read_records(&path), batch(0, 3));
+}
+
+#[tokio::test]
+async fn replaced_file_is_started_afresh_and_never_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.jsonl");
+    let (sink, _, _) = FileSink::open("archive", &path, None).unwrap();
+    let committed = send(&sink, &batch(0, 1)).await;
+    drop(sink);
+    // Another tool rotates: the old file moves away, a new (longer) one takes the path.
+    fs::rename(&path, dir.path().join("events.jsonl.1")).unwrap();
+    let foreign: Vec<u8> = batch(100, 3)
+        .iter()
+        .flat_map(|r| format!("{}\n", r.to_json_line()).into_bytes())
+        .collect();
+    fs::write(&path, &foreign).unwrap();
+    assert!(foreign.len() as u64 > committed.len);
+
+    let (sink, start, recovery) = FileSink::open("archive", &path, Some(committed)).unwrap();
+    assert!(
+        matches!(recovery, Recovery::StartedAfresh { ref reason } if reason.contains("replaced")),
+        "{recovery:?}"
+    );
+    assert_eq!(fs::read(&path).unwrap(), foreign, "nothing may be cut");
+    assert_eq!(start, on_disk(&path));
+    assert_ne!(start.ino, committed.ino);
+
+    send(&sink, &batch(1, 1)).await;
+    assert_eq!(read_records(&path), [batch(100, 3), batch(1, 1)].concat());
+    assert_eq!(
+        read_records(&dir.path().join("events.jsonl.1")),
+        batch(0, 1)
+    );
+}
+
+#[tokio::test]
+async fn truncated_file_is_started_afresh_and_never_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.jsonl");
+    let (sink, _, _) = FileSink::open("archive", &path, None).unwrap();
+    let first_line_end = send(&sink, &batch(0, 1)).await.len;
+    let committed = send(&sink, &batch(1, 2)).await;
+    drop(sink);
+    // Another tool truncates to the first line.
+    OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(first_line_end)
+        .unwrap();
+
+    let (sink, start, recovery) = FileSink::open("archive", &path, Some(committed)).unwrap();
+    assert!(
+        matches!(recovery, Recovery::StartedAfresh { ref reason } if reason.contains("truncated")),
+        "{recovery:?}"
+    );
+    assert_eq!(start.len, first_line_end);
+    assert_eq!(start, on_disk(&path));
+    assert_eq!(read_records(&path), batch(0, 1));
+    send(&sink, &batch(1, 2)).await;
+    assert_eq!(read_records(&path), batch(0, 3));
+}
+
+#[tokio::test]
+async fn truncation_mid_line_keeps_the_bytes_and_starts_a_new_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.jsonl");
+    let (sink, _, _) = FileSink::open("archive", &path, None).unwrap();
+    let committed = send(&sink, &batch(0, 2)).await;
+    drop(sink);
+    // Both lines have the same length, so the middle is a line end: go past it.
+    let half = committed.len / 2 + 7;
+    OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(half)
+        .unwrap();
+    let kept = fs::read(&path).unwrap();
+
+    let (sink, start, recovery) = FileSink::open("archive", &path, Some(committed)).unwrap();
+    assert!(
+        matches!(recovery, Recovery::StartedAfresh { .. }),
+        "{recovery:?}"
+    );
+    assert_eq!(start.len, half + 1);
+    send(&sink, &batch(5, 1)).await;
+    let text = fs::read(&path).unwrap();
+    assert!(text.starts_with(&kept), "nothing may be cut");
+    let last_line = String::from_utf8(text)
+        .unwrap()
+        .lines()
+        .last()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        serde_json::from_str::<EventRecord>(&last_line).unwrap(),
+        batch(5, 1)[0]
+    );
+}
+
+#[tokio::test]
+async fn missing_file_with_a_checkpoint_is_started_afresh() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.jsonl");
+    let (sink, _, _) = FileSink::open("archive", &path, None).unwrap();
+    let committed = send(&sink, &batch(0, 1)).await;
+    drop(sink);
+    fs::remove_file(&path).unwrap();
+    let (_sink, start, recovery) = FileSink::open("archive", &path, Some(committed)).unwrap();
+    assert!(
+        matches!(recovery, Recovery::StartedAfresh { ref reason } if reason.contains("missing")),
+        "{recovery:?}"
+    );
+    assert_eq!(start.len, 0);
+}
+
+#[tokio::test]
+async fn existing_file_without_a_checkpoint_is_appended_to() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.jsonl");
+    fs::write(&path, "{\"older\":true}").unwrap();
+    let (sink, start, recovery) = FileSink::open("archive", &path, None).unwrap();
+    assert!(
+        matches!(recovery, Recovery::StartedAfresh { .. }),
+        "{recovery:?}"
+    );
+    assert_eq!(start, on_disk(&path));
+    send(&sink, &batch(0, 1)).await;
+    let text = fs::read_to_string(&path).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "{\"older\":true}");
+    assert_eq!(
+        serde_json::from_str::<EventRecord>(lines[1]).unwrap(),
+        batch(0, 1)[0]
+    );
+
+    // An empty file has nothing to lose: a plain fresh start.
+    let empty = dir.path().join("empty.jsonl");
+    fs::write(&empty, "").unwrap();
+    assert_eq!(
+        FileSink::open("archive", &empty, None).unwrap().2,
+        Recovery::Created
+    );
+}
+
+#[tokio::test]
+async fn unacknowledged_bytes_are_cut_before_the_next_append() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.jsonl");
+    let (sink, _, _) = FileSink::open("archive", &path, None).unwrap();
+    send(&sink, &batch(0, 1)).await;
+    append_raw(&path, b"{\"torn");
+    let cp = send(&sink, &batch(1, 1)).await;
+    assert_eq!(cp, on_disk(&path));
+    assert_eq!(read_records(&path), batch(0, 2));
+}
+
+#[tokio::test]
+async fn a_file_rotated_while_running_is_reopened() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.jsonl");
+    let (sink, _, _) = FileSink::open("archive", &path, None).unwrap();
+    let before = send(&sink, &batch(0, 1)).await;
+    fs::rename(&path, dir.path().join("events.jsonl.1")).unwrap();
+    let after = send(&sink, &batch(1, 1)).await;
+    assert_ne!(after.ino, before.ino);
+    assert_eq!(after, on_disk(&path));
+    assert_eq!(read_records(&path), batch(1, 1));
+    drop(sink);
+    let (_, _, recovery) = FileSink::open("archive", &path, Some(after)).unwrap();
+    assert_eq!(recovery, Recovery::Resumed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_sends_never_interleave() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.jsonl");
+    let (sink, _, _) = FileSink::open("archive", &path, None).unwrap();
+    let sink = Arc::new(sink);
+    let tasks: Vec<_> = (0..8)
+        .map(|t| {
+            let sink = sink.clone();
+            tokio::spawn(async move { sink.send(&batch(t * 100, 50)).await.unwrap() })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let mut got = read_records(&path);
+    assert_eq!(got.len(), 400);
+    got.sort_by_key(|r| r.occur_time);
+    let mut want: Vec<EventRecord> = (0..8).flat_map(|t| batch(t * 100, 50)).collect();
+    want.sort_by_key(|r| r.occur_time);
+    assert_eq!(got, want);
+    assert_eq!(sink.checkpoint().await, on_disk(&path));
+}
+
+#[tokio::test]
+async fn unwritable_path_fails_healthcheck_naming_sink_and_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let blocker = dir.path().join("not-a-folder");
+    fs::write(&blocker, "x").unwrap();
+    let path = blocker.join("events.jsonl");
+
+    let err = FileSink::check_path("archive", &path).unwrap_err();
+    assert!(!err.is_retryable(), "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("archive") && text.contains("not-a-folder"),
+        "{text}"
+    );
+    assert!(FileSink::open("archive", &path, None).is_err());
+
+    // A sink whose folder is replaced by a regular file while it runs.
+    let folder = dir.path().join("out");
+    let path = folder.join("events.jsonl");
+    let (sink, _, _) = FileSink::open("archive", &path, None).unwrap();
+    sink.healthcheck().await.unwrap();
+    fs::remove_dir_all(&folder).unwrap();
+    fs::write(&folder, "x").unwrap();
+    let err = sink.healthcheck().await.unwrap_err();
+    assert!(
+        err.to_string().contains("events.jsonl") && err.sink() == "archive",
+        "{err}"
+    );
+    // Sending cannot reach the path either, and says so instead of panicking.
+    assert!(sink.send(&batch(0, 1)).await.is_err());
+}
+
+#[tokio::test]
+async fn a_folder_at_the_path_is_a_permanent_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = FileSink::open("archive", dir.path(), None).err().unwrap();
+    assert!(!err.is_retryable());
+    assert!(err.to_string().contains("is a directory"), "{err}");
+}
