@@ -1,0 +1,802 @@
+//! The configuration file: TOML with Vector-style named components
+//! (`[state]`, `[runner]`, `[sources.NAME]`, `[sinks.NAME]`), read into
+//! validated settings with every default applied.
+//!
+//! Loading is pure: apart from reading the file itself it does no I/O. It
+//! never touches the state file and never reads a `token_file`; the runner
+//! does that when it builds the pipeline. Every error names the file, the line
+//! and the key (see [`ConfigError`]), and none quotes a secret.
+//!
+//! `${VAR}` placeholders are replaced from the environment after parsing, in
+//! the free-text values: `state.path`, `endpoint`, `project_id`, `services`,
+//! `auth.token`, `auth.token_file`, a file sink's `path` and `event_types`.
+//! `$${` writes a literal `${`. Keys with a fixed set of values (kinds,
+//! `event_type`, `offset_unit`, `format`), numbers and durations take no
+//! placeholders. Relative paths are relative to the folder of the config file,
+//! because cron and service managers start the runner in another directory.
+
+mod error;
+mod placeholder;
+mod raw;
+mod timestamp;
+
+#[cfg(test)]
+mod tests;
+
+pub use error::ConfigError;
+pub use timestamp::parse_start_at;
+
+use raw::{
+    AuthKind, EventTypeName, FileTable, HumanDuration, KindProbe, ModelArtsTable, OffsetUnitName,
+    RunnerTable, SINK_COMMON_KEYS, SinkKindName, SinkProbe, SourceKind, StdoutTable,
+    TokenAuthTable, TopTable,
+};
+use serde::Deserialize;
+use source::{AuthSettings, OffsetUnit, Secret, SourceSettings, StartAt};
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Range;
+use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
+
+/// Defaults of every optional key, in one place.
+pub mod defaults {
+    use std::time::Duration;
+
+    pub const INTERVAL: Duration = Duration::from_secs(60);
+    pub const CONCURRENCY: usize = 4;
+    pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+    pub const PAGE_SIZE: u32 = 1000;
+    /// The API refuses a larger `limit`.
+    pub const MAX_PAGE_SIZE: u32 = 1000;
+    pub const LOOKBACK: Duration = Duration::from_secs(10 * 60);
+    pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+    pub const MAX_REQUESTS_PER_SECOND: f64 = 10.0;
+    pub const MAX_RETRIES: u32 = 8;
+    pub const MAX_RESPONSE_BYTES: u64 = 64 * 1024 * 1024;
+    pub const RETRY_INITIAL_BACKOFF: Duration = Duration::from_secs(1);
+    pub const RETRY_MAX_BACKOFF: Duration = Duration::from_secs(60);
+}
+
+/// A loaded and validated configuration file.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The config file, as it was given.
+    pub file: PathBuf,
+    /// `[state] path`, resolved against the config file's folder.
+    pub state_path: PathBuf,
+    pub runner: RunnerSettings,
+    /// Sorted by name.
+    pub sources: Vec<SourceSettings>,
+    /// Sorted by name.
+    pub sinks: Vec<SinkSettings>,
+}
+
+/// `[runner]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunnerSettings {
+    /// Poll interval of `runner run`.
+    pub interval: Duration,
+    /// Services fetched at once, across sources; at least 1.
+    pub concurrency: usize,
+    /// How long SIGTERM waits for the in-flight batch.
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for RunnerSettings {
+    fn default() -> Self {
+        RunnerSettings {
+            interval: defaults::INTERVAL,
+            concurrency: defaults::CONCURRENCY,
+            shutdown_timeout: defaults::SHUTDOWN_TIMEOUT,
+        }
+    }
+}
+
+/// `[sinks.NAME]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SinkSettings {
+    pub name: String,
+    /// Source names this sink receives from; `None` means all sources.
+    pub inputs: Option<Vec<String>>,
+    /// Event types this sink receives; `None` means all.
+    pub event_types: Option<Vec<String>>,
+    pub kind: SinkKind,
+}
+
+impl SinkSettings {
+    /// Whether this sink receives a record of `source` with `event_type`.
+    pub fn accepts(&self, source: &str, event_type: &str) -> bool {
+        let source_ok = self
+            .inputs
+            .as_ref()
+            .is_none_or(|inputs| inputs.iter().any(|name| name == source));
+        let type_ok = self
+            .event_types
+            .as_ref()
+            .is_none_or(|types| types.iter().any(|t| t == event_type));
+        source_ok && type_ok
+    }
+}
+
+/// What a sink is, with its kind's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SinkKind {
+    /// One record per line on stdout.
+    Stdout { format: StdoutFormat },
+    /// JSON lines appended to a file (resolved against the config file's folder).
+    File { path: PathBuf },
+}
+
+impl SinkKind {
+    /// The `type` value of this kind.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            SinkKind::Stdout { .. } => "stdout",
+            SinkKind::File { .. } => "file",
+        }
+    }
+}
+
+/// `format` of a stdout sink.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StdoutFormat {
+    /// One JSON object per line.
+    #[default]
+    Json,
+    /// One line per record for humans.
+    Text,
+}
+
+/// Loads `path`, replacing `${VAR}` from the process environment.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    load_with_env(path, &|name| std::env::var(name).ok())
+}
+
+/// Loads `path`, replacing `${VAR}` with `env(VAR)`.
+pub fn load_with_env(
+    path: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        file: path.to_owned(),
+        source,
+    })?;
+    parse_str(&text, path, env)
+}
+
+/// Parses and validates `text`, the content of the config file `file`
+/// (whose folder relative paths are resolved against).
+pub fn parse_str(
+    text: &str,
+    file: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigError> {
+    let root = DeTable::parse(text).map_err(|e| error::from_syntax(&e, text, file))?;
+    let folder = match file.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    // `absolute` only consults the current directory; it reads nothing on disk.
+    let base_dir = std::path::absolute(folder).unwrap_or_else(|_| folder.to_owned());
+    Reader {
+        text,
+        file,
+        base_dir,
+        env,
+        root,
+    }
+    .config()
+}
+
+/// Reads the validated settings out of one parsed file.
+struct Reader<'a> {
+    text: &'a str,
+    file: &'a Path,
+    base_dir: PathBuf,
+    env: &'a dyn Fn(&str) -> Option<String>,
+    root: Spanned<DeTable<'a>>,
+}
+
+impl<'a> Reader<'a> {
+    fn config(&self) -> Result<Config, ConfigError> {
+        let top: TopTable = self.deserialize(self.root.clone())?;
+        let Some(state) = top.state else {
+            return Err(self.error(
+                0..0,
+                "state",
+                "missing: add a [state] table with `path`, the SQLite state file",
+            ));
+        };
+        let state_path = self.path(&state.get_ref().path, "state.path")?;
+        let runner = self.runner(top.runner)?;
+
+        if top.sources.is_empty() {
+            return Err(self.error(
+                0..0,
+                "sources",
+                "no source: add a [sources.NAME] table (see config/ for examples)",
+            ));
+        }
+        let mut sources = Vec::with_capacity(top.sources.len());
+        for (name, table) in &top.sources {
+            self.check_name("sources", name, table.span())?;
+            sources.push(self.source(name)?);
+        }
+
+        if top.sinks.is_empty() {
+            return Err(self.error(
+                0..0,
+                "sinks",
+                "no sink: add a [sinks.NAME] table (see config/ for examples)",
+            ));
+        }
+        let source_names: BTreeSet<&str> = top.sources.keys().map(String::as_str).collect();
+        // Normalized path -> the sink or state that writes it, to refuse two writers of one file.
+        let mut writers: BTreeMap<PathBuf, String> = BTreeMap::new();
+        writers.insert(
+            normalized(&state_path),
+            "the state file (state.path)".to_owned(),
+        );
+        let mut sinks = Vec::with_capacity(top.sinks.len());
+        for (name, table) in &top.sinks {
+            self.check_name("sinks", name, table.span())?;
+            let (sink, path_span) = self.sink(name, &source_names)?;
+            if let SinkKind::File { path } = &sink.kind {
+                let key = format!("sinks.{name}.path");
+                if let Some(other) = writers.insert(normalized(path), format!("sink `{name}`")) {
+                    return Err(self.error(
+                        path_span,
+                        key,
+                        format!(
+                            "{} is also written by {other}; give each file sink its own file",
+                            path.display()
+                        ),
+                    ));
+                }
+            }
+            sinks.push(sink);
+        }
+
+        Ok(Config {
+            file: self.file.to_owned(),
+            state_path,
+            runner,
+            sources,
+            sinks,
+        })
+    }
+
+    fn runner(&self, table: Option<RunnerTable>) -> Result<RunnerSettings, ConfigError> {
+        let Some(table) = table else {
+            return Ok(RunnerSettings::default());
+        };
+        Ok(RunnerSettings {
+            interval: self.duration(
+                &table.interval,
+                "runner.interval",
+                defaults::INTERVAL,
+                false,
+            )?,
+            concurrency: self.integer(
+                &table.concurrency,
+                "runner.concurrency",
+                defaults::CONCURRENCY,
+                1,
+            )?,
+            shutdown_timeout: self.duration(
+                &table.shutdown_timeout,
+                "runner.shutdown_timeout",
+                defaults::SHUTDOWN_TIMEOUT,
+                true,
+            )?,
+        })
+    }
+
+    fn source(&self, name: &str) -> Result<SourceSettings, ConfigError> {
+        let path = ["sources", name];
+        let probe: KindProbe<SourceKind> = self.deserialize(self.table(&path)?)?;
+        match probe.kind.into_inner() {
+            SourceKind::Modelarts => self.modelarts_source(name),
+        }
+    }
+
+    fn modelarts_source(&self, name: &str) -> Result<SourceSettings, ConfigError> {
+        let table: ModelArtsTable = self.kind_table(&["sources", name], &["type"])?;
+        let key = |field: &str| format!("sources.{name}.{field}");
+
+        let endpoint = self.endpoint(&table.endpoint, &key("endpoint"))?;
+        let project_id = self.path_segment(&table.project_id, &key("project_id"))?;
+        let services = self.services(&table.services, &key("services"))?;
+
+        let page_size =
+            self.integer(&table.page_size, &key("page_size"), defaults::PAGE_SIZE, 1)?;
+        if page_size > defaults::MAX_PAGE_SIZE {
+            let span = table.page_size.as_ref().map_or(0..0, Spanned::span);
+            return Err(self.error(
+                span,
+                key("page_size"),
+                format!(
+                    "must be between 1 and {}, got {page_size}",
+                    defaults::MAX_PAGE_SIZE
+                ),
+            ));
+        }
+
+        let start_at = match &table.start_at {
+            None => StartAt::Beginning,
+            Some(value) => self.start_at(value, &key("start_at"))?,
+        };
+
+        let max_requests_per_second = match &table.max_requests_per_second {
+            None => defaults::MAX_REQUESTS_PER_SECOND,
+            Some(value) => {
+                let rate = *value.get_ref();
+                if !(rate.is_finite() && rate > 0.0) {
+                    return Err(self.error(
+                        value.span(),
+                        key("max_requests_per_second"),
+                        format!("must be a number greater than 0, got {rate}"),
+                    ));
+                }
+                rate
+            }
+        };
+
+        let retry_initial_backoff = self.duration(
+            &table.retry_initial_backoff,
+            &key("retry_initial_backoff"),
+            defaults::RETRY_INITIAL_BACKOFF,
+            false,
+        )?;
+        let retry_max_backoff = self.duration(
+            &table.retry_max_backoff,
+            &key("retry_max_backoff"),
+            defaults::RETRY_MAX_BACKOFF,
+            false,
+        )?;
+        if retry_max_backoff < retry_initial_backoff {
+            let (span, at) = match (&table.retry_max_backoff, &table.retry_initial_backoff) {
+                (Some(max), _) => (max.span(), "retry_max_backoff"),
+                (None, Some(initial)) => (initial.span(), "retry_initial_backoff"),
+                (None, None) => (0..0, "retry_max_backoff"),
+            };
+            return Err(self.error(
+                span,
+                key(at),
+                format!(
+                    "retry_max_backoff ({}) must not be shorter than retry_initial_backoff ({})",
+                    humantime::format_duration(retry_max_backoff),
+                    humantime::format_duration(retry_initial_backoff)
+                ),
+            ));
+        }
+
+        Ok(SourceSettings {
+            name: name.to_owned(),
+            endpoint,
+            project_id,
+            services,
+            event_type: table.event_type.map(|t| {
+                match t {
+                    EventTypeName::Normal => "normal",
+                    EventTypeName::Abnormal => "abnormal",
+                }
+                .to_owned()
+            }),
+            page_size,
+            lookback: self.duration(&table.lookback, &key("lookback"), defaults::LOOKBACK, true)?,
+            start_at,
+            offset_unit: match table.offset_unit {
+                None | Some(OffsetUnitName::Auto) => OffsetUnit::Auto,
+                Some(OffsetUnitName::Page) => OffsetUnit::Page,
+                Some(OffsetUnitName::Record) => OffsetUnit::Record,
+            },
+            request_timeout: self.duration(
+                &table.request_timeout,
+                &key("request_timeout"),
+                defaults::REQUEST_TIMEOUT,
+                false,
+            )?,
+            max_requests_per_second,
+            max_retries: self.integer(
+                &table.max_retries,
+                &key("max_retries"),
+                defaults::MAX_RETRIES,
+                0,
+            )?,
+            max_response_bytes: self.integer(
+                &table.max_response_bytes,
+                &key("max_response_bytes"),
+                defaults::MAX_RESPONSE_BYTES,
+                1,
+            )?,
+            retry_initial_backoff,
+            retry_max_backoff,
+            auth: self.auth(name)?,
+        })
+    }
+
+    fn auth(&self, source: &str) -> Result<AuthSettings, ConfigError> {
+        let path = ["sources", source, "auth"];
+        let table = self.table(&path)?;
+        let span = table.span();
+        let probe: KindProbe<AuthKind> = self.deserialize(table)?;
+        let key = |field: &str| format!("sources.{source}.auth.{field}");
+        match probe.kind.into_inner() {
+            AuthKind::Token => {
+                let table: TokenAuthTable = self.kind_table(&path, &["type"])?;
+                match (&table.token, &table.token_file) {
+                    (Some(token), None) => {
+                        let value = self.expand(token, &key("token"))?;
+                        if value.is_empty() {
+                            return Err(self.error(token.span(), key("token"), "is empty"));
+                        }
+                        // A token never holds these; an environment variable with a
+                        // trailing newline is the usual cause.
+                        if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                            return Err(self.error(
+                                token.span(),
+                                key("token"),
+                                "contains whitespace or a control character (value not shown)",
+                            ));
+                        }
+                        Ok(AuthSettings::Token(Secret::new(value)))
+                    }
+                    (None, Some(file)) => Ok(AuthSettings::TokenFile(
+                        self.path(file, &key("token_file"))?,
+                    )),
+                    (Some(_), Some(file)) => Err(self.error(
+                        file.span(),
+                        key("token_file"),
+                        "set either `token` or `token_file`, not both",
+                    )),
+                    (None, None) => Err(self.error(
+                        span,
+                        format!("sources.{source}.auth"),
+                        "a token auth needs `token` or `token_file`",
+                    )),
+                }
+            }
+        }
+    }
+
+    /// Returns the sink and, for a file sink, the span of its `path`.
+    fn sink(
+        &self,
+        name: &str,
+        sources: &BTreeSet<&str>,
+    ) -> Result<(SinkSettings, Range<usize>), ConfigError> {
+        let path = ["sinks", name];
+        let probe: SinkProbe = self.deserialize(self.table(&path)?)?;
+        let key = |field: &str| format!("sinks.{name}.{field}");
+
+        let inputs = match &probe.inputs {
+            None => None,
+            Some(list) => {
+                let names = self.distinct_list(list, &key("inputs"), false)?;
+                for (index, input) in names.iter().enumerate() {
+                    if !sources.contains(input.as_str()) {
+                        let known: Vec<&str> = sources.iter().copied().collect();
+                        return Err(self.error(
+                            list.get_ref()[index].span(),
+                            format!("{}[{index}]", key("inputs")),
+                            format!(
+                                "no source is named {input:?} (the sources are: {})",
+                                known.join(", ")
+                            ),
+                        ));
+                    }
+                }
+                Some(names)
+            }
+        };
+        let event_types = match &probe.event_types {
+            None => None,
+            Some(list) => Some(self.distinct_list(list, &key("event_types"), true)?),
+        };
+
+        let (kind, path_span) = match probe.kind.into_inner() {
+            SinkKindName::Stdout => {
+                let table: StdoutTable = self.kind_table(&path, SINK_COMMON_KEYS)?;
+                (
+                    SinkKind::Stdout {
+                        format: table.format.unwrap_or_default(),
+                    },
+                    0..0,
+                )
+            }
+            SinkKindName::File => {
+                let table: FileTable = self.kind_table(&path, SINK_COMMON_KEYS)?;
+                (
+                    SinkKind::File {
+                        path: self.path(&table.path, &key("path"))?,
+                    },
+                    table.path.span(),
+                )
+            }
+        };
+        Ok((
+            SinkSettings {
+                name: name.to_owned(),
+                inputs,
+                event_types,
+                kind,
+            },
+            path_span,
+        ))
+    }
+
+    // ---- values ----
+
+    fn endpoint(&self, value: &Spanned<String>, key: &str) -> Result<String, ConfigError> {
+        let text = self.expand(value, key)?;
+        let trimmed = text.trim_end_matches('/');
+        let rest = trimmed
+            .strip_prefix("https://")
+            .or_else(|| trimmed.strip_prefix("http://"));
+        let host = rest.map(|rest| rest.split('/').next().unwrap_or(""));
+        let valid = host.is_some_and(|host| !host.is_empty())
+            && !trimmed
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control() || c == '?' || c == '#');
+        if !valid {
+            return Err(self.error(
+                value.span(),
+                key,
+                format!(
+                    "must be an http:// or https:// URL such as \
+                     \"https://modelarts.eu-de.otc.t-systems.com\", got {text:?}"
+                ),
+            ));
+        }
+        Ok(trimmed.to_owned())
+    }
+
+    /// A value that goes into a URL path as one segment (project and service ids).
+    fn path_segment(&self, value: &Spanned<String>, key: &str) -> Result<String, ConfigError> {
+        let text = self.expand(value, key)?;
+        if text.is_empty() {
+            return Err(self.error(value.span(), key, "is empty"));
+        }
+        if text
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || "/?#%".contains(c))
+        {
+            return Err(self.error(
+                value.span(),
+                key,
+                format!("{text:?} cannot be a URL path segment: no spaces, `/`, `?`, `#` or `%`"),
+            ));
+        }
+        Ok(text)
+    }
+
+    fn services(
+        &self,
+        list: &Spanned<Vec<Spanned<String>>>,
+        key: &str,
+    ) -> Result<Vec<String>, ConfigError> {
+        if list.get_ref().is_empty() {
+            return Err(self.error(
+                list.span(),
+                key,
+                "is empty: list the ids of the services to follow",
+            ));
+        }
+        let mut services: Vec<String> = Vec::with_capacity(list.get_ref().len());
+        for (index, item) in list.get_ref().iter().enumerate() {
+            let item_key = format!("{key}[{index}]");
+            let id = self.path_segment(item, &item_key)?;
+            if services.contains(&id) {
+                return Err(self.error(item.span(), item_key, format!("{id:?} is listed twice")));
+            }
+            services.push(id);
+        }
+        Ok(services)
+    }
+
+    /// A non-empty list of non-empty, distinct strings (`inputs`, `event_types`).
+    fn distinct_list(
+        &self,
+        list: &Spanned<Vec<Spanned<String>>>,
+        key: &str,
+        placeholders: bool,
+    ) -> Result<Vec<String>, ConfigError> {
+        if list.get_ref().is_empty() {
+            return Err(self.error(
+                list.span(),
+                key,
+                "is empty, so nothing would reach this sink; remove the key to receive all",
+            ));
+        }
+        let mut items: Vec<String> = Vec::with_capacity(list.get_ref().len());
+        for (index, item) in list.get_ref().iter().enumerate() {
+            let item_key = format!("{key}[{index}]");
+            let text = if placeholders {
+                self.expand(item, &item_key)?
+            } else {
+                item.get_ref().clone()
+            };
+            if text.is_empty() {
+                return Err(self.error(item.span(), item_key, "is empty"));
+            }
+            if items.contains(&text) {
+                return Err(self.error(item.span(), item_key, format!("{text:?} is listed twice")));
+            }
+            items.push(text);
+        }
+        Ok(items)
+    }
+
+    fn start_at(&self, value: &Spanned<toml::Value>, key: &str) -> Result<StartAt, ConfigError> {
+        let parsed = match value.get_ref() {
+            toml::Value::String(text) => parse_start_at(text),
+            toml::Value::Datetime(datetime) => {
+                timestamp::datetime_millis(datetime).map(StartAt::At)
+            }
+            other => Err(format!(
+                "must be \"beginning\", \"now\" or an RFC 3339 time, got a {}",
+                other.type_str()
+            )),
+        };
+        parsed.map_err(|message| self.error(value.span(), key, message))
+    }
+
+    fn duration(
+        &self,
+        value: &Option<Spanned<HumanDuration>>,
+        key: &str,
+        default: Duration,
+        zero_allowed: bool,
+    ) -> Result<Duration, ConfigError> {
+        let Some(value) = value else {
+            return Ok(default);
+        };
+        let duration = value.get_ref().0;
+        if duration.is_zero() && !zero_allowed {
+            return Err(self.error(value.span(), key, "must be longer than 0"));
+        }
+        Ok(duration)
+    }
+
+    fn integer<T: TryFrom<i64>>(
+        &self,
+        value: &Option<Spanned<i64>>,
+        key: &str,
+        default: T,
+        min: i64,
+    ) -> Result<T, ConfigError> {
+        let Some(value) = value else {
+            return Ok(default);
+        };
+        let number = *value.get_ref();
+        if number < min {
+            return Err(self.error(
+                value.span(),
+                key,
+                format!("must be at least {min}, got {number}"),
+            ));
+        }
+        T::try_from(number)
+            .map_err(|_| self.error(value.span(), key, format!("{number} is too large")))
+    }
+
+    /// A path, resolved against the config file's folder. Not read.
+    fn path(&self, value: &Spanned<String>, key: &str) -> Result<PathBuf, ConfigError> {
+        let text = self.expand(value, key)?;
+        if text.is_empty() {
+            return Err(self.error(value.span(), key, "is empty"));
+        }
+        let path = Path::new(&text);
+        Ok(if path.is_absolute() {
+            path.to_owned()
+        } else {
+            self.base_dir.join(path)
+        })
+    }
+
+    fn expand(&self, value: &Spanned<String>, key: &str) -> Result<String, ConfigError> {
+        placeholder::expand(value.get_ref(), self.env)
+            .map_err(|e| self.error(value.span(), key, e.to_string()))
+    }
+
+    fn check_name(&self, section: &str, name: &str, span: Range<usize>) -> Result<(), ConfigError> {
+        let valid = !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        if valid {
+            Ok(())
+        } else {
+            Err(self.error(
+                span,
+                format!("{section}.{name:?}"),
+                "a name may hold only ASCII letters, digits, `_` and `-`",
+            ))
+        }
+    }
+
+    // ---- TOML plumbing ----
+
+    fn error(
+        &self,
+        span: Range<usize>,
+        key: impl Into<String>,
+        message: impl Into<String>,
+    ) -> ConfigError {
+        ConfigError::Invalid {
+            file: self.file.to_owned(),
+            line: error::line_of(self.text, span.start),
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+
+    fn deserialize<T: Deserialize<'a>>(
+        &self,
+        table: Spanned<DeTable<'a>>,
+    ) -> Result<T, ConfigError> {
+        T::deserialize(toml::de::Deserializer::from(table))
+            .map_err(|e| error::from_toml(&e, self.text, self.root.get_ref(), self.file))
+    }
+
+    /// The table at `path` (`["sinks", "archive"]`). Spans stay those of the file.
+    fn table(&self, path: &[&str]) -> Result<Spanned<DeTable<'a>>, ConfigError> {
+        let mut table = self.root.get_ref();
+        let mut span = self.root.span();
+        for (depth, segment) in path.iter().enumerate() {
+            let key = || path[..=depth].join(".");
+            let Some(value) = table.get(*segment) else {
+                return Err(self.error(span, key(), "missing (this table is required)"));
+            };
+            match value.get_ref() {
+                DeValue::Table(inner) => {
+                    table = inner;
+                    span = value.span();
+                }
+                other => {
+                    return Err(self.error(
+                        value.span(),
+                        key(),
+                        format!("must be a table, got a {}", other.type_str()),
+                    ));
+                }
+            }
+        }
+        Ok(Spanned::new(span, table.clone()))
+    }
+
+    /// The table at `path` without the keys a probe has read, into the kind's own struct,
+    /// whose `deny_unknown_fields` then refuses any key that neither knows.
+    fn kind_table<T: Deserialize<'a>>(
+        &self,
+        path: &[&str],
+        read: &[&str],
+    ) -> Result<T, ConfigError> {
+        let mut table = self.table(path)?;
+        for key in read {
+            table.get_mut().remove(*key);
+        }
+        self.deserialize(table)
+    }
+}
+
+/// `path` without `.` and with `..` applied, to compare paths without touching the disk.
+fn normalized(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if !out.pop() {
+                    out.push("..");
+                }
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}

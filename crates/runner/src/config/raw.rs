@@ -1,0 +1,171 @@
+//! The shapes the TOML file is read into, before validation: values keep
+//! their span (`toml::Spanned`) so that later checks can name the line.
+//!
+//! Kinds (`type = "..."`) are not serde internally tagged enums: serde buffers
+//! such a table before choosing the variant, which drops the spans (errors
+//! would point at the table header, not the key) and breaks `Spanned`. Instead
+//! a *probe* struct reads the keys every kind shares, and the kind's own
+//! struct, with `deny_unknown_fields`, reads the rest of the same table (see
+//! `Reader::kind_table`). Probes are the only structs without
+//! `deny_unknown_fields`: the kind's struct rejects what neither knows.
+
+use serde::de::IgnoredAny;
+use serde::{Deserialize, Deserializer};
+use std::collections::BTreeMap;
+use std::time::Duration;
+use toml::Spanned;
+
+/// The top level. Sources and sinks are read table by table, once their kind is known.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct TopTable {
+    pub state: Option<Spanned<StateTable>>,
+    pub runner: Option<RunnerTable>,
+    #[serde(default)]
+    pub sources: BTreeMap<String, Spanned<IgnoredAny>>,
+    #[serde(default)]
+    pub sinks: BTreeMap<String, Spanned<IgnoredAny>>,
+}
+
+/// `[state]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct StateTable {
+    pub path: Spanned<String>,
+}
+
+/// `[runner]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RunnerTable {
+    pub interval: Option<Spanned<HumanDuration>>,
+    pub concurrency: Option<Spanned<i64>>,
+    pub shutdown_timeout: Option<Spanned<HumanDuration>>,
+}
+
+/// The key every kind of component has.
+#[derive(Deserialize)]
+pub(super) struct KindProbe<K> {
+    #[serde(rename = "type")]
+    pub kind: Spanned<K>,
+}
+
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+pub(super) enum SourceKind {
+    Modelarts,
+}
+
+/// `[sources.NAME]` of `type = "modelarts"`, without `type`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ModelArtsTable {
+    pub endpoint: Spanned<String>,
+    pub project_id: Spanned<String>,
+    pub services: Spanned<Vec<Spanned<String>>>,
+    pub event_type: Option<EventTypeName>,
+    pub page_size: Option<Spanned<i64>>,
+    pub lookback: Option<Spanned<HumanDuration>>,
+    /// A string, or a bare TOML datetime (`start_at = 2024-05-01T00:00:00Z`).
+    pub start_at: Option<Spanned<toml::Value>>,
+    pub offset_unit: Option<OffsetUnitName>,
+    pub request_timeout: Option<Spanned<HumanDuration>>,
+    pub max_requests_per_second: Option<Spanned<f64>>,
+    pub max_retries: Option<Spanned<i64>>,
+    pub max_response_bytes: Option<Spanned<i64>>,
+    pub retry_initial_backoff: Option<Spanned<HumanDuration>>,
+    pub retry_max_backoff: Option<Spanned<HumanDuration>>,
+    /// Read on its own once its kind is known.
+    pub auth: Spanned<IgnoredAny>,
+}
+
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+pub(super) enum EventTypeName {
+    Normal,
+    Abnormal,
+}
+
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+pub(super) enum OffsetUnitName {
+    Auto,
+    Page,
+    Record,
+}
+
+/// The kinds of `[sources.NAME.auth]`. Adding one (`password`, `aksk`) is a
+/// variant here, a table struct below and an arm in `Reader::auth`.
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+pub(super) enum AuthKind {
+    Token,
+}
+
+/// `[sources.NAME.auth]` of `type = "token"`, without `type`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct TokenAuthTable {
+    pub token: Option<Spanned<String>>,
+    pub token_file: Option<Spanned<String>>,
+}
+
+/// The keys every sink has.
+#[derive(Deserialize)]
+pub(super) struct SinkProbe {
+    #[serde(rename = "type")]
+    pub kind: Spanned<SinkKindName>,
+    pub inputs: Option<Spanned<Vec<Spanned<String>>>>,
+    pub event_types: Option<Spanned<Vec<Spanned<String>>>>,
+}
+
+/// Keys of [`SinkProbe`], removed from the table before the kind's struct reads it.
+pub(super) const SINK_COMMON_KEYS: &[&str] = &["type", "inputs", "event_types"];
+
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+pub(super) enum SinkKindName {
+    Stdout,
+    File,
+}
+
+/// `[sinks.NAME]` of `type = "stdout"`, without the common keys.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct StdoutTable {
+    pub format: Option<super::StdoutFormat>,
+}
+
+/// `[sinks.NAME]` of `type = "file"`, without the common keys.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileTable {
+    pub path: Spanned<String>,
+}
+
+/// A humantime duration string (`"500ms"`, `"30s"`, `"10m"`), parsed while
+/// deserializing so that a bad one is reported at its value.
+#[derive(Clone, Copy)]
+pub(super) struct HumanDuration(pub Duration);
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = HumanDuration;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a duration string such as \"500ms\", \"30s\" or \"10m\"")
+            }
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<HumanDuration, E> {
+                humantime::parse_duration(text)
+                    .map(HumanDuration)
+                    .map_err(|error| {
+                        E::custom(format!(
+                            "invalid duration {text:?} ({error}); write e.g. \"500ms\", \"30s\" or \"10m\""
+                        ))
+                    })
+            }
+        }
+        deserializer.deserialize_str(Visitor)
+    }
+}
