@@ -131,7 +131,7 @@ impl FaultWhen {
     pub fn matches(&self, request: u64) -> bool {
         match self {
             FaultWhen::At(n) => *n == request,
-            FaultWhen::Every(n) => *n > 0 && request % n == 0,
+            FaultWhen::Every(n) => *n > 0 && request.is_multiple_of(*n),
             FaultWhen::AtEach(list) => list.contains(&request),
         }
     }
