@@ -1,0 +1,572 @@
+//! The command line: `runner sync | run | validate | state | state reset |
+//! services | demo`, parsed with clap into [`Cli`]. Parsing only: what each
+//! command does lives elsewhere, and so does mapping outcomes to exit codes.
+
+use crate::config::parse_start_at;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use source::StartAt;
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+/// The exit codes, shown at the end of `--help`.
+const EXIT_CODES: &str = "\
+Exit codes:
+  0    everything delivered
+  1    some service or sink failed (what succeeded is kept)
+  2    bad command line or configuration
+  3    another runner holds the state file
+  130  sync interrupted by SIGINT (what was delivered is committed)
+
+Records go to stdout (the stdout sink, or what --dry-run would deliver); logs and the
+summary go to stderr. RUST_LOG filters the logs (default: info), e.g. RUST_LOG=debug.";
+
+/// A parsed command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cli {
+    /// Format of the logs on stderr.
+    pub log_format: LogFormat,
+    pub command: Command,
+}
+
+/// What to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// `runner sync`: fetch what is new once, deliver it, exit.
+    Sync(SyncArgs),
+    /// `runner run`: sync every `runner.interval` until SIGINT or SIGTERM.
+    Run(RunArgs),
+    /// `runner validate`: check the configuration.
+    Validate(ValidateArgs),
+    /// `runner state`: show the positions.
+    State(StateArgs),
+    /// `runner state reset`: forget positions so that they start again.
+    StateReset(StateResetArgs),
+    /// `runner services`: list the services each source follows.
+    Services(ServicesArgs),
+    /// `runner demo`: the real pipeline against a built-in simulator.
+    Demo(DemoArgs),
+}
+
+/// Format of the logs on stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// `--config FILE`, also read from `RUNNER_CONFIG`.
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct ConfigArg {
+    /// The configuration file (TOML). Relative paths in it are relative to its folder.
+    #[arg(long, short = 'c', env = "RUNNER_CONFIG", value_name = "FILE")]
+    pub config: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+#[command(after_help = EXIT_CODES)]
+pub struct SyncArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Sync only this source (a [sources.NAME] of the config).
+    #[arg(long, value_name = "NAME")]
+    pub source: Option<String>,
+    /// Sync only this service id; repeat for several.
+    #[arg(long = "service", value_name = "ID")]
+    pub services: Vec<String>,
+    /// Fetch and print on stdout what would be delivered, without delivering it or
+    /// moving any position. Only reads the state.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+#[command(after_help = EXIT_CODES)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+#[command(after_help = EXIT_CODES)]
+pub struct ValidateArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Also try each source's authentication and each sink's health check.
+    #[arg(long)]
+    pub check: bool,
+}
+
+/// `runner state`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateArgs {
+    pub config: ConfigArg,
+    /// Print JSON instead of a table.
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+#[command(after_help = EXIT_CODES)]
+pub struct StateResetArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Reset only this source's positions.
+    #[arg(long, value_name = "NAME")]
+    pub source: Option<String>,
+    /// Reset only this service's positions.
+    #[arg(long, value_name = "ID")]
+    pub service: Option<String>,
+    /// Reset only this sink's positions.
+    #[arg(long, value_name = "NAME")]
+    pub sink: Option<String>,
+    /// Where the reset positions start: "beginning", "now", or an RFC 3339 time such as
+    /// 2024-05-01T00:00:00Z. Default: the source's `start_at`.
+    #[arg(long, value_name = "beginning|now|RFC3339", value_parser = parse_start_at)]
+    pub to: Option<StartAt>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct ServicesArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct DemoArgs {
+    /// Keep the demo's files (config, state, output) in DIR instead of a temporary
+    /// folder that is deleted at the end.
+    #[arg(long, value_name = "DIR")]
+    pub keep: Option<PathBuf>,
+}
+
+impl Cli {
+    /// Parses the process's arguments; on a bad command line prints the error
+    /// and exits with 2 (on `--help` or `--version`, prints and exits with 0).
+    pub fn parse() -> Self {
+        Self::try_parse_from(std::env::args_os()).unwrap_or_else(|error| error.exit())
+    }
+
+    /// Parses `args` (the first is the program name).
+    pub fn try_parse_from<I, T>(args: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        let parsed = ClapCli::try_parse_from(args)?;
+        let command = match parsed.command {
+            ClapCommand::Sync(args) => Command::Sync(args),
+            ClapCommand::Run(args) => Command::Run(args),
+            ClapCommand::Validate(args) => Command::Validate(args),
+            ClapCommand::State(ClapState {
+                action: Some(StateAction::Reset(args)),
+                ..
+            }) => Command::StateReset(args),
+            ClapCommand::State(ClapState {
+                action: None,
+                config,
+                json,
+            }) => {
+                // clap requires --config when no action is given; this only guards that.
+                let Some(config) = config else {
+                    return Err(clap::Error::raw(
+                        clap::error::ErrorKind::MissingRequiredArgument,
+                        "runner state needs --config FILE (or RUNNER_CONFIG)\n",
+                    ));
+                };
+                Command::State(StateArgs {
+                    config: ConfigArg { config },
+                    json,
+                })
+            }
+            ClapCommand::Services(args) => Command::Services(args),
+            ClapCommand::Demo(args) => Command::Demo(args),
+        };
+        Ok(Cli {
+            log_format: parsed.log_format,
+            command,
+        })
+    }
+
+    /// The clap definition, for help text and checks.
+    pub fn command() -> clap::Command {
+        <ClapCli as clap::CommandFactory>::command()
+    }
+}
+
+/// What clap parses. `state` and `state reset` share a word, so clap sees an
+/// optional action under `state`; [`Cli`] flattens that into [`Command`].
+#[derive(Debug, Parser)]
+#[command(
+    name = "runner",
+    version,
+    about = "Ship ModelArts service event logs to files, stdout and other sinks: \
+             incrementally, each event once per sink, resuming where the last run stopped.",
+    after_help = EXIT_CODES,
+    propagate_version = true
+)]
+struct ClapCli {
+    /// Format of the logs on stderr ("text" for people, "json" for log collectors).
+    /// RUST_LOG filters them (default: info).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: ClapCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum ClapCommand {
+    /// Fetch what is new once, deliver it to every sink, and exit (for cron and CI).
+    Sync(SyncArgs),
+    /// Run as a daemon: sync every `runner.interval` until SIGINT or SIGTERM (exits 0).
+    Run(RunArgs),
+    /// Check the configuration file without touching the state; --check also tries
+    /// authentication and each sink.
+    Validate(ValidateArgs),
+    /// Show the positions per source, service and sink (read-only), or reset them.
+    State(ClapState),
+    /// List the services each source follows.
+    Services(ServicesArgs),
+    /// Run the real pipeline against a built-in ModelArts simulator; needs nothing.
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true,
+    after_help = EXIT_CODES
+)]
+struct ClapState {
+    /// The configuration file (TOML). Relative paths in it are relative to its folder.
+    #[arg(
+        long,
+        short = 'c',
+        env = "RUNNER_CONFIG",
+        value_name = "FILE",
+        required = true
+    )]
+    config: Option<PathBuf>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+    #[command(subcommand)]
+    action: Option<StateAction>,
+}
+
+#[derive(Debug, Subcommand)]
+enum StateAction {
+    /// Forget positions (all, or those of one source, service or sink) so that they
+    /// start again from --to. Takes the state lock.
+    Reset(StateResetArgs),
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use clap::error::ErrorKind;
+    use std::path::Path;
+
+    fn parse(args: &[&str]) -> Cli {
+        Cli::try_parse_from(std::iter::once("runner").chain(args.iter().copied()))
+            .unwrap_or_else(|e| panic!("{args:?}: {e}"))
+    }
+
+    fn parse_err(args: &[&str]) -> clap::Error {
+        match Cli::try_parse_from(std::iter::once("runner").chain(args.iter().copied())) {
+            Ok(cli) => panic!("{args:?} parsed as {cli:?}"),
+            Err(error) => error,
+        }
+    }
+
+    fn config(path: &str) -> ConfigArg {
+        ConfigArg {
+            config: PathBuf::from(path),
+        }
+    }
+
+    /// Tests that need --config to be missing cannot run when RUNNER_CONFIG supplies it.
+    fn runner_config_is_set() -> bool {
+        std::env::var_os("RUNNER_CONFIG").is_some()
+    }
+
+    #[test]
+    fn the_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn sync_with_every_flag() {
+        let cli = parse(&[
+            "sync",
+            "--config",
+            "r.toml",
+            "--source",
+            "prod",
+            "--service",
+            "a",
+            "--service",
+            "b",
+            "--dry-run",
+        ]);
+        assert_eq!(cli.log_format, LogFormat::Text);
+        assert_eq!(
+            cli.command,
+            Command::Sync(SyncArgs {
+                config: config("r.toml"),
+                source: Some("prod".to_owned()),
+                services: vec!["a".to_owned(), "b".to_owned()],
+                dry_run: true,
+            })
+        );
+    }
+
+    #[test]
+    fn sync_with_defaults() {
+        let cli = parse(&["sync", "-c", "r.toml"]);
+        assert_eq!(
+            cli.command,
+            Command::Sync(SyncArgs {
+                config: config("r.toml"),
+                source: None,
+                services: vec![],
+                dry_run: false,
+            })
+        );
+    }
+
+    #[test]
+    fn run_validate_services_and_demo() {
+        assert_eq!(
+            parse(&["run", "--config", "/etc/r.toml"]).command,
+            Command::Run(RunArgs {
+                config: config("/etc/r.toml")
+            })
+        );
+        assert_eq!(
+            parse(&["validate", "--config", "r.toml", "--check"]).command,
+            Command::Validate(ValidateArgs {
+                config: config("r.toml"),
+                check: true,
+            })
+        );
+        assert_eq!(
+            parse(&["validate", "--config", "r.toml"]).command,
+            Command::Validate(ValidateArgs {
+                config: config("r.toml"),
+                check: false,
+            })
+        );
+        assert_eq!(
+            parse(&["services", "--config", "r.toml"]).command,
+            Command::Services(ServicesArgs {
+                config: config("r.toml")
+            })
+        );
+        assert_eq!(
+            parse(&["demo"]).command,
+            Command::Demo(DemoArgs { keep: None })
+        );
+        assert_eq!(
+            parse(&["demo", "--keep", "out/demo"]).command,
+            Command::Demo(DemoArgs {
+                keep: Some(PathBuf::from("out/demo"))
+            })
+        );
+    }
+
+    #[test]
+    fn state_shows() {
+        assert_eq!(
+            parse(&["state", "--config", "r.toml", "--json"]).command,
+            Command::State(StateArgs {
+                config: config("r.toml"),
+                json: true,
+            })
+        );
+        assert_eq!(
+            parse(&["state", "--config", "r.toml"]).command,
+            Command::State(StateArgs {
+                config: config("r.toml"),
+                json: false,
+            })
+        );
+    }
+
+    #[test]
+    fn state_reset_with_every_flag() {
+        let cli = parse(&[
+            "state",
+            "reset",
+            "--config",
+            "r.toml",
+            "--source",
+            "prod",
+            "--service",
+            "svc",
+            "--sink",
+            "archive",
+            "--to",
+            "2019-07-08T14:47:31.764Z",
+        ]);
+        assert_eq!(
+            cli.command,
+            Command::StateReset(StateResetArgs {
+                config: config("r.toml"),
+                source: Some("prod".to_owned()),
+                service: Some("svc".to_owned()),
+                sink: Some("archive".to_owned()),
+                to: Some(StartAt::At(1_562_597_251_764)),
+            })
+        );
+        let cli = parse(&["state", "reset", "--config", "r.toml"]);
+        assert_eq!(
+            cli.command,
+            Command::StateReset(StateResetArgs {
+                config: config("r.toml"),
+                source: None,
+                service: None,
+                sink: None,
+                to: None,
+            })
+        );
+        for (word, expected) in [("beginning", StartAt::Beginning), ("now", StartAt::Now)] {
+            let cli = parse(&["state", "reset", "--config", "r.toml", "--to", word]);
+            let Command::StateReset(args) = cli.command else {
+                panic!("not a reset: {cli:?}");
+            };
+            assert_eq!(args.to, Some(expected));
+        }
+    }
+
+    #[test]
+    fn state_reset_refuses_a_bad_to() {
+        let error = parse_err(&["state", "reset", "--config", "r.toml", "--to", "yesterday"]);
+        assert_eq!(error.kind(), ErrorKind::ValueValidation);
+        assert!(error.to_string().contains("RFC 3339"), "{error}");
+    }
+
+    #[test]
+    fn state_json_belongs_to_show_not_reset() {
+        let error = parse_err(&["state", "reset", "--config", "r.toml", "--json"]);
+        assert_eq!(error.kind(), ErrorKind::UnknownArgument, "{error}");
+    }
+
+    #[test]
+    fn log_format_is_global() {
+        let cli = parse(&["sync", "--config", "r.toml", "--log-format", "json"]);
+        assert_eq!(cli.log_format, LogFormat::Json);
+        let cli = parse(&["--log-format", "json", "demo"]);
+        assert_eq!(cli.log_format, LogFormat::Json);
+        let error = parse_err(&["--log-format", "xml", "demo"]);
+        assert_eq!(error.kind(), ErrorKind::InvalidValue);
+    }
+
+    #[test]
+    fn usage_errors_exit_with_2() {
+        let error = parse_err(&["frobnicate"]);
+        assert_eq!(error.kind(), ErrorKind::InvalidSubcommand);
+        assert_eq!(error.exit_code(), 2);
+        let error = parse_err(&["sync", "--config", "r.toml", "--bogus"]);
+        assert_eq!(error.exit_code(), 2);
+        let error = parse_err(&[]);
+        assert_eq!(error.exit_code(), 2);
+    }
+
+    #[test]
+    fn config_is_required_unless_runner_config_is_set() {
+        if runner_config_is_set() {
+            return;
+        }
+        for args in [
+            &["sync"][..],
+            &["run"],
+            &["validate"],
+            &["state"],
+            &["state", "reset"],
+            &["services"],
+        ] {
+            let error = parse_err(args);
+            assert_eq!(error.kind(), ErrorKind::MissingRequiredArgument, "{args:?}");
+        }
+    }
+
+    #[test]
+    fn every_config_flag_reads_runner_config() {
+        let root = Cli::command();
+        let mut paths = vec![
+            vec!["sync"],
+            vec!["run"],
+            vec!["validate"],
+            vec!["state"],
+            vec!["state", "reset"],
+            vec!["services"],
+        ];
+        for path in paths.drain(..) {
+            let mut command = &root;
+            for name in &path {
+                command = command.find_subcommand(name).unwrap();
+            }
+            let arg = command
+                .get_arguments()
+                .find(|arg| arg.get_id() == "config")
+                .unwrap_or_else(|| panic!("{path:?} has no --config"));
+            assert_eq!(
+                arg.get_env().and_then(|env| env.to_str()),
+                Some("RUNNER_CONFIG"),
+                "{path:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn help_shows_the_exit_codes_and_every_flag_is_documented() {
+        let mut root = Cli::command();
+        let help = root.render_long_help().to_string();
+        for needle in ["Exit codes", "130", "RUST_LOG", "--log-format"] {
+            assert!(help.contains(needle), "{needle} not in:\n{help}");
+        }
+        fn check(command: &clap::Command, path: &str) {
+            for arg in command.get_arguments() {
+                if arg.get_id() == "help" || arg.get_id() == "version" {
+                    continue;
+                }
+                assert!(
+                    arg.get_help().is_some() || arg.get_long_help().is_some(),
+                    "{path} --{} has no help",
+                    arg.get_id()
+                );
+            }
+            for sub in command.get_subcommands() {
+                if sub.get_name() == "help" {
+                    continue;
+                }
+                assert!(
+                    sub.get_about().is_some(),
+                    "{path} {} has no help",
+                    sub.get_name()
+                );
+                check(sub, &format!("{path} {}", sub.get_name()));
+            }
+        }
+        check(&root, "runner");
+        let mut sync = Cli::command();
+        let sync_help = sync
+            .find_subcommand_mut("sync")
+            .unwrap()
+            .render_long_help()
+            .to_string();
+        assert!(sync_help.contains("Exit codes"), "{sync_help}");
+        assert!(sync_help.contains("RUNNER_CONFIG"), "{sync_help}");
+    }
+
+    #[test]
+    fn config_paths_are_kept_as_given() {
+        let Command::Run(args) = parse(&["run", "--config", "./a b/r.toml"]).command else {
+            panic!("not run");
+        };
+        assert_eq!(args.config.config, Path::new("./a b/r.toml"));
+    }
+}
