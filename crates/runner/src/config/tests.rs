@@ -915,3 +915,33 @@ fn two_file_sinks_cannot_share_a_file() {
         format!("{MINIMAL}\n[sinks.a]\ntype = \"file\"\npath = \"/etc/runner/state/events.db\"\n");
     assert_error(&text, "sinks.a.path", "/etc/runner/state", "state file");
 }
+
+#[test]
+fn inline_auth_tables_keep_lines_and_secrets() {
+    let text = MINIMAL.replace(
+        "[sources.prod.auth]\ntype = \"token\"\ntoken = \"${MODELARTS_TOKEN}\"\n",
+        "",
+    );
+    let text = text.replace(
+        "services = [",
+        "auth = { type = \"token\", token = 4455667788 }\nservices = [",
+    );
+    let error = parse_err(&text);
+    assert_eq!(error.key(), Some("sources.prod.auth.token"), "{error}");
+    assert_eq!(error.line(), Some(line_of(&text, "4455667788")));
+    assert!(!error.to_string().contains("4455667788"), "{error}");
+}
+
+#[test]
+fn a_sink_needs_a_type_and_a_file_sink_a_path() {
+    let text = MINIMAL.replace("type = \"stdout\"\n", "format = \"text\"\n");
+    assert_error(&text, "sinks.console.type", "[sinks.console]", "required");
+    let text = MINIMAL.replace("type = \"stdout\"", "type = \"file\"");
+    assert_error(&text, "sinks.console.path", "[sinks.console]", "required");
+}
+
+#[test]
+fn an_empty_token_is_refused() {
+    let text = MINIMAL.replace("${MODELARTS_TOKEN}", "");
+    assert_error(&text, "sources.prod.auth.token", "token =", "is empty");
+}
