@@ -87,7 +87,7 @@ pub enum Spread {
 
 /// How the server reads the `offset` query parameter; the documentation says "start page" but
 /// real ModelArts list APIs have been seen doing each of these.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum OffsetMode {
     /// `offset` counts pages: skip `offset * served_size` rows (as documented).
     Page,
@@ -99,7 +99,7 @@ pub enum OffsetMode {
 }
 
 /// A misbehaviour the simulator can answer a request with instead of serving it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Fault {
     /// 429 with `Retry-After` and an `APIG.0308` throttling body.
     TooManyRequests,

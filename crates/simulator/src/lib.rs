@@ -4,7 +4,8 @@
 //! (inclusive or exclusive time bounds, what `offset` counts, a clamped page size) switchable,
 //! plus deterministic fault injection (429 with `Retry-After`, 500, 503, an HTML 502, a
 //! truncated body, a dropped connection). Admin endpoints (`POST /admin/services`,
-//! `POST /admin/services/{service_id}/events`) add data while it runs.
+//! `POST /admin/services/{service_id}/events`, `POST /admin/faults`) add data and change the
+//! fault schedule while it runs.
 //!
 //! Tests, benchmarks and `runner demo` use it in-process; the `modelarts-sim` binary serves it
 //! on its own so users can try the shipper without a cloud account.

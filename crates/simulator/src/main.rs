@@ -21,7 +21,8 @@ const HINT_SERVICES: usize = 10;
 ///
 /// Serves GET /v1/{project_id}/services/{service_id}/events and GET /v1/{project_id}/services
 /// (header X-Auth-Token), plus POST /admin/services and POST /admin/services/{id}/events to
-/// add data while running. Prints the base URL as the first line of stdout.
+/// add data and POST /admin/faults (a JSON array like ["429@every:3"]) to change faults while
+/// running. Prints the base URL as the first line of stdout.
 #[derive(Debug, Parser)]
 #[command(name = "modelarts-sim", version)]
 struct Args {

@@ -8,7 +8,7 @@
 //! Upstream API: <https://docs.otc.t-systems.com/modelarts/api-ref/service_management/obtaining_service_event_logs.html>
 //! and error codes: <https://docs.otc.t-systems.com/modelarts/api-ref/appendix/error_codes.html>
 
-use crate::config::{Behaviour, Fault};
+use crate::config::{Behaviour, Fault, FaultRule};
 use crate::query::{self, InvalidParameter, ServicesQuery, ServicesSort};
 use crate::store::{SimEvent, Store};
 use bytes::Bytes;
@@ -287,6 +287,7 @@ enum Route {
     AdminAddEvents {
         service_id: String,
     },
+    AdminSetFaults,
     NotFound,
 }
 
@@ -309,6 +310,7 @@ fn route(method: &Method, path: &str) -> Route {
         (&Method::POST, ["admin", "services", service_id, "events"]) => Route::AdminAddEvents {
             service_id: (*service_id).to_owned(),
         },
+        (&Method::POST, ["admin", "faults"]) => Route::AdminSetFaults,
         _ => Route::NotFound,
     }
 }
@@ -341,6 +343,7 @@ pub(crate) async fn handle(
         Route::AdminAddEvents { service_id } => Ok(admin_add_events(&shared, request, &service_id)
             .await
             .into_response(None)),
+        Route::AdminSetFaults => Ok(admin_set_faults(&shared, request).await.into_response(None)),
         Route::NotFound => Ok(Answer::api_not_found(&request_id(0)).into_response(None)),
     }
 }
@@ -700,5 +703,37 @@ async fn admin_add_events(shared: &Shared, request: Request<Incoming>, service_i
         return service_not_found(service_id);
     }
     let reply = serde_json::json!({ "added": added });
+    Answer::json(StatusCode::OK, reply.to_string().into_bytes(), 0)
+}
+
+/// Replaces the fault schedule with a JSON array of command-line forms (`["429@every:3"]`), so
+/// that users of the binary can change faults while it runs.
+async fn admin_set_faults(shared: &Shared, request: Request<Incoming>) -> Answer {
+    let body = match read_admin_body(request).await {
+        Ok(body) => body,
+        Err(answer) => return answer,
+    };
+    let forms: Vec<String> = match serde_json::from_slice(&body) {
+        Ok(forms) => forms,
+        Err(error) => return bad_admin_json(&error),
+    };
+    let faults = match forms
+        .iter()
+        .map(|form| form.parse::<FaultRule>())
+        .collect::<Result<Vec<_>, _>>()
+    {
+        Ok(faults) => faults,
+        Err(error) => {
+            return Answer::error(
+                StatusCode::BAD_REQUEST,
+                "ModelArts.0101",
+                &error.to_string(),
+                None,
+            );
+        }
+    };
+    let count = faults.len();
+    lock(shared).behaviour.faults = faults;
+    let reply = serde_json::json!({ "faults": count });
     Answer::json(StatusCode::OK, reply.to_string().into_bytes(), 0)
 }

@@ -456,6 +456,12 @@ mod tests {
     }
 
     #[test]
+    fn rows_stay_compact() {
+        // 100,000 events per service must stay cheap: texts live once in the interner.
+        assert!(std::mem::size_of::<Row>() <= 24);
+    }
+
+    #[test]
     fn deserializes_both_admin_row_forms() {
         let rows: Vec<SimEvent> = serde_json::from_value(json!([
             {"occur_time": 1, "event_type": "normal", "event_info": "x"},

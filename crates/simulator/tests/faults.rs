@@ -171,3 +171,38 @@ fn http_client() -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::new()
 }
+
+#[tokio::test]
+async fn admin_endpoint_replaces_the_fault_schedule() {
+    let sim = start(Vec::new(), 1);
+    let client = http_client();
+    let admin = format!("{}/admin/faults", sim.base_url());
+    let set = client
+        .post(&admin)
+        .body(r#"["503@2", "drop@every:5"]"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(set.status(), 200);
+    assert_eq!(
+        sim.behaviour().faults,
+        vec![
+            FaultRule::at(Fault::Unavailable, 2),
+            FaultRule::every(Fault::DroppedConnection, 5)
+        ]
+    );
+    assert_eq!(get(&client, &sim).await.unwrap().status(), 200);
+    assert_eq!(get(&client, &sim).await.unwrap().status(), 503);
+    let refused = client
+        .post(&admin)
+        .body(r#"["teapot@1"]"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 400);
+    assert_eq!(
+        sim.behaviour().faults.len(),
+        2,
+        "a refused schedule leaves the old one"
+    );
+}
