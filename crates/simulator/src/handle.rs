@@ -11,7 +11,6 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::sync::oneshot;
 use tracing::{debug, warn};
 
@@ -35,11 +34,7 @@ impl Simulator {
         listener.set_nonblocking(true)?;
         let address = listener.local_addr()?;
 
-        let end_at_ms = config.end_at_ms.unwrap_or_else(|| {
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |elapsed| elapsed.as_millis() as i64)
-        });
+        let end_at_ms = config.end_at_ms.unwrap_or_else(server::now_ms);
         let mut store = Store::default();
         synthetic::populate(&mut store, &config, end_at_ms);
         let shared: Shared = Arc::new(Mutex::new(SimState::new(
@@ -137,9 +132,7 @@ impl SimHandle {
 
     /// Adds a running service with no events (or renames an existing one).
     pub fn add_service(&self, service_id: &str, service_name: &str) {
-        let publish_at = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |elapsed| elapsed.as_millis() as i64);
+        let publish_at = server::now_ms();
         server::lock(&self.shared).store.upsert_service(
             service_id,
             service_name,

@@ -22,7 +22,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
 use std::time::{SystemTime, UNIX_EPOCH};
-use tracing::debug;
+use tracing::{debug, warn};
 
 /// Largest admin request body read (a test may post a few 1 MiB rows).
 const ADMIN_BODY_LIMIT: usize = 256 * 1024 * 1024;
@@ -111,7 +111,9 @@ impl SimState {
             .partition(|p| p.after_events_request <= answered);
         self.pending = later;
         for pending in due {
-            self.store.add_events(&pending.service_id, pending.events);
+            if !self.store.add_events(&pending.service_id, pending.events) {
+                warn!(service_id = %pending.service_id, "Events due after a request: no such service; ignored.");
+            }
         }
     }
 }
@@ -207,6 +209,8 @@ struct Answer {
     content_type: &'static str,
     body: Bytes,
     rows: usize,
+    /// `Retry-After` seconds, for a 429.
+    retry_after: Option<u64>,
 }
 
 impl Answer {
@@ -216,6 +220,7 @@ impl Answer {
             content_type: "application/json",
             body: Bytes::from(body),
             rows,
+            retry_after: None,
         }
     }
 
@@ -270,6 +275,9 @@ impl Answer {
         if let Some(id) = request_id.and_then(|id| HeaderValue::from_str(id).ok()) {
             headers.insert("x-request-id", id);
         }
+        if let Some(seconds) = self.retry_after {
+            headers.insert(RETRY_AFTER, HeaderValue::from(seconds));
+        }
         response
     }
 }
@@ -320,7 +328,7 @@ fn request_id(number: u64) -> String {
     format!("{:016x}{number:016x}", 0x5349_4d55_4c41_544fu64)
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |elapsed| elapsed.as_millis() as i64)
@@ -382,32 +390,29 @@ async fn serve_api(
     }
     let id = request_id(number);
 
-    let (answer, status, retry_after) = {
+    let answer = {
         let mut state = lock(shared);
         let answer = match fault {
-            // The gateway answers these before the service sees the request.
-            Some(Fault::TruncatedBody) | None => answer_api(
+            None | Some(Fault::TruncatedBody) => Some(answer_api(
                 &state,
                 &project_id,
                 service_id.as_deref(),
                 &query,
                 token.as_deref(),
                 &id,
-            ),
-            Some(_) => Answer::json(StatusCode::OK, Vec::new(), 0),
+            )),
+            // The gateway answers these before the service sees the request.
+            Some(fault) => fault_answer(fault, &id, state.behaviour.retry_after_secs),
         };
-        let status = match fault {
-            None | Some(Fault::TruncatedBody) => answer.status.as_u16(),
-            Some(Fault::TooManyRequests) => 429,
-            Some(Fault::InternalError) => 500,
-            Some(Fault::Unavailable) => 503,
-            Some(Fault::BadGatewayHtml) => 502,
-            Some(Fault::DroppedConnection) => 0,
+        let status = answer.as_ref().map_or(0, |answer| answer.status.as_u16());
+        let rows = match (&answer, fault) {
+            (Some(answer), None) => answer.rows,
+            _ => 0,
         };
-        let rows = if fault.is_none() { answer.rows } else { 0 };
+        debug!(number, path = %path, status, fault = ?fault, "Served API request.");
         state.log.push(RequestLog {
             number,
-            path: path.clone(),
+            path,
             query,
             status,
             rows,
@@ -416,55 +421,57 @@ async fn serve_api(
         if let Some(answered) = events_number {
             state.release_pending(answered);
         }
-        (answer, status, state.behaviour.retry_after_secs)
+        answer
     };
-    debug!(number, path = %path, status, fault = ?fault, "Served API request.");
 
-    match fault {
-        None => Ok(answer.into_response(Some(&id))),
-        Some(Fault::TruncatedBody) => Ok(answer.into_truncated_response(Some(&id))),
-        Some(Fault::DroppedConnection) => Err(DroppedConnection),
-        Some(Fault::TooManyRequests) => {
-            let answer = Answer::error(
+    match (answer, fault) {
+        (None, _) => Err(DroppedConnection),
+        (Some(answer), Some(Fault::TruncatedBody)) => Ok(answer.into_truncated_response(Some(&id))),
+        (Some(answer), _) => Ok(answer.into_response(Some(&id))),
+    }
+}
+
+/// What the gateway sends for a simulated fault; `None` is a dropped connection.
+fn fault_answer(fault: Fault, request_id: &str, retry_after_secs: u64) -> Option<Answer> {
+    let answer = match fault {
+        Fault::DroppedConnection => return None,
+        Fault::TooManyRequests => Answer {
+            retry_after: Some(retry_after_secs),
+            ..Answer::error(
                 StatusCode::TOO_MANY_REQUESTS,
                 "APIG.0308",
                 "The throttling threshold has been reached: policy user over ratelimit,limit:20,time:1 second",
-                Some(&id),
-            );
-            let mut response = answer.into_response(Some(&id));
-            response
-                .headers_mut()
-                .insert(RETRY_AFTER, HeaderValue::from(retry_after));
-            Ok(response)
-        }
-        Some(Fault::InternalError) => Ok(Answer::error(
+                Some(request_id),
+            )
+        },
+        Fault::InternalError => Answer::error(
             StatusCode::INTERNAL_SERVER_ERROR,
             "ModelArts.0010",
             "Internal error. Please try again later.",
             None,
-        )
-        .into_response(Some(&id))),
-        Some(Fault::Unavailable) => Ok(Answer::error(
+        ),
+        Fault::Unavailable => Answer::error(
             StatusCode::SERVICE_UNAVAILABLE,
             "APIG.0201",
             "Backend unavailable. Please try again later.",
-            Some(&id),
-        )
-        .into_response(Some(&id))),
-        Some(Fault::BadGatewayHtml) => {
-            let page = "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n\
-                        <center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n\
-                        </body>\r\n</html>\r\n";
-            let answer = Answer {
-                status: StatusCode::BAD_GATEWAY,
-                content_type: "text/html",
-                body: Bytes::from_static(page.as_bytes()),
-                rows: 0,
-            };
-            Ok(answer.into_response(Some(&id)))
-        }
-    }
+            Some(request_id),
+        ),
+        Fault::BadGatewayHtml => Answer {
+            status: StatusCode::BAD_GATEWAY,
+            content_type: "text/html",
+            body: Bytes::from_static(BAD_GATEWAY_PAGE.as_bytes()),
+            rows: 0,
+            retry_after: None,
+        },
+        // The truncation cuts the real answer; it has no answer of its own.
+        Fault::TruncatedBody => return None,
+    };
+    Some(answer)
 }
+
+/// What an nginx-based gateway sends when the service behind it fails.
+const BAD_GATEWAY_PAGE: &str = "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n\
+    <center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n";
 
 /// Auth, project, parameters and data, in the order the real stack checks them.
 fn answer_api(
