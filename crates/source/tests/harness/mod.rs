@@ -1,0 +1,328 @@
+//! The test harness shared by the integration tests: a simulator with one
+//! service, source settings pointed at it, and a full "sync" of that service
+//! done the way the runner does it (cursor floor from the SQLite state file,
+//! pull every batch, id per event, keep what the cursor calls new,
+//! acknowledge and commit), so that exactly-once can be checked across runs.
+//!
+//! Each sync opens the state file, the client and the server model afresh,
+//! like a cron-started `runner sync`; only the state file carries over.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
+
+use simulator::{Behaviour, SimConfig, SimEvent, SimHandle, Simulator};
+use source::checkpoint::{CheckpointStore, Commit, CursorKey};
+use source::{
+    AuthSettings, ModelArtsClient, OffsetUnit, PullOptions, Secret, ServerModel, ServicePull,
+    SinkCursor, SourceError, SourceSettings, StartAt,
+};
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Duration;
+use tempfile::TempDir;
+
+/// The id of the one service every harness serves.
+pub const SERVICE: &str = "5f1e2d3c-0000-4000-8000-00000000c0de";
+/// The cursor's source and sink names (they are not part of the id).
+const SOURCE_NAME: &str = "sim";
+const SINK_NAME: &str = "archive";
+
+/// One event as a sink received it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Delivered {
+    pub occur_time: i64,
+    pub event_type: String,
+    pub event_info: String,
+    pub twin: u32,
+    pub id: String,
+}
+
+/// What one sync did.
+#[derive(Debug)]
+pub struct SyncOutcome {
+    pub delivered: Vec<Delivered>,
+    /// Rows counted malformed by the pull.
+    pub malformed: usize,
+    /// Requests the pull made (not counting the client's retries).
+    pub requests: u64,
+    /// Where the sync stopped early, why (what was delivered before stays).
+    pub error: Option<SourceError>,
+}
+
+/// A simulator with one service, settings pointing at it, and a state file.
+pub struct Harness {
+    pub sim: SimHandle,
+    pub settings: SourceSettings,
+    /// Where the cursor is kept between syncs.
+    pub state_path: PathBuf,
+    _state_dir: TempDir,
+}
+
+impl Harness {
+    /// Starts a simulator with `behaviour`, one empty service and `events`.
+    pub fn start(behaviour: Behaviour, events: Vec<SimEvent>) -> Harness {
+        let config = SimConfig {
+            services: 0,
+            events_per_service: 0,
+            behaviour,
+            ..SimConfig::default()
+        };
+        let sim = Simulator::start("127.0.0.1:0".parse().unwrap(), config).unwrap();
+        sim.add_service(SERVICE, "sim-service");
+        sim.add_events(SERVICE, events);
+        let settings = settings_for(&sim);
+        let state_dir = tempfile::tempdir().unwrap();
+        let state_path = state_dir.path().join("state").join("events.db");
+        Harness {
+            sim,
+            settings,
+            state_path,
+            _state_dir: state_dir,
+        }
+    }
+
+    /// A sync that must succeed.
+    pub async fn sync(&self) -> SyncOutcome {
+        let outcome = self.try_sync().await;
+        if let Some(error) = &outcome.error {
+            panic!("sync failed: {error}");
+        }
+        outcome
+    }
+
+    /// One run of the runner's loop for the service: read the cursor, pull
+    /// from its floor, deliver what is new, acknowledge each batch through
+    /// its last `occur_time`, and commit to the state file (also when the
+    /// pull failed: what was delivered before stays delivered).
+    pub async fn try_sync(&self) -> SyncOutcome {
+        let _lock = CheckpointStore::lock(&self.state_path).unwrap();
+        let mut store = CheckpointStore::open(&self.state_path).unwrap();
+        let key = CursorKey {
+            source: SOURCE_NAME.to_owned(),
+            service_id: SERVICE.to_owned(),
+            sink: SINK_NAME.to_owned(),
+        };
+        let stored = store.cursor(&key).unwrap();
+        let mut cursor = SinkCursor::new(key, stored, 0, self.settings.lookback);
+        let client = ModelArtsClient::new(&self.settings).unwrap();
+        let model = Mutex::new(ServerModel::default());
+        let options = PullOptions {
+            page_size: self.settings.page_size,
+            event_type: self.settings.event_type.clone(),
+            offset_unit: self.settings.offset_unit,
+        };
+        let mut pull = ServicePull::new(&client, &model, SERVICE, Some(cursor.floor()), options);
+        let mut outcome = SyncOutcome {
+            delivered: Vec::new(),
+            malformed: 0,
+            requests: 0,
+            error: None,
+        };
+        let mut commits = Vec::new();
+        loop {
+            let batch = match pull.next_batch().await {
+                Ok(Some(batch)) => batch,
+                Ok(None) => break,
+                Err(error) => {
+                    outcome.error = Some(error);
+                    break;
+                }
+            };
+            outcome.malformed += batch.malformed.len();
+            let through = batch.events.last().map(|e| e.occur_time);
+            let mut acked = Vec::new();
+            for event in batch.events {
+                let id = record::event_id(record::IdParts {
+                    project_id: &self.settings.project_id,
+                    service_id: SERVICE,
+                    occur_time: event.occur_time,
+                    event_type: &event.event_type,
+                    event_info: &event.event_info,
+                    twin: event.twin,
+                });
+                if cursor.is_new(event.occur_time, &id) {
+                    acked.push((id.clone(), event.occur_time));
+                    outcome.delivered.push(Delivered {
+                        occur_time: event.occur_time,
+                        event_type: event.event_type,
+                        event_info: event.event_info,
+                        twin: event.twin,
+                        id,
+                    });
+                }
+            }
+            commits.extend(cursor.acknowledge(acked, through));
+        }
+        // The runner commits after each batch; one transaction at the end
+        // leaves the same state (the changes apply in order) with one fsync
+        // instead of dozens, and no test here stops a sync half-way.
+        store
+            .commit(&Commit {
+                cursors: commits,
+                files: Vec::new(),
+            })
+            .unwrap();
+        outcome.requests = pull.requests();
+        outcome
+    }
+
+    /// What a correct shipper delivers: the simulator's ground truth with
+    /// twins numbered in their millisecond, as records with ids.
+    pub fn expected(&self) -> Vec<Delivered> {
+        let truth = self.sim.events(SERVICE);
+        number(&self.settings.project_id, truth)
+    }
+}
+
+/// Numbers identical events within each millisecond and computes ids.
+pub fn number(project_id: &str, events: Vec<(i64, String, String)>) -> Vec<Delivered> {
+    let mut counts: HashMap<(i64, String, String), u32> = HashMap::new();
+    events
+        .into_iter()
+        .map(|(occur_time, event_type, event_info)| {
+            let twin = counts
+                .entry((occur_time, event_type.clone(), event_info.clone()))
+                .or_insert(0);
+            *twin += 1;
+            let id = record::event_id(record::IdParts {
+                project_id,
+                service_id: SERVICE,
+                occur_time,
+                event_type: &event_type,
+                event_info: &event_info,
+                twin: *twin,
+            });
+            Delivered {
+                occur_time,
+                event_type,
+                event_info,
+                twin: *twin,
+                id,
+            }
+        })
+        .collect()
+}
+
+/// Settings for a simulator: fast retries, no rate cap to speak of, small pages.
+pub fn settings_for(sim: &SimHandle) -> SourceSettings {
+    SourceSettings {
+        name: SOURCE_NAME.to_owned(),
+        endpoint: sim.base_url(),
+        project_id: sim.project_id(),
+        services: vec![SERVICE.to_owned()],
+        event_type: None,
+        page_size: 10,
+        lookback: Duration::from_secs(600),
+        start_at: StartAt::Beginning,
+        offset_unit: OffsetUnit::Auto,
+        request_timeout: Duration::from_secs(5),
+        max_requests_per_second: 1_000_000.0,
+        max_retries: 8,
+        max_response_bytes: 64 * 1024 * 1024,
+        retry_initial_backoff: Duration::from_millis(2),
+        retry_max_backoff: Duration::from_millis(20),
+        auth: AuthSettings::Token(Secret::new(sim.token())),
+    }
+}
+
+/// Checks that `delivered` (all runs together) holds every expected event
+/// exactly once; describes the difference otherwise.
+pub fn check_exactly_once(expected: &[Delivered], delivered: &[Delivered]) -> Result<(), String> {
+    let mut want: BTreeMap<&str, (usize, &Delivered)> = BTreeMap::new();
+    for event in expected {
+        want.entry(&event.id).or_insert((0, event)).0 += 1;
+    }
+    let mut got: BTreeMap<&str, (usize, &Delivered)> = BTreeMap::new();
+    for event in delivered {
+        got.entry(&event.id).or_insert((0, event)).0 += 1;
+    }
+    let mut problems = Vec::new();
+    for (id, (n, event)) in &want {
+        if *n != 1 {
+            problems.push(format!("ground truth has id {id} {n} times (harness bug)"));
+        }
+        if !got.contains_key(id) {
+            problems.push(format!("missing {event:?}"));
+        }
+    }
+    for (id, (n, event)) in &got {
+        if !want.contains_key(id) {
+            problems.push(format!("unexpected {event:?}"));
+        } else if *n > 1 {
+            problems.push(format!("delivered {n} times: {event:?}"));
+        }
+    }
+    if problems.is_empty() {
+        return Ok(());
+    }
+    let total = problems.len();
+    problems.truncate(8);
+    Err(format!(
+        "{total} problems (expected {}, delivered {}): {}",
+        expected.len(),
+        delivered.len(),
+        problems.join("; ")
+    ))
+}
+
+/// Ordinary events, ties, identical twins in ordinary milliseconds, and
+/// overfull milliseconds (more events than a page of 10 or 7) at the start,
+/// in the middle next to each other, and at the end; about 140 events from
+/// `base` on.
+pub fn tricky_events(base: i64) -> Vec<SimEvent> {
+    let mut events = Vec::new();
+    let mut push = |t: i64, kind: &str, info: String| events.push(SimEvent::new(t, kind, &info));
+    // Overfull first millisecond: read before any start_time is known.
+    for i in 0..15 {
+        let info = if i % 3 == 0 {
+            "Created.".to_owned()
+        } else {
+            format!("Replica {i} created.")
+        };
+        push(base, "normal", info);
+    }
+    for i in 0..30 {
+        let t = base + 5 + i * 5;
+        push(t, "normal", format!("Step {i}."));
+        if i % 7 == 3 {
+            // Identical twins in an ordinary millisecond.
+            push(t, "normal", format!("Step {i}."));
+            push(t, "normal", format!("Step {i}."));
+        }
+        if i % 5 == 1 {
+            push(t, "abnormal", "Probe failed.".to_owned());
+            push(t, "abnormal", "Probe failed.".to_owned());
+        }
+    }
+    let busy = base + 200;
+    push(busy - 1, "normal", "Before the burst.".to_owned());
+    push(busy - 1, "normal", "Before the burst.".to_owned());
+    // 25 events in one millisecond, twins among them, interleaved.
+    for i in 0..25 {
+        let info = match i % 4 {
+            0 => "Pulling image.".to_owned(),
+            1 => "Scheduling.".to_owned(),
+            _ => format!("Instance {i} ready."),
+        };
+        push(busy, "normal", info);
+    }
+    // The next millisecond is overfull too: windows that leak past their
+    // end show its rows.
+    for i in 0..12 {
+        let kind = if i % 2 == 0 { "abnormal" } else { "normal" };
+        push(busy + 1, kind, format!("Burst two {}.", i % 3));
+    }
+    for i in 0..20 {
+        let t = busy + 10 + i * 3;
+        push(t, "normal", format!("Serving {i}."));
+        if i % 6 == 0 {
+            push(t, "normal", format!("Tie {i}."));
+            push(t, "normal", format!("Serving {i}."));
+        }
+    }
+    // An overfull last millisecond of identical twins only.
+    for _ in 0..11 {
+        push(base + 400, "normal", "Heartbeat.".to_owned());
+    }
+    events
+}
