@@ -84,35 +84,18 @@ pub fn now_ms() -> i64 {
 }
 
 impl EventRecord {
-    /// Builds a record, computing `id` and `timestamp`.
-    pub fn new(
-        source: &str,
-        project_id: &str,
-        service_id: &str,
-        service_name: &str,
-        occur_time: i64,
-        event_type: &str,
-        event_info: &str,
-        twin: u32,
-    ) -> Self {
-        let id = event_id(IdParts {
-            project_id,
-            service_id,
-            occur_time,
-            event_type,
-            event_info,
-            twin,
-        });
+    /// Builds a record from the id's parts, computing `id` and `timestamp`.
+    pub fn new(source: &str, service_name: &str, parts: IdParts<'_>) -> Self {
         EventRecord {
-            id,
+            id: event_id(parts),
             source: source.to_owned(),
-            project_id: project_id.to_owned(),
-            service_id: service_id.to_owned(),
+            project_id: parts.project_id.to_owned(),
+            service_id: parts.service_id.to_owned(),
             service_name: service_name.to_owned(),
-            occur_time,
-            timestamp: timestamp_rfc3339(occur_time),
-            event_type: event_type.to_owned(),
-            event_info: event_info.to_owned(),
+            occur_time: parts.occur_time,
+            timestamp: timestamp_rfc3339(parts.occur_time),
+            event_type: parts.event_type.to_owned(),
+            event_info: parts.event_info.to_owned(),
         }
     }
 
@@ -175,14 +158,26 @@ mod tests {
     fn timestamp_is_rfc3339_millis_utc() {
         assert_eq!(timestamp_rfc3339(1562597251764), "2019-07-08T14:47:31.764Z");
         assert_eq!(timestamp_rfc3339(-5), "1970-01-01T00:00:00.000Z");
-        assert_eq!(parse_rfc3339_ms("2019-07-08T14:47:31.764Z"), Some(1562597251764));
+        assert_eq!(
+            parse_rfc3339_ms("2019-07-08T14:47:31.764Z"),
+            Some(1562597251764)
+        );
     }
 
     #[test]
     fn record_line_has_contract_field_order() {
-        let r = EventRecord::new("prod", PROJECT, SERVICE, "svc", 1562597251764, "normal", "x", 1);
+        let r = EventRecord::new(
+            "prod",
+            "svc",
+            IdParts {
+                event_info: "x",
+                ..parts(1)
+            },
+        );
         let line = r.to_json_line();
-        assert!(line.starts_with("{\"id\":\"") && line.contains("\"source\":\"prod\",\"project_id\""));
+        assert!(
+            line.starts_with("{\"id\":\"") && line.contains("\"source\":\"prod\",\"project_id\"")
+        );
         assert!(line.contains("\"timestamp\":\"2019-07-08T14:47:31.764Z\""));
     }
 }

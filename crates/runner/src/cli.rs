@@ -190,6 +190,7 @@ impl Cli {
     }
 
     /// The clap definition, for help text and checks.
+    #[cfg(test)]
     pub fn command() -> clap::Command {
         <ClapCli as clap::CommandFactory>::command()
     }

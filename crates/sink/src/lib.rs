@@ -192,7 +192,18 @@ mod tests {
     use super::*;
 
     fn record(source: &str, event_type: &str) -> EventRecord {
-        EventRecord::new(source, "p", "s", "svc", 1562597251764, event_type, "x", 1)
+        EventRecord::new(
+            source,
+            "svc",
+            record::IdParts {
+                project_id: "p",
+                service_id: "s",
+                occur_time: 1562597251764,
+                event_type,
+                event_info: "x",
+                twin: 1,
+            },
+        )
     }
 
     #[test]

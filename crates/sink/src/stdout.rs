@@ -192,13 +192,15 @@ mod tests {
     fn record(event_type: &str, info: &str) -> EventRecord {
         EventRecord::new(
             "prod",
-            "p",
-            "35de3ca9",
             "svc-name",
-            1562597251764,
-            event_type,
-            info,
-            1,
+            record::IdParts {
+                project_id: "p",
+                service_id: "35de3ca9",
+                occur_time: 1562597251764,
+                event_type,
+                event_info: info,
+                twin: 1,
+            },
         )
     }
 

@@ -15,13 +15,15 @@ fn batch(from: i64, count: i64) -> Vec<EventRecord> {
         .map(|i| {
             EventRecord::new(
                 "prod",
-                "0123456789abcdef0123456789abcdef",
-                "35de3ca9-1bca-4ae7-9cb0-914f30fa7d3e",
                 "svc",
-                1562597251764 + i,
-                "normal",
-                &format!("event {i} with \"quotes\"\nand a newline"),
-                1,
+                record::IdParts {
+                    project_id: "0123456789abcdef0123456789abcdef",
+                    service_id: "35de3ca9-1bca-4ae7-9cb0-914f30fa7d3e",
+                    occur_time: 1562597251764 + i,
+                    event_type: "normal",
+                    event_info: &format!("event {i} with \"quotes\"\nand a newline"),
+                    twin: 1,
+                },
             )
         })
         .collect()

@@ -31,23 +31,27 @@ fn records() -> Vec<EventRecord> {
     vec![
         EventRecord::new(
             "prod",
-            "p",
-            "s1",
             "svc-name",
-            1562597251764,
-            "normal",
-            "start to deploy service",
-            1,
+            record::IdParts {
+                project_id: "p",
+                service_id: "s1",
+                occur_time: 1562597251764,
+                event_type: "normal",
+                event_info: "start to deploy service",
+                twin: 1,
+            },
         ),
         EventRecord::new(
             "prod",
-            "p",
-            "s1",
             "svc-name",
-            1562597251765,
-            "abnormal",
-            "deploy failed:\nimage pull error",
-            1,
+            record::IdParts {
+                project_id: "p",
+                service_id: "s1",
+                occur_time: 1562597251765,
+                event_type: "abnormal",
+                event_info: "deploy failed:\nimage pull error",
+                twin: 1,
+            },
         ),
     ]
 }

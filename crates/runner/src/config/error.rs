@@ -40,6 +40,7 @@ pub enum ConfigError {
     },
 }
 
+#[cfg(test)]
 impl ConfigError {
     /// The 1-based line the error points at, when it points at one.
     pub fn line(&self) -> Option<usize> {

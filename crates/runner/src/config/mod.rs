@@ -106,17 +106,12 @@ pub struct SinkSettings {
 }
 
 impl SinkSettings {
-    /// Whether this sink receives a record of `source` with `event_type`.
-    pub fn accepts(&self, source: &str, event_type: &str) -> bool {
-        let source_ok = self
-            .inputs
-            .as_ref()
-            .is_none_or(|inputs| inputs.iter().any(|name| name == source));
-        let type_ok = self
-            .event_types
-            .as_ref()
-            .is_none_or(|types| types.iter().any(|t| t == event_type));
-        source_ok && type_ok
+    /// The sink's `inputs` and `event_types` as the pipeline applies them.
+    pub fn filter(&self) -> sink::SinkFilter {
+        sink::SinkFilter {
+            inputs: self.inputs.clone(),
+            event_types: self.event_types.clone(),
+        }
     }
 }
 

@@ -1,0 +1,517 @@
+//! The deduplicating pipeline: pull each followed service from the oldest
+//! position any of its sinks needs, turn rows into records, hand every sink
+//! what it does not have yet, and commit each sink's position after that
+//! sink acknowledged the batch.
+//!
+//! Order per batch and sink: `send` (durable: the file sink fsyncs) → one
+//! SQLite transaction with the sink's position, fingerprints and, for the
+//! file sink, its committed length. Both run under the sink's lane lock, so
+//! a file's committed length always matches the positions of every batch in
+//! it, whatever service wrote them (exactly-once across SIGKILL).
+
+use record::{EventRecord, IdParts};
+use sink::{Delivery, FileCheckpoint, Sink, SinkFilter};
+use source::checkpoint::{CheckpointStore, Commit, CursorKey, CursorState, FileOffset};
+use source::{
+    ModelArtsClient, PullOptions, ServerModel, ServicePull, SinkCursor, SourceError,
+    SourceSettings, StartAt,
+};
+use std::collections::{BTreeMap, HashSet};
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use tokio::sync::{Semaphore, watch};
+use tracing::{error, info, warn};
+
+/// The state file, shared by every task; calls run off the async threads.
+#[derive(Clone)]
+pub struct StateHandle {
+    store: Arc<Mutex<CheckpointStore>>,
+}
+
+impl StateHandle {
+    pub fn new(store: CheckpointStore) -> Self {
+        StateHandle {
+            store: Arc::new(Mutex::new(store)),
+        }
+    }
+
+    async fn call<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut CheckpointStore) -> Result<T, source::checkpoint::StateError>
+        + Send
+        + 'static,
+    ) -> Result<T, String> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut store = store.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut store).map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| format!("state task failed: {e}"))?
+    }
+
+    pub async fn cursor(&self, key: CursorKey) -> Result<Option<CursorState>, String> {
+        self.call(move |s| s.cursor(&key)).await
+    }
+
+    pub async fn file_offset(&self, sink: String) -> Result<Option<(String, FileOffset)>, String> {
+        self.call(move |s| s.file_offset(&sink)).await
+    }
+
+    pub async fn commit(&self, commit: Commit) -> Result<(), String> {
+        self.call(move |s| s.commit(&commit)).await
+    }
+}
+
+/// One sink with its filter and the lock that keeps its sends and commits
+/// in one order. `--dry-run` builds lanes without sinks: it only needs the
+/// names and filters.
+pub struct SinkLane {
+    pub name: String,
+    pub sink: Option<Arc<dyn Sink>>,
+    pub filter: SinkFilter,
+    /// `Some(path)` for the file sink: its length is committed with positions.
+    pub file_path: Option<String>,
+    lane: tokio::sync::Mutex<()>,
+}
+
+impl SinkLane {
+    pub fn new(
+        name: &str,
+        sink: Option<Arc<dyn Sink>>,
+        filter: SinkFilter,
+        file_path: Option<String>,
+    ) -> Self {
+        SinkLane {
+            name: name.to_owned(),
+            sink,
+            filter,
+            file_path,
+            lane: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    fn takes_source(&self, source: &str) -> bool {
+        self.filter
+            .inputs
+            .as_ref()
+            .is_none_or(|inputs| inputs.iter().any(|i| i == source))
+    }
+}
+
+/// One configured source, ready to pull.
+pub struct SourceRuntime {
+    pub settings: SourceSettings,
+    pub client: Arc<ModelArtsClient>,
+    pub model: Arc<Mutex<ServerModel>>,
+}
+
+/// What one run does: deliver to sinks and commit, or only print what it
+/// would deliver.
+pub enum Mode {
+    Deliver { state: StateHandle },
+    DryRun { state: Option<StateHandle> },
+}
+
+/// Counts of one service for the end-of-run summary.
+#[derive(Debug, Clone, Default)]
+pub struct ServiceSummary {
+    pub source: String,
+    pub service_id: String,
+    pub service_name: String,
+    pub fetched: u64,
+    /// Events that at least one sink did not have yet.
+    pub new: u64,
+    pub delivered: BTreeMap<String, u64>,
+    pub malformed: u64,
+    pub requests: u64,
+    /// Sinks (or the service itself, as "source") that failed, with why.
+    pub failed: Vec<(String, String)>,
+}
+
+impl ServiceSummary {
+    /// The one-line summary printed on stderr.
+    pub fn line(&self) -> String {
+        let delivered = if self.delivered.is_empty() {
+            "-".to_owned()
+        } else {
+            self.delivered
+                .iter()
+                .map(|(sink, n)| format!("{sink}={n}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let name = if self.service_name.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", self.service_name)
+        };
+        let mut line = format!(
+            "{}/{}{}: fetched {}, new {}, delivered {}, malformed {}, failed {}",
+            self.source,
+            self.service_id,
+            name,
+            self.fetched,
+            self.new,
+            delivered,
+            self.malformed,
+            self.failed.len()
+        );
+        for (what, why) in &self.failed {
+            line.push_str(&format!(" [{what}: {why}]"));
+        }
+        line
+    }
+}
+
+/// Which services a run covers (`--source`, `--service`).
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    pub source: Option<String>,
+    pub services: Vec<String>,
+}
+
+/// Sources, sinks and the state, wired together.
+pub struct Pipeline {
+    pub sources: Vec<SourceRuntime>,
+    pub sinks: Vec<Arc<SinkLane>>,
+    pub concurrency: usize,
+}
+
+impl Pipeline {
+    /// Pulls every selected service once, `concurrency` at a time. Stops
+    /// taking new batches when `shutdown` turns true; batches in flight are
+    /// finished and committed.
+    pub async fn sync(
+        &self,
+        mode: &Arc<Mode>,
+        selection: &Selection,
+        shutdown: watch::Receiver<bool>,
+    ) -> Vec<ServiceSummary> {
+        let started_at = record::now_ms();
+        let permits = Arc::new(Semaphore::new(self.concurrency.max(1)));
+        let mut tasks = tokio::task::JoinSet::new();
+        let mut order = Vec::new();
+        for source in &self.sources {
+            if selection
+                .source
+                .as_ref()
+                .is_some_and(|s| s != &source.settings.name)
+            {
+                continue;
+            }
+            for service_id in &source.settings.services {
+                if !selection.services.is_empty() && !selection.services.contains(service_id) {
+                    continue;
+                }
+                let lanes: Vec<Arc<SinkLane>> = self
+                    .sinks
+                    .iter()
+                    .filter(|lane| lane.takes_source(&source.settings.name))
+                    .cloned()
+                    .collect();
+                let job = ServiceJob {
+                    settings: source.settings.clone(),
+                    client: source.client.clone(),
+                    model: source.model.clone(),
+                    service_id: service_id.clone(),
+                    lanes,
+                    mode: mode.clone(),
+                    started_at,
+                    shutdown: shutdown.clone(),
+                };
+                order.push((source.settings.name.clone(), service_id.clone()));
+                let permits = permits.clone();
+                tasks.spawn(async move {
+                    // The semaphore is never closed, so acquire cannot fail.
+                    let _permit = permits.acquire_owned().await;
+                    job.run().await
+                });
+            }
+        }
+        let mut summaries = Vec::new();
+        while let Some(joined) = tasks.join_next().await {
+            match joined {
+                Ok(summary) => summaries.push(summary),
+                Err(e) => error!(error = %e, "A service task failed unexpectedly."),
+            }
+        }
+        summaries.sort_by_key(|s| {
+            order
+                .iter()
+                .position(|(src, svc)| src == &s.source && svc == &s.service_id)
+        });
+        summaries
+    }
+}
+
+/// The pull and delivery of one service.
+struct ServiceJob {
+    settings: SourceSettings,
+    client: Arc<ModelArtsClient>,
+    model: Arc<Mutex<ServerModel>>,
+    service_id: String,
+    lanes: Vec<Arc<SinkLane>>,
+    mode: Arc<Mode>,
+    started_at: i64,
+    shutdown: watch::Receiver<bool>,
+}
+
+/// A lane and this service's cursor on it.
+struct Target {
+    lane: Arc<SinkLane>,
+    cursor: SinkCursor,
+    /// Why delivery to this sink stopped, if it did.
+    failed: Option<String>,
+}
+
+impl ServiceJob {
+    fn since(&self) -> i64 {
+        match self.settings.start_at {
+            StartAt::Beginning => 0,
+            StartAt::Now => self.started_at,
+            StartAt::At(ms) => ms,
+        }
+    }
+
+    fn state(&self) -> Option<&StateHandle> {
+        match self.mode.as_ref() {
+            Mode::Deliver { state } => Some(state),
+            Mode::DryRun { state } => state.as_ref(),
+        }
+    }
+
+    async fn run(self) -> ServiceSummary {
+        let mut summary = ServiceSummary {
+            source: self.settings.name.clone(),
+            service_id: self.service_id.clone(),
+            ..ServiceSummary::default()
+        };
+        if let Err(why) = self.pull(&mut summary).await {
+            error!(source = %self.settings.name, service_id = %self.service_id, error = %why,
+                "Service sync failed; what was delivered is kept.");
+            summary.failed.push(("source".to_owned(), why));
+        }
+        summary
+    }
+
+    async fn pull(&self, summary: &mut ServiceSummary) -> Result<(), String> {
+        if self.lanes.is_empty() {
+            warn!(source = %self.settings.name, "No sink takes this source's events; nothing to do.");
+            return Ok(());
+        }
+        let mut targets = Vec::with_capacity(self.lanes.len());
+        for lane in &self.lanes {
+            let key = CursorKey {
+                source: self.settings.name.clone(),
+                service_id: self.service_id.clone(),
+                sink: lane.name.clone(),
+            };
+            let stored = match self.state() {
+                Some(state) => state.cursor(key.clone()).await?,
+                None => None,
+            };
+            let cursor = SinkCursor::new(key, stored, self.since(), self.settings.lookback);
+            summary.delivered.insert(lane.name.clone(), 0);
+            targets.push(Target {
+                lane: lane.clone(),
+                cursor,
+                failed: None,
+            });
+        }
+        let floor = targets.iter().map(|t| t.cursor.floor()).min();
+        let options = PullOptions {
+            page_size: self.settings.page_size,
+            event_type: self.settings.event_type.clone(),
+            offset_unit: self.settings.offset_unit,
+        };
+        let mut pull =
+            ServicePull::new(&self.client, &self.model, &self.service_id, floor, options);
+        let result = self.drive(&mut pull, &mut targets, summary).await;
+        summary.requests = pull.requests();
+        // A cursor seen for the first time is saved even without events, so
+        // that `start_at = "now"` means the first run's time, not every run's.
+        if let Mode::Deliver { state } = self.mode.as_ref() {
+            let cursors: Vec<_> = targets
+                .iter_mut()
+                .filter(|t| t.failed.is_none())
+                .filter_map(|t| t.cursor.acknowledge(Vec::new(), None))
+                .collect();
+            if !cursors.is_empty() {
+                state
+                    .commit(Commit {
+                        cursors,
+                        files: Vec::new(),
+                    })
+                    .await?;
+            }
+        }
+        for target in &targets {
+            if let Some(why) = &target.failed {
+                summary.failed.push((target.lane.name.clone(), why.clone()));
+            }
+        }
+        result.map_err(|e| e.to_string())
+    }
+
+    async fn drive(
+        &self,
+        pull: &mut ServicePull<'_>,
+        targets: &mut [Target],
+        summary: &mut ServiceSummary,
+    ) -> Result<(), SourceError> {
+        while let Some(batch) = pull.next_batch().await? {
+            summary.malformed += batch.malformed.len() as u64;
+            summary.fetched += batch.events.len() as u64;
+            if !batch.service_name.is_empty() {
+                summary.service_name = batch.service_name.clone();
+            }
+            let records: Vec<EventRecord> = batch
+                .events
+                .iter()
+                .map(|e| {
+                    EventRecord::new(
+                        &self.settings.name,
+                        &batch.service_name,
+                        IdParts {
+                            project_id: &self.settings.project_id,
+                            service_id: &self.service_id,
+                            occur_time: e.occur_time,
+                            event_type: &e.event_type,
+                            event_info: &e.event_info,
+                            twin: e.twin,
+                        },
+                    )
+                })
+                .collect();
+            let through = records.last().map(|r| r.occur_time);
+            let mut new_ids: HashSet<&str> = HashSet::new();
+            let mut deliveries = Vec::new();
+            for target in targets.iter_mut().filter(|t| t.failed.is_none()) {
+                let picked: Vec<&EventRecord> = records
+                    .iter()
+                    .filter(|r| target.cursor.is_new(r.occur_time, &r.id))
+                    .collect();
+                new_ids.extend(picked.iter().map(|r| r.id.as_str()));
+                let wanted: Vec<EventRecord> = picked
+                    .into_iter()
+                    .filter(|r| target.lane.filter.accepts(r))
+                    .cloned()
+                    .collect();
+                deliveries.push((target, wanted));
+            }
+            summary.new += new_ids.len() as u64;
+            match self.mode.as_ref() {
+                Mode::DryRun { .. } => {
+                    print_dry_run(&records, &deliveries);
+                }
+                Mode::Deliver { state } => {
+                    let sends = deliveries
+                        .into_iter()
+                        .map(|(target, wanted)| deliver(state, target, wanted, through));
+                    for (sink, count) in futures_util::future::join_all(sends).await {
+                        *summary.delivered.entry(sink).or_default() += count;
+                    }
+                }
+            }
+            if targets.iter().all(|t| t.failed.is_some()) {
+                warn!(service_id = %self.service_id, "Every sink of this service failed; stopping its pull.");
+                break;
+            }
+            if *self.shutdown.borrow() {
+                info!(service_id = %self.service_id, "Stopping after the batch in flight.");
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Sends what one sink lacks, in chunks, committing after each
+/// acknowledged chunk. Returns (sink name, records delivered).
+async fn deliver(
+    state: &StateHandle,
+    target: &mut Target,
+    wanted: Vec<EventRecord>,
+    through: Option<i64>,
+) -> (String, u64) {
+    let name = target.lane.name.clone();
+    let Some(sink) = target.lane.sink.clone() else {
+        // Only `--dry-run` builds lanes without a sink, and it never delivers.
+        return (name, 0);
+    };
+    let chunk_size = sink.max_batch_events().max(1);
+    let mut delivered = 0u64;
+    let chunks: Vec<&[EventRecord]> = if wanted.is_empty() {
+        vec![&[]]
+    } else {
+        wanted.chunks(chunk_size).collect()
+    };
+    let last = chunks.len() - 1;
+    for (i, chunk) in chunks.into_iter().enumerate() {
+        // The last chunk closes the whole batch; an earlier one only
+        // vouches for the events up to its own last one.
+        let chunk_through = if i == last {
+            through
+        } else {
+            chunk.last().map(|r| r.occur_time)
+        };
+        let _lane = target.lane.lane.lock().await;
+        let delivery = if chunk.is_empty() {
+            Delivery::default()
+        } else {
+            match sink.send(chunk).await {
+                Ok(delivery) => delivery,
+                Err(e) => {
+                    error!(sink = %name, error = %e, "Delivery failed; this sink stays at its last acknowledged position.");
+                    target.failed = Some(e.to_string());
+                    return (name, delivered);
+                }
+            }
+        };
+        for rejected in &delivery.rejected {
+            warn!(sink = %name, index = rejected.index, reason = %rejected.reason, "The sink rejected an event.");
+        }
+        let ids: Vec<(String, i64)> = chunk.iter().map(|r| (r.id.clone(), r.occur_time)).collect();
+        let accepted = chunk.len() - delivery.rejected.len();
+        let Some(cursor) = target.cursor.acknowledge(ids, chunk_through) else {
+            delivered += accepted as u64;
+            continue;
+        };
+        let files = match (&target.lane.file_path, delivery.file) {
+            (Some(path), Some(FileCheckpoint { len, dev, ino })) => {
+                vec![(name.clone(), path.clone(), FileOffset { len, dev, ino })]
+            }
+            _ => Vec::new(),
+        };
+        if let Err(e) = state
+            .commit(Commit {
+                cursors: vec![cursor],
+                files,
+            })
+            .await
+        {
+            error!(sink = %name, error = %e, "Could not commit the position; the batch will be delivered again.");
+            target.failed = Some(format!("state commit failed: {e}"));
+            return (name, delivered);
+        }
+        delivered += accepted as u64;
+    }
+    (name, delivered)
+}
+
+/// `--dry-run`: print each record some sink would receive, once.
+fn print_dry_run(records: &[EventRecord], deliveries: &[(&mut Target, Vec<EventRecord>)]) {
+    let wanted: HashSet<&str> = deliveries
+        .iter()
+        .flat_map(|(_, w)| w.iter().map(|r| r.id.as_str()))
+        .collect();
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    for record in records.iter().filter(|r| wanted.contains(r.id.as_str())) {
+        if writeln!(out, "{}", record.to_json_line()).is_err() {
+            return;
+        }
+    }
+    let _ = out.flush();
+}
