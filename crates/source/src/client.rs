@@ -92,7 +92,10 @@ impl ModelArtsClient {
         let http = reqwest::Client::builder()
             .timeout(settings.request_timeout)
             .connect_timeout(settings.request_timeout)
-            .user_agent(concat!("modelarts-event-shipper/", env!("CARGO_PKG_VERSION")))
+            .user_agent(concat!(
+                "modelarts-event-shipper/",
+                env!("CARGO_PKG_VERSION")
+            ))
             .build()
             .map_err(|e| {
                 SourceError::Setup(format!(
@@ -174,10 +177,7 @@ impl ModelArtsClient {
     /// One page of the project's services list.
     pub async fn services(&self, offset: u64, limit: u32) -> Result<ServicesPage, SourceError> {
         let path = format!("/v1/{}/services", encode(&self.project_id));
-        let params = vec![
-            ("limit", limit.to_string()),
-            ("offset", offset.to_string()),
-        ];
+        let params = vec![("limit", limit.to_string()), ("offset", offset.to_string())];
         let body = self.get(&path, params, None).await?;
         parse_services_page(&body, &describe(&path, ""))
     }
@@ -313,7 +313,11 @@ impl ModelArtsClient {
                 Err(e) => {
                     return Err(SourceError::Transport {
                         request: request.to_owned(),
-                        message: format!("body cut off after {} bytes: {}", body.len(), error_chain(&e)),
+                        message: format!(
+                            "body cut off after {} bytes: {}",
+                            body.len(),
+                            error_chain(&e)
+                        ),
                     });
                 }
             }
@@ -377,16 +381,17 @@ fn error_fields(body: &[u8]) -> (Option<String>, String) {
         return (None, quote(&flat));
     };
     let field = |v: &Value, keys: &[&str]| {
-        keys.iter()
-            .find_map(|k| v.get(*k))
-            .map(|v| match v {
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
-            })
+        keys.iter().find_map(|k| v.get(*k)).map(|v| match v {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        })
     };
     let code = field(&json, &["error_code", "errorCode", "code"]);
     let message = field(&json, &["error_msg", "errorMsg", "message"])
-        .or_else(|| json.get("error").and_then(|e| field(e, &["message", "title"])))
+        .or_else(|| {
+            json.get("error")
+                .and_then(|e| field(e, &["message", "title"]))
+        })
         .unwrap_or_else(|| quote(&text));
     (code, quote(&message))
 }
@@ -423,8 +428,12 @@ fn parse_events_page(body: &[u8], request: &str) -> Result<EventsPage, SourceErr
         request: request.to_owned(),
         message,
     };
-    let json: Value = serde_json::from_slice(body)
-        .map_err(|e| bad(format!("{e} (body starts: {})", quote(&String::from_utf8_lossy(body)))))?;
+    let json: Value = serde_json::from_slice(body).map_err(|e| {
+        bad(format!(
+            "{e} (body starts: {})",
+            quote(&String::from_utf8_lossy(body))
+        ))
+    })?;
     let events = match json.get("events") {
         Some(Value::Array(rows)) => rows,
         None | Some(Value::Null) => &Vec::new(),
@@ -526,7 +535,10 @@ mod tests {
             (Some("ModelArts.3502".into()), "not found".into())
         );
         assert_eq!(
-            error_fields(br#"{"error":{"code":401,"message":"bad password","title":"Unauthorized"}}"#).1,
+            error_fields(
+                br#"{"error":{"code":401,"message":"bad password","title":"Unauthorized"}}"#
+            )
+            .1,
             "bad password"
         );
         let (code, msg) = error_fields(b"<html>\n<h1>502 Bad Gateway</h1></html>");

@@ -29,7 +29,12 @@ pub struct SinkCursor {
 
 impl SinkCursor {
     /// A cursor from its stored state, or a new one starting at `since`.
-    pub fn new(key: CursorKey, stored: Option<CursorState>, since: i64, lookback: Duration) -> Self {
+    pub fn new(
+        key: CursorKey,
+        stored: Option<CursorState>,
+        since: i64,
+        lookback: Duration,
+    ) -> Self {
         let lookback_ms = i64::try_from(lookback.as_millis()).unwrap_or(i64::MAX);
         let mut cursor = SinkCursor {
             key,
@@ -161,7 +166,8 @@ mod tests {
         // Older than position - lookback: not new.
         assert!(!c.is_new(949, "older"));
 
-        c.acknowledge(vec![("c".into(), 1_200)], Some(1_200)).unwrap();
+        c.acknowledge(vec![("c".into(), 1_200)], Some(1_200))
+            .unwrap();
         assert_eq!(c.floor(), 1_100);
         assert_eq!(c.fingerprints(), 1, "a and b fell out of the window");
     }
