@@ -89,7 +89,16 @@ struct MillisecondRead {
     served: u32,
     unit: OffsetUnit,
     twins: HashMap<(String, String), u32>,
+    /// The window page 0 was read with; offsets count from its start.
+    window: (i64, i64),
+    /// Times this millisecond was read again from page 0.
+    restarts: u32,
 }
+
+/// How often one overfull millisecond is read again from its start because
+/// its window changed under the pull; after that the pull goes on (a window
+/// that keeps changing would otherwise cost requests without end).
+const MAX_MILLISECOND_RESTARTS: u32 = 3;
 
 /// Pulls one service's events from `floor` on, batch by batch.
 pub struct ServicePull<'a> {
@@ -255,12 +264,18 @@ impl<'a> ServicePull<'a> {
         }
         if complete {
             let events = number_twins(kept);
-            self.floor = events.last().map(|e| e.occur_time + 1).unwrap_or(self.floor);
+            self.floor = events
+                .last()
+                .map(|e| e.occur_time + 1)
+                .unwrap_or(self.floor);
             self.phase = Phase::Done;
             return Ok(Some(self.batch(events, malformed)));
         }
         if served < self.limit as usize && served > 0 && model.served_page_size.is_none() {
-            info!(asked = self.limit, served, "The server serves fewer rows than asked; paging by the served size.");
+            info!(
+                asked = self.limit,
+                served, "The server serves fewer rows than asked; paging by the served size."
+            );
             self.learn(|m| m.served_page_size = Some(served as u32));
         }
         if served == 0 {
@@ -299,7 +314,7 @@ impl<'a> ServicePull<'a> {
         // Every row is at one millisecond and more remain: it may hold more
         // events than a page. Read it alone.
         debug!(service_id = %self.service_id, ms = last_ms, "Reading one millisecond with offset paging.");
-        let (events, phase) = self.start_millisecond(last_ms).await?;
+        let (events, phase) = self.start_millisecond(last_ms, 0).await?;
         self.phase = phase;
         if events.is_empty() && malformed.is_empty() {
             return Ok(None);
@@ -312,8 +327,16 @@ impl<'a> ServicePull<'a> {
     /// extra rows dropped).
     fn millisecond_window(&self, ms: i64) -> (i64, i64) {
         let model = self.model();
-        let start = if model.start_inclusive == Some(true) { ms } else { ms - 1 };
-        let end = if model.end_inclusive == Some(true) { ms } else { ms + 1 };
+        let start = if model.start_inclusive == Some(true) {
+            ms
+        } else {
+            ms - 1
+        };
+        let end = if model.end_inclusive == Some(true) {
+            ms
+        } else {
+            ms + 1
+        };
         (start, end)
     }
 
@@ -322,6 +345,7 @@ impl<'a> ServicePull<'a> {
     async fn start_millisecond(
         &mut self,
         ms: i64,
+        restarts: u32,
     ) -> Result<(Vec<PulledEvent>, Phase), SourceError> {
         loop {
             let (start, end) = self.millisecond_window(ms);
@@ -359,6 +383,8 @@ impl<'a> ServicePull<'a> {
                 served,
                 unit: OffsetUnit::Record,
                 twins: HashMap::new(),
+                window: (start, end),
+                restarts,
             };
             let events = number_in_group(&mut read.twins, rows);
             if served as u64 >= total || served_now == 0 {
@@ -372,13 +398,7 @@ impl<'a> ServicePull<'a> {
 
     /// Keeps the rows at `ms`; notes what rows outside it teach about the
     /// bounds. Returns the rows and whether a row at `start` < ms was seen.
-    fn rows_at(
-        &self,
-        ms: i64,
-        start: i64,
-        end: i64,
-        rows: Vec<EventRow>,
-    ) -> (Vec<RawEvent>, bool) {
+    fn rows_at(&self, ms: i64, start: i64, end: i64, rows: Vec<EventRow>) -> (Vec<RawEvent>, bool) {
         let mut kept = Vec::with_capacity(rows.len());
         let (mut before, mut after) = (false, false);
         for row in rows {
@@ -425,16 +445,28 @@ impl<'a> ServicePull<'a> {
             // With one row a page, pages and records are the same thing.
             return Ok(OffsetUnit::Record);
         }
-        let probe = total.div_ceil(served as u64);
-        let page = self
-            .fetch(&EventsQuery {
-                start_time: Some(start),
-                end_time: Some(end),
-                offset: probe,
-                limit: self.limit,
-                event_type: self.options.event_type.clone(),
-            })
-            .await?;
+        let mut total = total;
+        let mut attempts = 0;
+        let page = loop {
+            let probe = total.div_ceil(served as u64);
+            let page = self
+                .fetch(&EventsQuery {
+                    start_time: Some(start),
+                    end_time: Some(end),
+                    offset: probe,
+                    limit: self.limit,
+                    event_type: self.options.event_type.clone(),
+                })
+                .await?;
+            // The answer means something only for the count the probe was
+            // made for: one event more turns a page server's empty answer
+            // into rows. Probe again for the new count.
+            attempts += 1;
+            if page.total_count == total || attempts > MAX_MILLISECOND_RESTARTS {
+                break page;
+            }
+            total = page.total_count;
+        };
         let unit = if page.rows.is_empty() {
             OffsetUnit::Page
         } else {
@@ -472,12 +504,27 @@ impl<'a> ServicePull<'a> {
                 // again with a smaller one. Ids repeat, so the cursors skip
                 // what was already handed out.
                 self.limit = (self.limit / 2).max(1);
-                let (events, phase) = self.start_millisecond(read.ms).await?;
+                let (events, phase) = self.start_millisecond(read.ms, read.restarts).await?;
                 self.phase = phase;
                 return Ok(Some(self.batch(events, Vec::new())));
             }
             other => other?,
         };
+        if (page.total_count != read.total || (start, end) != read.window)
+            && read.restarts < MAX_MILLISECOND_RESTARTS
+        {
+            // The window's rows changed since page 0 (an event arrived, or a
+            // bound was learned meanwhile). One that landed before this
+            // page's offset shifts it, so its rows could repeat rows already
+            // numbered (a made-up twin) or skip some. Read the millisecond
+            // again from page 0: numbering starts afresh, the ids of rows
+            // already handed out repeat, and the cursors skip them.
+            debug!(service_id = %self.service_id, ms = read.ms,
+                "The millisecond's rows changed while reading it; reading it again.");
+            let (events, phase) = self.start_millisecond(read.ms, read.restarts + 1).await?;
+            self.phase = phase;
+            return Ok(Some(self.batch(events, Vec::new())));
+        }
         read.total = page.total_count;
         read.next_page += 1;
         let served_now = page.rows.len();
@@ -563,6 +610,9 @@ mod tests {
         let first = number_in_group(&mut counts, vec![raw(5, "x"), raw(5, "x")]);
         let second = number_in_group(&mut counts, vec![raw(5, "x"), raw(5, "y")]);
         assert_eq!(first.iter().map(|e| e.twin).collect::<Vec<_>>(), vec![1, 2]);
-        assert_eq!(second.iter().map(|e| e.twin).collect::<Vec<_>>(), vec![3, 1]);
+        assert_eq!(
+            second.iter().map(|e| e.twin).collect::<Vec<_>>(),
+            vec![3, 1]
+        );
     }
 }
