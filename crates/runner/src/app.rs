@@ -347,7 +347,6 @@ pub async fn run(config: &Config) -> Result<u8, AppError> {
         let _ = stop.send(true);
     });
     let selection = Selection::default();
-    let mut all_ok = true;
     loop {
         let mut stopping = shutdown.clone();
         let sync = delivering
@@ -369,7 +368,7 @@ pub async fn run(config: &Config) -> Result<u8, AppError> {
                 }
             }
         };
-        all_ok &= report(&summaries);
+        report(&summaries);
         if *shutdown.borrow() {
             break;
         }
@@ -380,7 +379,6 @@ pub async fn run(config: &Config) -> Result<u8, AppError> {
         }
     }
     flush_sinks(&delivering.pipeline).await;
-    let _ = all_ok;
     Ok(exit::OK)
 }
 

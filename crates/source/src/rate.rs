@@ -39,7 +39,11 @@ impl RateLimiter {
             *next = Some(slot + self.interval);
             slot
         };
-        tokio::time::sleep_until(slot).await;
+        // Sleeping until a slot that is already due would still wait for
+        // the timer's next tick.
+        if slot > Instant::now() {
+            tokio::time::sleep_until(slot).await;
+        }
     }
 }
 
