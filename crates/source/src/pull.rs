@@ -291,12 +291,30 @@ impl<'a> ServicePull<'a> {
                 self.phase = Phase::Scan;
                 return Ok(None);
             }
-            return Err(SourceError::Paging {
-                service_id: self.service_id.clone(),
-                message: format!(
-                    "a page of {served} rows held no usable occur_time, so the pull cannot move past it"
-                ),
-            });
+            // A whole page of rows without a usable occur_time: page past
+            // them by offset to the first row that can be placed.
+            let total = page.total_count;
+            return match self
+                .skip_unplaceable(start_time, total, served as u32, &mut malformed)
+                .await?
+            {
+                Some(next) if next > self.floor => {
+                    self.floor = next;
+                    self.phase = Phase::Scan;
+                    Ok(Some(self.batch(Vec::new(), malformed)))
+                }
+                None => {
+                    self.phase = Phase::Done;
+                    Ok(Some(self.batch(Vec::new(), malformed)))
+                }
+                Some(_) => Err(SourceError::Paging {
+                    service_id: self.service_id.clone(),
+                    message: format!(
+                        "more than a page of rows without a usable occur_time sit at {}, so the pull cannot move past them",
+                        self.floor
+                    ),
+                }),
+            };
         };
         let split = kept.partition_point(|e| e.occur_time < last_ms);
         if split > 0 {
@@ -391,7 +409,9 @@ impl<'a> ServicePull<'a> {
                 self.floor = ms + 1;
                 return Ok((events, Phase::Scan));
             }
-            read.unit = self.offset_unit(ms, start, end, total, served).await?;
+            read.unit = self
+                .offset_unit(Some(start), Some(end), total, served)
+                .await?;
             return Ok((events, Phase::Millisecond(read)));
         }
     }
@@ -429,9 +449,8 @@ impl<'a> ServicePull<'a> {
     /// which is right for both of them.
     async fn offset_unit(
         &mut self,
-        ms: i64,
-        start: i64,
-        end: i64,
+        start: Option<i64>,
+        end: Option<i64>,
         total: u64,
         served: u32,
     ) -> Result<OffsetUnit, SourceError> {
@@ -451,8 +470,8 @@ impl<'a> ServicePull<'a> {
             let probe = total.div_ceil(served as u64);
             let page = self
                 .fetch(&EventsQuery {
-                    start_time: Some(start),
-                    end_time: Some(end),
+                    start_time: start,
+                    end_time: end,
                     offset: probe,
                     limit: self.limit,
                     event_type: self.options.event_type.clone(),
@@ -472,9 +491,60 @@ impl<'a> ServicePull<'a> {
         } else {
             OffsetUnit::Record
         };
-        info!(service_id = %self.service_id, ms, ?unit, "Detected how the server counts offset.");
+        info!(service_id = %self.service_id, ?unit, "Detected how the server counts offset.");
         self.learn(|m| m.offset_unit = Some(unit));
         Ok(unit)
+    }
+
+    /// After a page made only of rows without a usable `occur_time`, pages
+    /// on by offset from the same `start_time` until a row that can be
+    /// placed turns up, and returns its time (`None`: only such rows
+    /// remain). The rows passed over are added to `malformed`.
+    async fn skip_unplaceable(
+        &mut self,
+        start: Option<i64>,
+        total: u64,
+        served: u32,
+        malformed: &mut Vec<String>,
+    ) -> Result<Option<i64>, SourceError> {
+        let served = served.max(1);
+        let unit = self.offset_unit(start, None, total, served).await?;
+        let mut page_no = 1u64;
+        while page_no * (served as u64) < total {
+            let offset = match unit {
+                OffsetUnit::Page => page_no,
+                _ => page_no * served as u64,
+            };
+            let page = self
+                .fetch(&EventsQuery {
+                    start_time: start,
+                    end_time: None,
+                    offset,
+                    limit: self.limit,
+                    event_type: self.options.event_type.clone(),
+                })
+                .await?;
+            if page.rows.is_empty() {
+                return Ok(None);
+            }
+            let mut first: Option<i64> = None;
+            for row in page.rows {
+                match row {
+                    // Rows after the first placeable one are read again by
+                    // the scan that resumes there.
+                    EventRow::Malformed(raw) if first.is_none() => malformed.push(raw),
+                    EventRow::Event(e) if e.occur_time >= self.floor => {
+                        first = Some(first.map_or(e.occur_time, |f| f.min(e.occur_time)));
+                    }
+                    _ => {}
+                }
+            }
+            if first.is_some() {
+                return Ok(first);
+            }
+            page_no += 1;
+        }
+        Ok(None)
     }
 
     async fn millisecond_step(

@@ -239,3 +239,36 @@ async fn a_response_over_max_response_bytes_halves_the_limit_and_loses_nothing()
     assert!(limits[3..].iter().all(|l| l == "10"), "{limits:?}");
     assert!(harness.sync().await.delivered.is_empty());
 }
+
+#[tokio::test]
+async fn a_run_of_unplaceable_rows_longer_than_a_page_is_skipped_not_fatal() {
+    // Five rows without a usable time in a row, pages of 2: the scan sees a
+    // page with nothing it can place and must page past it by offset.
+    let mut events = vec![SimEvent::new(BASE, "normal", "Before.")];
+    for i in 0..5 {
+        events.push(SimEvent::raw(
+            BASE + 10 + i,
+            json!({"occur_time": "garbled", "event_type": "normal", "event_info": format!("Bad {i}.")}),
+        ));
+    }
+    events.push(SimEvent::new(BASE + 20, "normal", "After."));
+    events.push(SimEvent::new(BASE + 21, "abnormal", "Last."));
+    for offset_mode in [
+        OffsetMode::Page,
+        OffsetMode::Record,
+        OffsetMode::RecordFloored,
+    ] {
+        let behaviour = Behaviour {
+            offset_mode,
+            ..Behaviour::default()
+        };
+        let mut harness = Harness::start(behaviour, events.clone());
+        harness.settings.page_size = 2;
+        let first = harness.sync().await;
+        assert!(first.error.is_none(), "{offset_mode:?}: {:?}", first.error);
+        assert!(first.malformed >= 5, "{offset_mode:?}: {}", first.malformed);
+        check_exactly_once(&harness.expected(), &first.delivered)
+            .unwrap_or_else(|e| panic!("{offset_mode:?}: {e}"));
+        assert!(harness.sync().await.delivered.is_empty());
+    }
+}
