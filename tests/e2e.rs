@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 use support::{
     ConfigText, Dir, EventKey, assert_exactly_once, delivered_to, keys_of, read_jsonl, start_sim,
-    toml_str, truth, wait_until,
+    toml_list, toml_str, truth, wait_until,
 };
 
 const FILE: &str = "out/events.jsonl";
@@ -153,6 +153,10 @@ fn sync_delivers_every_event_once_to_file_and_stdout() {
     for record in &file {
         assert_record_shape(record, "sim", &sim.project_id());
     }
+    assert!(
+        !first.stderr.contains(&sim.token()),
+        "the token appeared in the logs"
+    );
     let summaries = first.summaries();
     assert_eq!(
         summaries.len(),
@@ -229,6 +233,9 @@ fn sigkill_at_any_point_loses_nothing_and_duplicates_nothing() {
     let config_arg = config_path.to_str().unwrap();
 
     let mut completed_before_kill = 0;
+    // Diagnostics: how often a kill left a torn line or an uncommitted tail to cut.
+    let mut torn_after_kill = 0;
+    let mut tails_cut = 0;
     for round in 0..24u64 {
         let base = sim.request_count();
         let mut running = dir.command(&["sync", "--config", config_arg]).spawn();
@@ -243,6 +250,9 @@ fn sigkill_at_any_point_loses_nothing_and_duplicates_nothing() {
             std::thread::sleep(Duration::from_micros((round * 397) % 2_500));
         }
         let output = running.kill();
+        tails_cut += usize::from(output.stderr.contains("uncommitted tail"));
+        let bytes = dir.read_bytes(FILE);
+        torn_after_kill += usize::from(bytes.last().is_some_and(|b| *b != b'\n'));
         if output.code().is_some() {
             completed_before_kill += 1;
             output.assert_code(0);
@@ -265,6 +275,7 @@ fn sigkill_at_any_point_loses_nothing_and_duplicates_nothing() {
         .command(&["sync", "--config", config_arg])
         .expect_code(0);
     last.assert_no_panic();
+    tails_cut += usize::from(last.stderr.contains("uncommitted tail"));
     let expected = truth(&sim, &services);
     assert_eq!(expected.len(), 9_000 + 24 * 120);
     assert_exactly_once(
@@ -272,7 +283,10 @@ fn sigkill_at_any_point_loses_nothing_and_duplicates_nothing() {
         &expected,
         "file after the kills",
     );
-    eprintln!("sigkill: {completed_before_kill} of 24 runs completed before their kill");
+    eprintln!(
+        "sigkill: {completed_before_kill} of 24 runs completed before their kill; \
+         {torn_after_kill} kills left a torn line, {tails_cut} starts cut an uncommitted tail"
+    );
     assert!(
         completed_before_kill < 12,
         "most kills must land inside a run"
@@ -632,9 +646,22 @@ fn run_delivers_new_events_and_stops_cleanly_on_sigterm() {
     wait_until("a later poll delivered the 5 new events", || {
         complete_lines(&dir, FILE) >= 105
     });
+    // SIGTERM while a poll's request is held by the simulator, with 5 more events in its
+    // answer: the batch in flight is finished (delivered and committed) before `run` exits.
+    sim.set_behaviour(Behaviour {
+        latency: Duration::from_millis(500),
+        ..Behaviour::default()
+    });
     let polls = sim.request_count();
-    wait_until("one more poll", || sim.request_count() > polls);
-
+    wait_until("the next poll's request is in flight", || {
+        sim.request_count() > polls
+    });
+    sim.add_events(
+        &services[0],
+        (6..=10)
+            .map(|n| SimEvent::new(last + n, "abnormal", &format!("in flight {n}")))
+            .collect(),
+    );
     running.signal(libc::SIGTERM);
     let output = running
         .wait_within(Duration::from_secs(10))
@@ -866,4 +893,167 @@ fn demo_runs_and_its_second_sync_delivers_only_the_new_events() {
     for sink in ["console", "archive"] {
         assert_eq!(delivered_to(second, sink), 3, "{}", output.stderr);
     }
+}
+
+// 11. `--service` narrows a sync to one service; the others are untouched and caught up by the
+//     next full sync. `services` lists what each source follows.
+#[test]
+fn sync_of_one_service_and_the_services_listing() {
+    let dir = Dir::new("one-service");
+    let sim = sim_with(3, 40, 111);
+    let services = sim.service_ids();
+    let config = ConfigText::for_sim(&sim).file_sink("archive", FILE);
+    let config_path = dir.write_config(&config);
+    let config_arg = config_path.to_str().unwrap();
+
+    let listed = dir
+        .command(&["services", "--config", config_arg])
+        .expect_code(0);
+    for service in &services {
+        assert!(
+            listed.stdout.contains(service.as_str()),
+            "{}",
+            listed.stdout
+        );
+    }
+
+    let one = dir
+        .command(&["sync", "--config", config_arg, "--service", &services[1]])
+        .expect_code(0);
+    let only = truth(&sim, &services[1..2]);
+    assert_exactly_once(&read_jsonl(&dir.join(FILE)), &only, "file after --service");
+    let summaries = one.summaries();
+    assert_eq!(summaries.len(), 1, "{}", one.stderr);
+    assert_eq!(summaries[0].service_id, services[1]);
+
+    let all = dir
+        .command(&["sync", "--config", config_arg])
+        .expect_code(0);
+    assert_eq!(
+        delivered_to(&all.summaries(), "archive"),
+        (truth(&sim, &services).len() - only.len()) as u64,
+        "{}",
+        all.stderr
+    );
+    assert_exactly_once(
+        &read_jsonl(&dir.join(FILE)),
+        &truth(&sim, &services),
+        "file after the full sync",
+    );
+    dir.command(&["sync", "--config", config_arg, "--service", "not-followed"])
+        .expect_code(2);
+}
+
+// 12. Exit 1 when one service fails (the API does not know it): the other services are
+//     delivered and committed, and the summary names the failure.
+#[test]
+fn a_failing_service_exits_1_and_keeps_what_succeeded() {
+    let dir = Dir::new("failing-service");
+    let sim = sim_with(2, 30, 121);
+    let mut followed = sim.service_ids();
+    followed.push("00000000-0000-4000-8000-000000000000".to_owned());
+    let config = ConfigText::for_sim(&sim)
+        .source_key("services", &toml_list(&followed))
+        .file_sink("archive", FILE);
+    let config_path = dir.write_config(&config);
+    let config_arg = config_path.to_str().unwrap();
+
+    let output = dir
+        .command(&["sync", "--config", config_arg])
+        .expect_code(1);
+    output.assert_no_panic();
+    let known = &followed[..2];
+    assert_exactly_once(
+        &read_jsonl(&dir.join(FILE)),
+        &truth(&sim, known),
+        "file after a partial failure",
+    );
+    let summaries = output.summaries();
+    let failed: Vec<&str> = summaries
+        .iter()
+        .filter(|s| s.failed > 0)
+        .map(|s| s.service_id.as_str())
+        .collect();
+    assert_eq!(failed, [followed[2].as_str()], "{}", output.stderr);
+
+    // What succeeded was committed: the next sync delivers nothing new to the known services.
+    let again = dir
+        .command(&["sync", "--config", config_arg])
+        .expect_code(1);
+    assert_eq!(
+        delivered_to(&again.summaries(), "archive"),
+        0,
+        "{}",
+        again.stderr
+    );
+}
+
+// 13. One sink's trouble stays its own: a file sink that cannot be opened fails the run with
+//     exit 1, while the stdout sink still gets every event.
+#[test]
+#[ignore = "the binary stops every sink when a file sink cannot be opened (invariant 6); reported to the lead"]
+fn a_file_sink_that_cannot_be_opened_does_not_stop_the_others() {
+    let dir = Dir::new("broken-sink");
+    let sim = sim_with(1, 30, 131);
+    let services = sim.service_ids();
+    // The file sink's path is a folder: opening it for appending fails.
+    std::fs::create_dir_all(dir.join("out/events.jsonl")).unwrap();
+    let config = ConfigText::for_sim(&sim)
+        .file_sink("archive", FILE)
+        .stdout_sink("console");
+    let config_path = dir.write_config(&config);
+    let output = dir
+        .command(&["sync", "--config", config_path.to_str().unwrap()])
+        .expect_code(1);
+    output.assert_no_panic();
+    assert!(output.stderr.contains("archive"), "{}", output.stderr);
+    assert_exactly_once(
+        &output.stdout_json(),
+        &truth(&sim, &services),
+        "stdout while the file sink is broken",
+    );
+}
+
+// 14. One sink's trouble stays its own, mid-run: stdout closed by its reader fails that sink
+//     (exit 1) while the file sink still gets every event, and the stdout sink's position does
+//     not move: a later sync with a reader delivers everything to it, and nothing to the file.
+#[test]
+fn a_closed_stdout_does_not_stop_the_file_sink() {
+    let dir = Dir::new("closed-stdout");
+    let sim = sim_with(2, 50, 141);
+    let services = sim.service_ids();
+    let config = ConfigText::for_sim(&sim)
+        .file_sink("archive", FILE)
+        .stdout_sink("console");
+    let config_path = dir.write_config(&config);
+    let config_arg = config_path.to_str().unwrap();
+
+    let output = dir
+        .command(&["sync", "--config", config_arg])
+        .run_with_stdout_closed();
+    output.assert_code(1);
+    output.assert_no_panic();
+    let all = truth(&sim, &services);
+    assert_exactly_once(
+        &read_jsonl(&dir.join(FILE)),
+        &all,
+        "file while stdout is closed",
+    );
+    assert_eq!(
+        delivered_to(&output.summaries(), "console"),
+        0,
+        "{}",
+        output.stderr
+    );
+
+    let bytes = dir.read_bytes(FILE);
+    let again = dir
+        .command(&["sync", "--config", config_arg])
+        .expect_code(0);
+    assert_exactly_once(&again.stdout_json(), &all, "stdout catching up");
+    assert_eq!(
+        dir.read_bytes(FILE),
+        bytes,
+        "the file sink was delivered twice"
+    );
 }

@@ -99,7 +99,10 @@ impl Dir {
         let mut command = Command::new(RUNNER);
         command.current_dir(self.path()).args(args);
         // Plain, uncoloured log lines on stderr, whatever the developer's environment says.
-        command.env("NO_COLOR", "1").env_remove("RUST_LOG");
+        command
+            .env("NO_COLOR", "1")
+            .env_remove("RUST_LOG")
+            .env_remove("RUNNER_CONFIG");
         TestCommand { command, dir: self }
     }
 
@@ -150,6 +153,27 @@ impl TestCommand<'_> {
         let output = self.run();
         output.assert_code(code);
         output
+    }
+
+    /// Runs to completion with stdout a pipe whose reading end is already closed (a consumer
+    /// such as `head` that went away): every write to stdout fails with EPIPE.
+    pub fn run_with_stdout_closed(mut self) -> RunOutput {
+        let (reader, writer) = std::io::pipe().expect("a pipe");
+        drop(reader);
+        let (_, stderr_path) = self.dir.output_files();
+        let stderr = std::fs::File::create(&stderr_path).expect("a stderr file");
+        let status = self
+            .command
+            .stdin(Stdio::null())
+            .stdout(writer)
+            .stderr(stderr)
+            .status()
+            .expect("the runner binary starts");
+        RunOutput::new(
+            status,
+            String::new(),
+            std::fs::read_to_string(&stderr_path).unwrap_or_default(),
+        )
     }
 
     /// Starts the command in the background, its stdout and stderr going to files.
@@ -519,29 +543,41 @@ fn set_key(keys: &mut Vec<(String, String)>, key: &str, value: &str) {
 
 /// Parses JSON lines; a line that is not a JSON object (a torn write) fails the test.
 pub fn parse_json_lines(text: &str, what: &str) -> Vec<Value> {
-    if !text.is_empty() {
-        assert!(
-            text.ends_with('\n'),
-            "{what}: the last line is not terminated (torn write): {:?}",
-            text.chars().rev().take(200).collect::<String>()
-        );
+    try_parse_json_lines(text).unwrap_or_else(|problem| panic!("{what}: {problem}"))
+}
+
+/// Parses JSON lines, saying what is wrong with the first bad one.
+pub fn try_parse_json_lines(text: &str) -> Result<Vec<Value>, String> {
+    if !text.is_empty() && !text.ends_with('\n') {
+        let tail: String = text
+            .chars()
+            .rev()
+            .take(200)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
+        return Err(format!(
+            "the last line is not terminated (torn write): {tail:?}"
+        ));
     }
     text.lines()
         .enumerate()
         .map(|(number, line)| {
-            let value: Value = serde_json::from_str(line).unwrap_or_else(|error| {
-                panic!(
-                    "{what}: line {} is not JSON ({error}): {:?}",
+            let shown = || line.chars().take(300).collect::<String>();
+            match serde_json::from_str::<Value>(line) {
+                Ok(value) if value.is_object() => Ok(value),
+                Ok(_) => Err(format!(
+                    "line {} is not an object: {:?}",
                     number + 1,
-                    line.chars().take(300).collect::<String>()
-                )
-            });
-            assert!(
-                value.is_object(),
-                "{what}: line {} is not an object",
-                number + 1
-            );
-            value
+                    shown()
+                )),
+                Err(error) => Err(format!(
+                    "line {} is not JSON ({error}): {:?}",
+                    number + 1,
+                    shown()
+                )),
+            }
         })
         .collect()
 }
@@ -712,10 +748,13 @@ mod tests {
 
     #[test]
     fn torn_and_non_object_lines_fail() {
-        assert_eq!(parse_json_lines("{\"a\":1}\n", "x").len(), 1);
-        assert!(std::panic::catch_unwind(|| parse_json_lines("{\"a\":1}\n{\"b\"", "x")).is_err());
-        assert!(std::panic::catch_unwind(|| parse_json_lines("{\"a\":1}\n{\"b\n", "x")).is_err());
-        assert!(std::panic::catch_unwind(|| parse_json_lines("[1]\n", "x")).is_err());
+        assert_eq!(try_parse_json_lines("{\"a\":1}\n").unwrap().len(), 1);
+        assert!(try_parse_json_lines("").unwrap().is_empty());
+        let torn = try_parse_json_lines("{\"a\":1}\n{\"b\"").unwrap_err();
+        assert!(torn.contains("torn"), "{torn}");
+        let cut = try_parse_json_lines("{\"a\":1}\n{\"b\n").unwrap_err();
+        assert!(cut.contains("line 2"), "{cut}");
+        assert!(try_parse_json_lines("[1]\n").is_err());
     }
 
     #[test]
