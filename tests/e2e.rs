@@ -1057,3 +1057,254 @@ fn a_closed_stdout_does_not_stop_the_file_sink() {
         "the file sink was delivered twice"
     );
 }
+
+// 15. Invariants 3 and 5 end to end: whatever the server does with time bounds, `offset` and
+//     page sizes, an overfull millisecond (more rows than a page, with identical twins) and a
+//     realistic history are delivered exactly once, and rows added to that millisecond later
+//     arrive once.
+#[test]
+fn every_server_paging_model_delivers_exactly_once() {
+    use simulator::OffsetMode;
+    let models = [
+        ("inclusive-page", true, true, OffsetMode::Page, None),
+        ("exclusive-record", false, false, OffsetMode::Record, None),
+        (
+            "mixed-floored-clamped",
+            false,
+            true,
+            OffsetMode::RecordFloored,
+            Some(40),
+        ),
+        (
+            "inclusive-page-clamped",
+            true,
+            false,
+            OffsetMode::Page,
+            Some(40),
+        ),
+    ];
+    for (name, start_inclusive, end_inclusive, offset_mode, max_page_size) in models {
+        let dir = Dir::new(name);
+        let sim = sim_with(1, 300, 151);
+        sim.set_behaviour(Behaviour {
+            start_inclusive,
+            end_inclusive,
+            offset_mode,
+            max_page_size,
+            ..Behaviour::default()
+        });
+        let crowded = "11111111-2222-4333-8444-555555555555";
+        sim.add_service(crowded, "crowded");
+        let ms = newest(&sim, &sim.service_ids()[0]) - 60_000;
+        sim.add_events(
+            crowded,
+            (0..130)
+                .map(|n| SimEvent::new(ms, "normal", &format!("row {}", n % 100)))
+                .collect(),
+        );
+        let services = sim.service_ids();
+        let config = ConfigText::for_sim(&sim)
+            .source_key("page_size", "50")
+            .file_sink("archive", FILE);
+        let config_path = dir.write_config(&config);
+        let config_arg = config_path.to_str().unwrap();
+
+        dir.command(&["sync", "--config", config_arg])
+            .expect_code(0);
+        let file = read_jsonl(&dir.join(FILE));
+        assert_exactly_once(&file, &truth(&sim, &services), name);
+        assert_eq!(
+            sorted_ids(&file),
+            expected_ids(&sim, &services),
+            "{name}: ids"
+        );
+
+        sim.add_events(
+            crowded,
+            (0..3)
+                .map(|n| SimEvent::new(ms, "abnormal", &format!("late row {n}")))
+                .collect(),
+        );
+        let again = dir
+            .command(&["sync", "--config", config_arg])
+            .expect_code(0);
+        assert_eq!(
+            delivered_to(&again.summaries(), "archive"),
+            3,
+            "{name}: {}",
+            again.stderr
+        );
+        assert_exactly_once(&read_jsonl(&dir.join(FILE)), &truth(&sim, &services), name);
+    }
+}
+
+// 16. A file another tool rotated (renamed) or truncated is started afresh, never cut, and
+//     only new events go into it.
+#[test]
+fn a_rotated_or_truncated_file_is_started_afresh() {
+    let dir = Dir::new("rotation");
+    let sim = sim_with(1, 40, 161);
+    let service = sim.service_ids()[0].clone();
+    let config = ConfigText::for_sim(&sim).file_sink("archive", FILE);
+    let config_path = dir.write_config(&config);
+    let config_arg = config_path.to_str().unwrap();
+    dir.command(&["sync", "--config", config_arg])
+        .expect_code(0);
+
+    std::fs::rename(dir.join(FILE), dir.join("out/events.jsonl.1")).unwrap();
+    let rotated = dir.read_bytes("out/events.jsonl.1");
+    let last = newest(&sim, &service);
+    sim.add_events(
+        &service,
+        vec![SimEvent::new(last + 1, "normal", "after rotation")],
+    );
+    dir.command(&["sync", "--config", config_arg])
+        .expect_code(0);
+    assert_eq!(
+        dir.read_bytes("out/events.jsonl.1"),
+        rotated,
+        "the rotated file changed"
+    );
+    let fresh = read_jsonl(&dir.join(FILE));
+    assert_eq!(
+        keys_of(&fresh),
+        [(
+            service.clone(),
+            last + 1,
+            "normal".into(),
+            "after rotation".into()
+        )]
+    );
+
+    // Truncated in place (same inode, shorter than committed): kept, appended to.
+    std::fs::write(dir.join(FILE), "").unwrap();
+    sim.add_events(
+        &service,
+        vec![SimEvent::new(last + 2, "normal", "after truncation")],
+    );
+    dir.command(&["sync", "--config", config_arg])
+        .expect_code(0);
+    assert_eq!(
+        keys_of(&read_jsonl(&dir.join(FILE))),
+        [(
+            service.clone(),
+            last + 2,
+            "normal".into(),
+            "after truncation".into()
+        )]
+    );
+}
+
+// 17. `start_at = "now"` skips history; `state reset --to RFC3339` re-delivers from that time.
+#[test]
+fn start_at_now_and_reset_to_a_time() {
+    let dir = Dir::new("start-at");
+    let sim = sim_with(1, 50, 171);
+    let service = sim.service_ids()[0].clone();
+    let config = ConfigText::for_sim(&sim)
+        .source_key("start_at", &toml_str("now"))
+        .file_sink("archive", FILE);
+    let config_path = dir.write_config(&config);
+    let config_arg = config_path.to_str().unwrap();
+    let first = dir
+        .command(&["sync", "--config", config_arg])
+        .expect_code(0);
+    assert_eq!(
+        delivered_to(&first.summaries(), "archive"),
+        0,
+        "{}",
+        first.stderr
+    );
+
+    // Events newer than the first sync arrive.
+    let now = record::now_ms();
+    sim.add_events(
+        &service,
+        vec![SimEvent::new(now + 10, "normal", "new after start")],
+    );
+    dir.command(&["sync", "--config", config_arg])
+        .expect_code(0);
+    assert_eq!(
+        keys_of(&read_jsonl(&dir.join(FILE))),
+        [(
+            service.clone(),
+            now + 10,
+            "normal".into(),
+            "new after start".into()
+        )]
+    );
+
+    // Reset to a time inside the history: everything from it on is delivered again.
+    let history = sim.events(&service);
+    let from = history[history.len() / 2].0;
+    let from_text = record::timestamp_rfc3339(from);
+    dir.command(&["state", "reset", "--config", config_arg, "--to", &from_text])
+        .expect_code(0);
+    let again = dir
+        .command(&["sync", "--config", config_arg])
+        .expect_code(0);
+    let expected = history.iter().filter(|event| event.0 >= from).count();
+    assert_eq!(
+        delivered_to(&again.summaries(), "archive"),
+        expected as u64,
+        "reset to {from_text}: {}",
+        again.stderr
+    );
+}
+
+// 18. Sink filters: `event_types` and `inputs` decide what each sink receives.
+#[test]
+fn sink_filters_by_event_type_and_input() {
+    let dir = Dir::new("filters");
+    let sim = sim_with(2, 120, 181);
+    let services = sim.service_ids();
+    let config = ConfigText::for_sim(&sim)
+        .source_key("services", &toml_list(&services[..1]))
+        .with_source("other", &sim, &services[1..])
+        .file_sink("everything", FILE)
+        .file_sink("failures", "out/abnormal.jsonl")
+        .sink_key(
+            "failures",
+            "event_types",
+            &toml_list(&["abnormal".to_owned()]),
+        )
+        .file_sink("first", "out/first.jsonl")
+        .sink_key("first", "inputs", &toml_list(&["sim".to_owned()]));
+    let config_path = dir.write_config(&config);
+    dir.command(&["sync", "--config", config_path.to_str().unwrap()])
+        .expect_code(0);
+
+    let all = truth(&sim, &services);
+    assert_exactly_once(&read_jsonl(&dir.join(FILE)), &all, "everything");
+    let abnormal: Vec<EventKey> = all.iter().filter(|e| e.2 == "abnormal").cloned().collect();
+    assert!(!abnormal.is_empty() && abnormal.len() < all.len());
+    assert_exactly_once(
+        &read_jsonl(&dir.join("out/abnormal.jsonl")),
+        &abnormal,
+        "failures",
+    );
+    let first = read_jsonl(&dir.join("out/first.jsonl"));
+    assert_exactly_once(&first, &truth(&sim, &services[..1]), "first");
+    assert!(first.iter().all(|r| r["source"] == "sim"));
+    let everything = read_jsonl(&dir.join(FILE));
+    assert!(everything.iter().any(|r| r["source"] == "other"));
+}
+
+// 7c. `run` also stops with exit 0 on SIGINT.
+#[test]
+fn run_exits_0_on_sigint() {
+    let dir = Dir::new("run-sigint");
+    let sim = sim_with(1, 20, 73);
+    let config = ConfigText::for_sim(&sim)
+        .runner_key("interval", &toml_str("200ms"))
+        .file_sink("archive", FILE);
+    let config_path = dir.write_config(&config);
+    let running = dir
+        .command(&["run", "--config", config_path.to_str().unwrap()])
+        .spawn();
+    wait_until("the first poll delivered", || {
+        complete_lines(&dir, FILE) >= 20
+    });
+    running.signal(libc::SIGINT);
+    running.wait().assert_code(0);
+}
