@@ -15,7 +15,7 @@ use std::collections::HashSet;
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 /// Exit codes of the contract.
 pub mod exit {
@@ -159,12 +159,25 @@ pub async fn open_sinks(
                     });
                 let name = settings.name.clone();
                 let open_path = path.clone();
-                let (sink, checkpoint, recovery) = tokio::task::spawn_blocking(move || {
+                let opened = tokio::task::spawn_blocking(move || {
                     FileSink::open(&name, &open_path, committed)
                 })
                 .await
-                .map_err(|e| AppError::new(exit::FAILED, format!("sink {}: {e}", settings.name)))?
-                .map_err(|e| AppError::new(exit::FAILED, e.to_string()))?;
+                .map_err(|e| AppError::new(exit::FAILED, format!("sink {}: {e}", settings.name)))?;
+                let (sink, checkpoint, recovery) = match opened {
+                    Ok(opened) => opened,
+                    Err(e) => {
+                        // One sink's trouble stays its own: the others go on
+                        // and this one keeps its position for the next run.
+                        error!(sink = %settings.name, error = %e, "Cannot open the file sink; it receives nothing this run.");
+                        lanes.push(Arc::new(SinkLane::broken(
+                            &settings.name,
+                            filter,
+                            e.to_string(),
+                        )));
+                        continue;
+                    }
+                };
                 match &recovery {
                     Recovery::CutTail { committed, found } => warn!(
                         sink = %settings.name, path = %path_text, committed, found,

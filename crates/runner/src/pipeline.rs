@@ -72,6 +72,9 @@ pub struct SinkLane {
     pub filter: SinkFilter,
     /// `Some(path)` for the file sink: its length is committed with positions.
     pub file_path: Option<String>,
+    /// Why the sink could not be opened; such a lane receives nothing and
+    /// keeps its positions, while the other sinks go on.
+    pub broken: Option<String>,
     lane: tokio::sync::Mutex<()>,
 }
 
@@ -87,7 +90,16 @@ impl SinkLane {
             sink,
             filter,
             file_path,
+            broken: None,
             lane: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// A lane for a sink that could not be opened.
+    pub fn broken(name: &str, filter: SinkFilter, why: String) -> Self {
+        SinkLane {
+            broken: Some(why),
+            ..SinkLane::new(name, None, filter, None)
         }
     }
 
@@ -316,10 +328,23 @@ impl ServiceJob {
             targets.push(Target {
                 lane: lane.clone(),
                 cursor,
-                failed: None,
+                failed: lane.broken.clone(),
             });
         }
-        let floor = targets.iter().map(|t| t.cursor.floor()).min();
+        if targets.iter().all(|t| t.failed.is_some()) {
+            for target in &targets {
+                summary.failed.push((
+                    target.lane.name.clone(),
+                    target.failed.clone().unwrap_or_default(),
+                ));
+            }
+            return Err("no sink of this service can be written".to_owned());
+        }
+        let floor = targets
+            .iter()
+            .filter(|t| t.failed.is_none())
+            .map(|t| t.cursor.floor())
+            .min();
         let options = PullOptions {
             page_size: self.settings.page_size,
             event_type: self.settings.event_type.clone(),
