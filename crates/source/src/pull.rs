@@ -176,6 +176,17 @@ impl<'a> ServicePull<'a> {
         update(&mut model);
     }
 
+    /// A request for this service with the current `limit`.
+    fn query(&self, start_time: Option<i64>, end_time: Option<i64>, offset: u64) -> EventsQuery {
+        EventsQuery {
+            start_time,
+            end_time,
+            offset,
+            limit: self.limit,
+            event_type: self.options.event_type.clone(),
+        }
+    }
+
     async fn fetch(&mut self, query: &EventsQuery) -> Result<EventsPage, SourceError> {
         self.requests += 1;
         debug!(service_id = %self.service_id, ?query, "Requesting events.");
@@ -212,13 +223,7 @@ impl<'a> ServicePull<'a> {
         } else {
             Some(self.floor - 1)
         };
-        let query = EventsQuery {
-            start_time,
-            end_time: None,
-            offset: 0,
-            limit: self.limit,
-            event_type: self.options.event_type.clone(),
-        };
+        let query = self.query(start_time, None, 0);
         let page = match self.fetch(&query).await {
             Err(SourceError::TooLarge { .. }) if self.limit > 1 => {
                 self.limit = (self.limit / 2).max(1);
@@ -367,13 +372,7 @@ impl<'a> ServicePull<'a> {
     ) -> Result<(Vec<PulledEvent>, Phase), SourceError> {
         loop {
             let (start, end) = self.millisecond_window(ms);
-            let query = EventsQuery {
-                start_time: Some(start),
-                end_time: Some(end),
-                offset: 0,
-                limit: self.limit,
-                event_type: self.options.event_type.clone(),
-            };
+            let query = self.query(Some(start), Some(end), 0);
             let page = match self.fetch(&query).await {
                 Err(SourceError::TooLarge { .. }) if self.limit > 1 => {
                     self.limit = (self.limit / 2).max(1);
@@ -468,15 +467,7 @@ impl<'a> ServicePull<'a> {
         let mut attempts = 0;
         let page = loop {
             let probe = total.div_ceil(served as u64);
-            let page = self
-                .fetch(&EventsQuery {
-                    start_time: start,
-                    end_time: end,
-                    offset: probe,
-                    limit: self.limit,
-                    event_type: self.options.event_type.clone(),
-                })
-                .await?;
+            let page = self.fetch(&self.query(start, end, probe)).await?;
             // The answer means something only for the count the probe was
             // made for: one event more turns a page server's empty answer
             // into rows. Probe again for the new count.
@@ -515,15 +506,7 @@ impl<'a> ServicePull<'a> {
                 OffsetUnit::Page => page_no,
                 _ => page_no * served as u64,
             };
-            let page = self
-                .fetch(&EventsQuery {
-                    start_time: start,
-                    end_time: None,
-                    offset,
-                    limit: self.limit,
-                    event_type: self.options.event_type.clone(),
-                })
-                .await?;
+            let page = self.fetch(&self.query(start, None, offset)).await?;
             if page.rows.is_empty() {
                 return Ok(None);
             }
@@ -561,13 +544,7 @@ impl<'a> ServicePull<'a> {
             OffsetUnit::Page => read.next_page,
             _ => read.next_page * read.served as u64,
         };
-        let query = EventsQuery {
-            start_time: Some(start),
-            end_time: Some(end),
-            offset,
-            limit: self.limit,
-            event_type: self.options.event_type.clone(),
-        };
+        let query = self.query(Some(start), Some(end), offset);
         let page = match self.fetch(&query).await {
             Err(SourceError::TooLarge { .. }) if self.limit > 1 => {
                 // Offsets depend on the page size: start the millisecond
