@@ -134,6 +134,12 @@ impl TestCommand<'_> {
         self
     }
 
+    /// Runs in `folder` instead of the test's folder (as cron does).
+    pub fn current_dir(mut self, folder: &Path) -> Self {
+        self.command.current_dir(folder);
+        self
+    }
+
     /// Runs to completion and captures everything.
     pub fn run(mut self) -> RunOutput {
         let output = self
