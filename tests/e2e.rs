@@ -699,7 +699,7 @@ fn sigint_during_sync_exits_130_with_delivered_work_committed() {
     let sim = sim_with(3, 200, 72);
     let services = sim.service_ids();
     sim.set_behaviour(Behaviour {
-        latency: Duration::from_millis(40),
+        latency: Duration::from_millis(50),
         ..Behaviour::default()
     });
     let config = ConfigText::for_sim(&sim)

@@ -10,6 +10,7 @@
 // `kill(2)`; both are plain libc calls with no safe wrapper in std. The unsafe blocks are
 // confined to `max_rss_kib` and `send_signal` below.
 #![allow(unsafe_code)]
+// A harness: a test binary that includes it need not use every helper.
 #![allow(dead_code)]
 
 use serde_json::Value;
