@@ -1437,7 +1437,6 @@ fn more_usage_errors_exit_2() {
 // 22. A name that matches nothing in `state reset` is a usage error, as it is for `sync
 //     --source`: a typo must not look like a successful reset.
 #[test]
-#[ignore = "the binary answers exit 0 (\"Reset 0 position(s)\") and creates the state file; reported to the lead"]
 fn state_reset_of_an_unknown_name_is_a_usage_error() {
     let dir = Dir::new("reset-unknown");
     let sim = sim_with(1, 5, 221);

@@ -528,6 +528,23 @@ pub async fn reset_state(
     filter: ResetFilter,
     to: Option<ResetTo>,
 ) -> Result<u8, AppError> {
+    // A typo must not look like a successful reset: names are checked
+    // against the config before the state is touched.
+    check_selection(
+        config,
+        &Selection {
+            source: filter.source.clone(),
+            services: filter.service_id.iter().cloned().collect(),
+        },
+    )?;
+    if let Some(sink) = &filter.sink
+        && !config.sinks.iter().any(|s| &s.name == sink)
+    {
+        return Err(AppError::new(
+            exit::CONFIG,
+            format!("--sink {sink}: no such sink in {}", config.file.display()),
+        ));
+    }
     let _lock = CheckpointStore::lock(&config.state_path)?;
     let mut store = CheckpointStore::open(&config.state_path)?;
     let to_kind = to.unwrap_or(ResetTo::Delete);
