@@ -6,6 +6,8 @@
 //! `cargo bench -p runner` (release build). Timings are printed, never
 //! asserted: a shared machine makes timing assertions flaky.
 
+// The end-to-end harness; its own unit tests are not built into a bench.
+#[allow(unused_imports, clippy::unwrap_used)]
 #[path = "../../../tests/support/mod.rs"]
 mod support;
 
