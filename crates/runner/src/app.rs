@@ -610,7 +610,8 @@ pub async fn services(config: &Config) -> Result<u8, AppError> {
         let name = &source.settings.name;
         println!(
             "source {name} (project {}, {}):",
-            source.settings.project_id, source.settings.endpoint
+            source.client.project_id(),
+            source.settings.endpoint
         );
         let listed = source.client.services(0, 1000).await;
         let listed = match listed {

@@ -385,6 +385,8 @@ impl ServiceJob {
         targets: &mut [Target],
         summary: &mut ServiceSummary,
     ) -> Result<(), SourceError> {
+        // With password auth the project may come from the token.
+        let project_id = self.client.project_id().to_owned();
         while let Some(batch) = pull.next_batch().await? {
             summary.malformed += batch.malformed.len() as u64;
             summary.fetched += batch.events.len() as u64;
@@ -399,7 +401,7 @@ impl ServiceJob {
                         &self.settings.name,
                         &batch.service_name,
                         IdParts {
-                            project_id: &self.settings.project_id,
+                            project_id: &project_id,
                             service_id: &self.service_id,
                             occur_time: e.occur_time,
                             event_type: &e.event_type,

@@ -11,7 +11,7 @@ use crate::error::SourceError;
 use crate::rate::RateLimiter;
 use crate::retry::Backoff;
 use crate::secret::Secret;
-use crate::settings::{AuthSettings, SourceSettings};
+use crate::settings::{AuthSettings, SecretSource, SourceSettings};
 use serde_json::Value;
 use std::time::Duration;
 use tracing::warn;
@@ -103,31 +103,24 @@ impl ModelArtsClient {
                     settings.name
                 ))
             })?;
+        // Only static tokens so far; IAM password and AK/SK come next.
         let token = match &settings.auth {
-            AuthSettings::Token(token) => token.clone(),
-            AuthSettings::TokenFile(path) => {
-                let text = std::fs::read_to_string(path).map_err(|e| {
-                    SourceError::Setup(format!(
-                        "source {}: cannot read auth token_file {}: {e}",
-                        settings.name,
-                        path.display()
-                    ))
-                })?;
-                let text = text.trim();
-                if text.is_empty() {
-                    return Err(SourceError::Setup(format!(
-                        "source {}: auth token_file {} is empty",
-                        settings.name,
-                        path.display()
-                    )));
-                }
-                Secret::new(text)
+            AuthSettings::Token { token } => read_secret(&settings.name, "token_file", token)?,
+            other => {
+                return Err(SourceError::Setup(format!(
+                    "source {}: auth type {} is not supported yet",
+                    settings.name,
+                    other.kind()
+                )));
             }
         };
+        let project_id = settings.project_id.clone().ok_or_else(|| {
+            SourceError::Setup(format!("source {}: project_id is required", settings.name))
+        })?;
         Ok(ModelArtsClient {
             http,
             endpoint: settings.endpoint.trim_end_matches('/').to_owned(),
-            project_id: settings.project_id.clone(),
+            project_id,
             token,
             limiter: RateLimiter::new(settings.max_requests_per_second),
             backoff: Backoff {
@@ -321,6 +314,29 @@ impl ModelArtsClient {
                     });
                 }
             }
+        }
+    }
+}
+
+/// The secret's value: inline, or read from its file (trimmed).
+fn read_secret(source: &str, key: &str, secret: &SecretSource) -> Result<Secret, SourceError> {
+    match secret {
+        SecretSource::Inline(value) => Ok(value.clone()),
+        SecretSource::File(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                SourceError::Setup(format!(
+                    "source {source}: cannot read auth {key} {}: {e}",
+                    path.display()
+                ))
+            })?;
+            let text = text.trim();
+            if text.is_empty() {
+                return Err(SourceError::Setup(format!(
+                    "source {source}: auth {key} {} is empty",
+                    path.display()
+                )));
+            }
+            Ok(Secret::new(text))
         }
     }
 }

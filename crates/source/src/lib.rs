@@ -21,4 +21,6 @@ pub use cursor::SinkCursor;
 pub use error::SourceError;
 pub use pull::{PullOptions, PulledBatch, PulledEvent, ServerModel, ServicePull};
 pub use secret::Secret;
-pub use settings::{AuthSettings, OffsetUnit, SourceSettings, StartAt};
+pub use settings::{
+    AuthSettings, Discover, OffsetUnit, SecretSource, SourceSettings, StartAt, TlsSettings,
+};

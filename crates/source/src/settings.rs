@@ -11,11 +11,15 @@ pub struct SourceSettings {
     /// The source's name in the config (`[sources.NAME]`).
     pub name: String,
     /// ModelArts base URL, e.g. `https://modelarts.eu-de.otc.t-systems.com`,
-    /// without a trailing slash.
+    /// without a trailing slash: the explicit `endpoint`, or the one of
+    /// `region` in `cloud`.
     pub endpoint: String,
-    pub project_id: String,
-    /// Service ids to follow.
+    /// `None` only with password auth: then the token's project is used.
+    pub project_id: Option<String>,
+    /// Service ids listed explicitly (a missing one is an error).
     pub services: Vec<String>,
+    /// Services found by listing the project's services, if set.
+    pub discover: Option<Discover>,
     /// Server-side `event_type` filter (`normal` or `abnormal`).
     pub event_type: Option<String>,
     /// `limit` asked per request, 1..=1000.
@@ -33,16 +37,72 @@ pub struct SourceSettings {
     pub retry_initial_backoff: Duration,
     /// Longest retry delay (and the cap on an honoured `Retry-After`).
     pub retry_max_backoff: Duration,
+    pub tls: TlsSettings,
     pub auth: AuthSettings,
+}
+
+/// `discover = { name = "glob*", status = [...] }`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Discover {
+    /// Glob on the service name (`*`, `?`, `[...]`); `None` matches all.
+    pub name: Option<String>,
+    /// Statuses to follow (lowercase, e.g. `running`); empty matches all.
+    pub status: Vec<String>,
+}
+
+/// TLS of the source's HTTPS connections.
+#[derive(Debug, Clone, Default)]
+pub struct TlsSettings {
+    /// A PEM file of extra CA certificates (private CAs, TLS-inspecting proxies).
+    pub ca_file: Option<PathBuf>,
+    /// Skip certificate verification. Dangerous; logged loudly when set.
+    pub insecure_skip_verify: bool,
+}
+
+/// A secret given inline (after `${VAR}` substitution) or as a file to read.
+/// A file is read again whenever the secret is needed anew (each token
+/// renewal), so rotated credentials are picked up.
+#[derive(Debug, Clone)]
+pub enum SecretSource {
+    Inline(Secret),
+    File(PathBuf),
 }
 
 /// `[sources.NAME.auth]`.
 #[derive(Debug, Clone)]
 pub enum AuthSettings {
     /// A static `X-Auth-Token`.
-    Token(Secret),
-    /// A static `X-Auth-Token` read from a file (trailing whitespace trimmed).
-    TokenFile(PathBuf),
+    Token { token: SecretSource },
+    /// IAM password login (`POST {iam_endpoint}/v3/auth/tokens`); the token
+    /// is cached and renewed before it expires.
+    Password {
+        /// IAM base URL without `/v3`, e.g. `https://iam.eu-de.otc.t-systems.com`.
+        iam_endpoint: String,
+        /// Account (domain) name.
+        domain: String,
+        user: String,
+        password: SecretSource,
+        /// Scope by project name; `None`: scope by the source's `project_id`.
+        project: Option<String>,
+    },
+    /// AK/SK request signing (`SDK-HMAC-SHA256`).
+    Aksk {
+        access_key: String,
+        secret_key: SecretSource,
+        /// Temporary credentials: sent and signed as `X-Security-Token`.
+        security_token: Option<SecretSource>,
+    },
+}
+
+impl AuthSettings {
+    /// The kind's name as written in the config (`token`, `password`, `aksk`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            AuthSettings::Token { .. } => "token",
+            AuthSettings::Password { .. } => "password",
+            AuthSettings::Aksk { .. } => "aksk",
+        }
+    }
 }
 
 /// Where a position-less (source, service, sink) starts.

@@ -10,8 +10,8 @@ use harness::{Harness, SERVICE, check_exactly_once, number};
 use serde_json::json;
 use simulator::{Behaviour, Fault, FaultRule, OffsetMode, RequestLog, SimEvent};
 use source::{
-    AuthSettings, ModelArtsClient, OffsetUnit, PullOptions, Secret, ServerModel, ServicePull,
-    SourceError,
+    AuthSettings, ModelArtsClient, OffsetUnit, PullOptions, Secret, SecretSource, ServerModel,
+    ServicePull, SourceError,
 };
 use std::sync::Mutex;
 
@@ -108,7 +108,7 @@ async fn retries_stop_after_max_retries_and_the_error_names_the_request() {
         assert!(
             message.contains(&format!(
                 "GET /v1/{}/services/{SERVICE}/events",
-                harness.settings.project_id
+                harness.settings.project_id.as_deref().unwrap_or_default()
             )),
             "{fault:?}: {message}"
         );
@@ -119,7 +119,9 @@ async fn retries_stop_after_max_retries_and_the_error_names_the_request() {
 #[tokio::test]
 async fn a_refused_token_is_not_retried() {
     let mut harness = Harness::start(Behaviour::default(), one_overfull_millisecond());
-    harness.settings.auth = AuthSettings::Token(Secret::new("not-the-token"));
+    harness.settings.auth = AuthSettings::Token {
+        token: SecretSource::Inline(Secret::new("not-the-token")),
+    };
     let outcome = harness.try_sync().await;
     let error = outcome.error.expect("the token is wrong");
     assert!(
@@ -197,7 +199,10 @@ async fn odd_rows_are_read_leniently_and_unplaceable_ones_are_counted() {
         "Time as a string.".to_owned(),
     ));
     truth.sort_by_key(|e| e.0);
-    let expected = number(&harness.settings.project_id, truth);
+    let expected = number(
+        harness.settings.project_id.as_deref().unwrap_or_default(),
+        truth,
+    );
     check_exactly_once(&expected, &first.delivered).unwrap();
     assert!(first.delivered.iter().any(|e| e.event_type == "WARNING"));
     let big = first

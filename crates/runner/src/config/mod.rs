@@ -32,7 +32,7 @@ use raw::{
     TokenAuthTable, TopTable,
 };
 use serde::Deserialize;
-use source::{AuthSettings, OffsetUnit, Secret, SourceSettings, StartAt};
+use source::{AuthSettings, OffsetUnit, Secret, SecretSource, SourceSettings, StartAt};
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
 use std::path::{Component, Path, PathBuf};
@@ -372,8 +372,10 @@ impl<'a> Reader<'a> {
         Ok(SourceSettings {
             name: name.to_owned(),
             endpoint,
-            project_id,
+            project_id: Some(project_id),
             services,
+            discover: None,
+            tls: source::TlsSettings::default(),
             event_type: table.event_type.map(|t| {
                 match t {
                     EventTypeName::Normal => "normal",
@@ -438,11 +440,13 @@ impl<'a> Reader<'a> {
                                 "contains whitespace or a control character (value not shown)",
                             ));
                         }
-                        Ok(AuthSettings::Token(Secret::new(value)))
+                        Ok(AuthSettings::Token {
+                            token: SecretSource::Inline(Secret::new(value)),
+                        })
                     }
-                    (None, Some(file)) => Ok(AuthSettings::TokenFile(
-                        self.path(file, &key("token_file"))?,
-                    )),
+                    (None, Some(file)) => Ok(AuthSettings::Token {
+                        token: SecretSource::File(self.path(file, &key("token_file"))?),
+                    }),
                     (Some(_), Some(file)) => Err(self.error(
                         file.span(),
                         key("token_file"),

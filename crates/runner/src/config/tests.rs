@@ -100,8 +100,10 @@ fn every_example_in_config_parses() {
         for source in &config.sources {
             assert_eq!(source.endpoint, "https://modelarts.eu-de.otc.t-systems.com");
             match &source.auth {
-                AuthSettings::Token(token) => assert_eq!(token.expose(), TOKEN),
-                AuthSettings::TokenFile(file) => panic!("unexpected token_file {file:?}"),
+                AuthSettings::Token {
+                    token: SecretSource::Inline(token),
+                } => assert_eq!(token.expose(), TOKEN),
+                other => panic!("unexpected auth {other:?}"),
             }
         }
         let name = path.file_name().unwrap().to_str().unwrap().to_owned();
@@ -212,7 +214,10 @@ fn every_default() {
     assert_eq!(source.name, "prod");
     // The trailing slash is removed.
     assert_eq!(source.endpoint, "https://modelarts.eu-de.otc.t-systems.com");
-    assert_eq!(source.project_id, "0123456789abcdef0123456789abcdef");
+    assert_eq!(
+        source.project_id.as_deref(),
+        Some("0123456789abcdef0123456789abcdef")
+    );
     assert_eq!(source.services, ["35de3ca9-1bca-4ae7-9cb0-914f30fa7d3e"]);
     assert_eq!(source.event_type, None);
     assert_eq!(source.page_size, 1000);
@@ -225,7 +230,9 @@ fn every_default() {
     assert_eq!(source.max_response_bytes, 67_108_864);
     assert_eq!(source.retry_initial_backoff, Duration::from_secs(1));
     assert_eq!(source.retry_max_backoff, Duration::from_secs(60));
-    assert!(matches!(&source.auth, AuthSettings::Token(t) if t.expose() == TOKEN));
+    assert!(
+        matches!(&source.auth, AuthSettings::Token { token: SecretSource::Inline(t) } if t.expose() == TOKEN)
+    );
     let sink = &config.sinks[0];
     assert_eq!(sink.name, "console");
     assert_eq!(sink.inputs, None);
@@ -308,10 +315,15 @@ path = "../out/all.jsonl"
     assert_eq!(a.start_at, StartAt::At(1_714_521_600_000));
     assert_eq!(a.offset_unit, OffsetUnit::Page);
     assert_eq!(a.event_type.as_deref(), Some("normal"));
-    assert!(matches!(&a.auth, AuthSettings::Token(t) if t.expose() == "literal-token"));
+    assert!(
+        matches!(&a.auth, AuthSettings::Token { token: SecretSource::Inline(t) } if t.expose() == "literal-token")
+    );
 
     assert_eq!(b.endpoint, "http://127.0.0.1:8080");
-    assert_eq!(b.project_id, "fedcba9876543210fedcba9876543210");
+    assert_eq!(
+        b.project_id.as_deref(),
+        Some("fedcba9876543210fedcba9876543210")
+    );
     assert_eq!(b.services, ["s1", "s2"]);
     assert_eq!(b.event_type.as_deref(), Some("abnormal"));
     assert_eq!(b.page_size, 1);
@@ -325,7 +337,9 @@ path = "../out/all.jsonl"
     assert_eq!(b.retry_initial_backoff, Duration::from_millis(10));
     assert_eq!(b.retry_max_backoff, Duration::from_millis(10));
     match &b.auth {
-        AuthSettings::TokenFile(path) => {
+        AuthSettings::Token {
+            token: SecretSource::File(path),
+        } => {
             assert_eq!(path, Path::new("/etc/runner/secrets/token"));
         }
         other => panic!("expected a token file, got {other:?}"),
@@ -857,7 +871,9 @@ fn relative_paths_are_resolved_against_the_config_folder() {
     assert_eq!(config.state_path, folder.join("state/events.db"));
     assert!(matches!(
         &config.sources[0].auth,
-        AuthSettings::TokenFile(path) if *path == folder.join("secrets/token")
+        AuthSettings::Token {
+            token: SecretSource::File(path),
+        } if *path == folder.join("secrets/token")
     ));
     assert_eq!(
         config.sinks[0].kind,

@@ -12,8 +12,8 @@
 use simulator::{Behaviour, SimConfig, SimEvent, SimHandle, Simulator};
 use source::checkpoint::{CheckpointStore, Commit, CursorKey};
 use source::{
-    AuthSettings, ModelArtsClient, OffsetUnit, PullOptions, Secret, ServerModel, ServicePull,
-    SinkCursor, SourceError, SourceSettings, StartAt,
+    AuthSettings, ModelArtsClient, OffsetUnit, PullOptions, Secret, SecretSource, ServerModel,
+    ServicePull, SinkCursor, SourceError, SourceSettings, StartAt, TlsSettings,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -133,7 +133,7 @@ impl Harness {
             let mut acked = Vec::new();
             for event in batch.events {
                 let id = record::event_id(record::IdParts {
-                    project_id: &self.settings.project_id,
+                    project_id: self.settings.project_id.as_deref().unwrap_or_default(),
                     service_id: SERVICE,
                     occur_time: event.occur_time,
                     event_type: &event.event_type,
@@ -170,7 +170,10 @@ impl Harness {
     /// twins numbered in their millisecond, as records with ids.
     pub fn expected(&self) -> Vec<Delivered> {
         let truth = self.sim.events(SERVICE);
-        number(&self.settings.project_id, truth)
+        number(
+            self.settings.project_id.as_deref().unwrap_or_default(),
+            truth,
+        )
     }
 }
 
@@ -208,7 +211,9 @@ pub fn settings_for(sim: &SimHandle) -> SourceSettings {
     SourceSettings {
         name: SOURCE_NAME.to_owned(),
         endpoint: sim.base_url(),
-        project_id: sim.project_id(),
+        project_id: Some(sim.project_id()),
+        discover: None,
+        tls: TlsSettings::default(),
         services: vec![SERVICE.to_owned()],
         event_type: None,
         page_size: 10,
@@ -221,7 +226,9 @@ pub fn settings_for(sim: &SimHandle) -> SourceSettings {
         max_response_bytes: 64 * 1024 * 1024,
         retry_initial_backoff: Duration::from_millis(2),
         retry_max_backoff: Duration::from_millis(20),
-        auth: AuthSettings::Token(Secret::new(sim.token())),
+        auth: AuthSettings::Token {
+            token: SecretSource::Inline(Secret::new(sim.token())),
+        },
     }
 }
 
