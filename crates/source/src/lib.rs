@@ -12,6 +12,7 @@ pub mod cursor;
 pub mod error;
 pub mod pull;
 pub mod rate;
+pub mod regions;
 pub mod retry;
 pub mod secret;
 pub mod settings;
@@ -20,6 +21,7 @@ pub use client::{EventsPage, EventsQuery, ModelArtsClient, RawEvent, ServiceInfo
 pub use cursor::SinkCursor;
 pub use error::SourceError;
 pub use pull::{PullOptions, PulledBatch, PulledEvent, ServerModel, ServicePull};
+pub use regions::{Cloud, RegionEndpoints};
 pub use secret::Secret;
 pub use settings::{
     AuthSettings, Discover, OffsetUnit, SecretSource, SourceSettings, StartAt, TlsSettings,
