@@ -9,6 +9,7 @@
 pub mod checkpoint;
 pub mod client;
 pub mod cursor;
+pub mod discovery;
 pub mod error;
 pub mod pull;
 pub mod rate;
