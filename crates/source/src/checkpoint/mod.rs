@@ -101,6 +101,14 @@ pub struct Commit {
     pub files: Vec<(String, String, FileOffset)>,
 }
 
+/// A service that discovery found for a source, and whether it is gone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiscoveredService {
+    pub service_id: String,
+    pub service_name: String,
+    pub gone: bool,
+}
+
 /// One cursor as shown by `runner state`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PositionRow {
@@ -490,6 +498,69 @@ impl CheckpointStore {
         .map_err(sqlite_error(&path))?;
         tx.commit().map_err(sqlite_error(&path))?;
         Ok(changed)
+    }
+
+    /// Records what discovery found for `source` this run: each service with
+    /// whether it is gone (no longer listed, or its events answer 404).
+    /// Services known from earlier runs and missing from `seen` are gone too.
+    /// Returns the services that went from present to gone in this call, so
+    /// that each disappearance is reported once; their cursors are kept.
+    pub fn record_discovery(
+        &mut self,
+        source: &str,
+        seen: &[DiscoveredService],
+    ) -> Result<Vec<DiscoveredService>, StateError> {
+        let path = self.path.clone();
+        let now = now_ms();
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sqlite_error(&path))?;
+        let known: Vec<DiscoveredService> = {
+            let mut stmt = tx
+                .prepare_cached(
+                    "SELECT service_id, service_name, gone_at IS NOT NULL
+                     FROM discovered_service WHERE source = ?1",
+                )
+                .map_err(sqlite_error(&path))?;
+            stmt.query_map([source], |row| {
+                Ok(DiscoveredService {
+                    service_id: row.get(0)?,
+                    service_name: row.get(1)?,
+                    gone: row.get(2)?,
+                })
+            })
+            .and_then(Iterator::collect)
+            .map_err(sqlite_error(&path))?
+        };
+        let mut now_gone = Vec::new();
+        let absent = known
+            .iter()
+            .filter(|k| !seen.iter().any(|s| s.service_id == k.service_id))
+            .map(|k| DiscoveredService {
+                gone: true,
+                ..k.clone()
+            });
+        for service in seen.iter().cloned().chain(absent) {
+            let was_gone = known
+                .iter()
+                .find(|k| k.service_id == service.service_id)
+                .map(|k| k.gone);
+            tx.execute(
+                "INSERT INTO discovered_service (source, service_id, service_name, first_seen, gone_at)
+                 VALUES (?1, ?2, ?3, ?4, CASE WHEN ?5 THEN ?4 END)
+                 ON CONFLICT (source, service_id) DO UPDATE SET
+                     service_name = excluded.service_name,
+                     gone_at = CASE WHEN ?5 THEN coalesce(gone_at, ?4) END",
+                params![source, service.service_id, service.service_name, now, service.gone],
+            )
+            .map_err(sqlite_error(&path))?;
+            if service.gone && was_gone != Some(true) {
+                now_gone.push(service);
+            }
+        }
+        tx.commit().map_err(sqlite_error(&path))?;
+        Ok(now_gone)
     }
 
     /// Per-connection settings. Journal mode is a property of the file and can

@@ -46,6 +46,18 @@ const MIGRATIONS: &[&str] = &[
         updated_at  INTEGER NOT NULL
     ) STRICT;
     ",
+    // 2: services a source follows through discovery, so that one that
+    // disappears is reported once and its cursors are kept.
+    "
+    CREATE TABLE discovered_service (
+        source        TEXT NOT NULL,
+        service_id    TEXT NOT NULL,
+        service_name  TEXT NOT NULL,
+        first_seen    INTEGER NOT NULL,
+        gone_at       INTEGER,
+        PRIMARY KEY (source, service_id)
+    ) STRICT, WITHOUT ROWID;
+    ",
 ];
 
 /// The schema version this build writes and reads.

@@ -102,6 +102,7 @@ fn open_creates_folders_schema_and_version() {
         "fingerprint",
         "fingerprint_by_time",
         "file_offset",
+        "discovered_service",
     ] {
         assert!(
             names.iter().any(|n| n == expected),
@@ -124,7 +125,7 @@ fn open_creates_folders_schema_and_version() {
             |r| r.get(0),
         )
         .unwrap();
-    assert_eq!(strict, 3, "all three tables are STRICT");
+    assert_eq!(strict, 4, "all four tables are STRICT");
 }
 
 #[test]
@@ -166,7 +167,7 @@ fn newer_user_version_is_refused() {
             err,
             StateError::FutureVersion {
                 found: 99,
-                supported: 1,
+                supported: 2,
                 ..
             }
         ),
@@ -525,7 +526,7 @@ fn open_read_only_refuses_an_unmigrated_file() {
             err,
             StateError::Outdated {
                 found: 0,
-                supported: 1,
+                supported: 2,
                 ..
             }
         ),
@@ -711,4 +712,91 @@ fn errors_name_the_state_file() {
             .contains(&below_a_file.display().to_string()),
         "{err}"
     );
+}
+
+#[test]
+fn a_discovered_service_that_disappears_is_reported_once_and_comes_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = CheckpointStore::open(&dir.path().join("state.db")).unwrap();
+    let service = |id: &str, gone: bool| DiscoveredService {
+        service_id: id.to_owned(),
+        service_name: format!("name-{id}"),
+        gone,
+    };
+    let first = store
+        .record_discovery("prod", &[service("a", false), service("b", false)])
+        .unwrap();
+    assert!(first.is_empty());
+    // b is no longer listed: gone, reported once.
+    let second = store
+        .record_discovery("prod", &[service("a", false)])
+        .unwrap();
+    assert_eq!(second, vec![service("b", true)]);
+    assert!(
+        store
+            .record_discovery("prod", &[service("a", false)])
+            .unwrap()
+            .is_empty()
+    );
+    // a is listed but its events answer 404: gone, reported once.
+    let third = store
+        .record_discovery("prod", &[service("a", true)])
+        .unwrap();
+    assert_eq!(third, vec![service("a", true)]);
+    assert!(
+        store
+            .record_discovery("prod", &[service("a", true)])
+            .unwrap()
+            .is_empty()
+    );
+    // b comes back and disappears again: reported again.
+    assert!(
+        store
+            .record_discovery("prod", &[service("b", false)])
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store.record_discovery("prod", &[]).unwrap(),
+        vec![service("b", true)]
+    );
+    // Other sources are not affected.
+    assert!(store.record_discovery("other", &[]).unwrap().is_empty());
+}
+
+#[test]
+fn a_version_1_file_is_migrated_and_keeps_its_cursors() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    let mut store = CheckpointStore::open(&path).unwrap();
+    store
+        .commit(&Commit {
+            cursors: vec![CursorCommit {
+                key: key("prod", "svc", "archive"),
+                since: 0,
+                position: Some(42),
+                add_fingerprints: Vec::new(),
+                prune_below: None,
+            }],
+            files: Vec::new(),
+        })
+        .unwrap();
+    drop(store);
+    // Turn the file back into what the first release wrote.
+    let conn = raw(&path);
+    conn.execute_batch("DROP TABLE discovered_service; PRAGMA user_version = 1;")
+        .unwrap();
+    drop(conn);
+
+    let mut store = CheckpointStore::open(&path).unwrap();
+    assert_eq!(
+        schema::user_version(&store.conn).unwrap(),
+        schema::supported_version()
+    );
+    let cursor = store
+        .cursor(&key("prod", "svc", "archive"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(cursor.position, Some(42));
+    assert!(store.record_discovery("prod", &[]).unwrap().is_empty());
 }
