@@ -9,9 +9,15 @@ use std::path::PathBuf;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
-/// Keys whose values are secrets: a message about them never quotes the value,
-/// not even a wrong-typed one.
-const SECRET_KEYS: &[&str] = &["token"];
+/// Keys whose values are secrets (or, for `access_key`, half of a credential):
+/// a message about them never quotes the value, not even a wrong-typed one.
+const SECRET_KEYS: &[&str] = &[
+    "token",
+    "password",
+    "access_key",
+    "secret_key",
+    "security_token",
+];
 
 /// What is wrong with a configuration file. `Display` is
 /// `<file>:<line>: <key path>: <what is wrong>`.
@@ -184,7 +190,8 @@ pub(super) fn from_toml(
     if key.is_empty() {
         key.push_str("(top level)");
     }
-    let message = if is_secret_key(&key) {
+    // An unknown-field message quotes key names, not values: keep it.
+    let message = if is_secret_key(&key) && !message.starts_with("unknown field") {
         redact_quoted(&message)
     } else {
         message

@@ -3,17 +3,25 @@
 //! validated settings with every default applied.
 //!
 //! Loading is pure: apart from reading the file itself it does no I/O. It
-//! never touches the state file and never reads a `token_file`; the runner
-//! does that when it builds the pipeline. Every error names the file, the line
-//! and the key (see [`ConfigError`]), and none quotes a secret.
+//! never touches the state file and never reads a secret file (`token_file`,
+//! `password_file`, `secret_key_file`, `security_token_file`) or `ca_file`;
+//! the runner does that when it builds the pipeline, and again at each
+//! renewal, so rotated secrets are picked up. Every error names the file, the
+//! line and the key (see [`ConfigError`]), and none quotes a secret.
+//!
+//! A source's `region` (in `cloud`, default Open Telekom Cloud) fills its
+//! ModelArts `endpoint` and the IAM endpoint of password auth from
+//! [`source::regions`]; an explicit `endpoint` or `iam_endpoint` wins.
 //!
 //! `${VAR}` placeholders are replaced from the environment after parsing, in
-//! the free-text values: `state.path`, `endpoint`, `project_id`, `services`,
-//! `auth.token`, `auth.token_file`, a file sink's `path` and `event_types`.
-//! `$${` writes a literal `${`. Keys with a fixed set of values (kinds,
-//! `event_type`, `offset_unit`, `format`), numbers and durations take no
-//! placeholders. Relative paths are relative to the folder of the config file,
-//! because cron and service managers start the runner in another directory.
+//! the free-text values: `state.path`, `region`, `endpoint`, `project_id`,
+//! `services`, `discover.name`, `ca_file`, every string of `[sources.NAME.auth]`
+//! but `type`, a file sink's `path` and `event_types`. `$${` writes a literal
+//! `${`. Keys with a fixed set of values (kinds, `cloud`, `event_type`,
+//! `offset_unit`, `format`, `discover.status`), numbers, booleans and
+//! durations take no placeholders. Relative paths are relative to the folder
+//! of the config file, because cron and service managers start the runner in
+//! another directory.
 
 mod error;
 mod placeholder;
@@ -27,12 +35,13 @@ pub use error::ConfigError;
 pub use timestamp::parse_start_at;
 
 use raw::{
-    AuthKind, EventTypeName, FileTable, HumanDuration, KindProbe, ModelArtsTable, OffsetUnitName,
-    RunnerTable, SINK_COMMON_KEYS, SinkKindName, SinkProbe, SourceKind, StdoutTable,
-    TokenAuthTable, TopTable,
+    AkskAuthTable, AuthKind, CloudName, DiscoverTable, EventTypeName, FileTable, HumanDuration,
+    KindProbe, ModelArtsTable, OffsetUnitName, PasswordAuthTable, RunnerTable, SINK_COMMON_KEYS,
+    SinkKindName, SinkProbe, SourceKind, StdoutTable, TokenAuthTable, TopTable,
 };
 use serde::Deserialize;
-use source::{AuthSettings, OffsetUnit, Secret, SecretSource, SourceSettings, StartAt};
+use source::regions::{self, Cloud, RegionEndpoints};
+use source::{AuthSettings, Discover, OffsetUnit, Secret, SecretSource, SourceSettings, StartAt};
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
 use std::path::{Component, Path, PathBuf};
@@ -299,12 +308,80 @@ impl<'a> Reader<'a> {
     }
 
     fn modelarts_source(&self, name: &str) -> Result<SourceSettings, ConfigError> {
+        let header = self.table(&["sources", name])?.span();
         let table: ModelArtsTable = self.kind_table(&["sources", name], &["type"])?;
         let key = |field: &str| format!("sources.{name}.{field}");
 
-        let endpoint = self.endpoint(&table.endpoint, &key("endpoint"))?;
-        let project_id = self.path_segment(&table.project_id, &key("project_id"))?;
-        let services = self.services(&table.services, &key("services"))?;
+        let region = self.region(&table, name)?;
+        let endpoint = match (&table.endpoint, &region) {
+            (Some(endpoint), _) => self.url(endpoint, &key("endpoint"), MODELARTS_URL_EXAMPLE)?,
+            (None, Some(region)) => match &region.endpoints.modelarts {
+                Some(endpoint) => endpoint.clone(),
+                None => {
+                    return Err(self.error(
+                        region.span.clone(),
+                        key("endpoint"),
+                        format!(
+                            "required: region {:?} of cloud {:?} has no known ModelArts \
+                             endpoint; set `endpoint` to its ModelArts URL (or use a region \
+                             with ModelArts, such as \"eu-de\")",
+                            region.name,
+                            region.cloud.to_string()
+                        ),
+                    ));
+                }
+            },
+            (None, None) => {
+                return Err(self.error(
+                    header.clone(),
+                    key("endpoint"),
+                    "missing: set `region` (such as \"eu-de\") or `endpoint` \
+                     (the ModelArts URL)",
+                ));
+            }
+        };
+
+        let auth = self.auth(name, region.as_ref(), table.project_id.is_some())?;
+        let project_id = match &table.project_id {
+            Some(value) => Some(self.path_segment(value, &key("project_id"))?),
+            None if matches!(auth, AuthSettings::Password { .. }) => None,
+            None => {
+                return Err(self.error(
+                    header.clone(),
+                    key("project_id"),
+                    format!(
+                        "missing (this key is required with `auth.type = \"{}\"`; \
+                         only password auth can take the project from its token)",
+                        auth.kind()
+                    ),
+                ));
+            }
+        };
+
+        let services = match &table.services {
+            Some(list) => self.services(list, &key("services"))?,
+            None => Vec::new(),
+        };
+        let discover = match &table.discover {
+            Some(discover) => Some(self.discover(discover.get_ref(), &key("discover"))?),
+            None => None,
+        };
+        if table.services.is_none() && discover.is_none() {
+            return Err(self.error(
+                header,
+                key("services"),
+                "missing: list service ids in `services`, or set `discover` \
+                 (such as `discover = { name = \"prod-*\" }`), or both",
+            ));
+        }
+
+        let tls = source::TlsSettings {
+            ca_file: match &table.ca_file {
+                Some(path) => Some(self.path(path, &key("ca_file"))?),
+                None => None,
+            },
+            insecure_skip_verify: table.tls_insecure_skip_verify.unwrap_or(false),
+        };
 
         let page_size =
             self.integer(&table.page_size, &key("page_size"), defaults::PAGE_SIZE, 1)?;
@@ -372,10 +449,10 @@ impl<'a> Reader<'a> {
         Ok(SourceSettings {
             name: name.to_owned(),
             endpoint,
-            project_id: Some(project_id),
+            project_id,
             services,
-            discover: None,
-            tls: source::TlsSettings::default(),
+            discover,
+            tls,
             event_type: table.event_type.map(|t| {
                 match t {
                     EventTypeName::Normal => "normal",
@@ -412,52 +489,250 @@ impl<'a> Reader<'a> {
             )?,
             retry_initial_backoff,
             retry_max_backoff,
-            auth: self.auth(name)?,
+            auth,
         })
     }
 
-    fn auth(&self, source: &str) -> Result<AuthSettings, ConfigError> {
+    /// `region` looked up in `cloud`'s table; `None` without `region`.
+    fn region(&self, table: &ModelArtsTable, source: &str) -> Result<Option<Region>, ConfigError> {
+        let key = |field: &str| format!("sources.{source}.{field}");
+        let cloud = match table.cloud.as_ref().map(Spanned::get_ref) {
+            None | Some(CloudName::Otc) => Cloud::Otc,
+            Some(CloudName::Huaweicloud) => Cloud::HuaweiCloud,
+        };
+        let Some(value) = &table.region else {
+            if let Some(cloud) = &table.cloud {
+                return Err(self.error(
+                    cloud.span(),
+                    key("cloud"),
+                    "has no effect without `region`: set `region` too, or remove `cloud`",
+                ));
+            }
+            return Ok(None);
+        };
+        let name = self.expand(value, &key("region"))?;
+        let endpoints = regions::endpoints(cloud, &name)
+            .map_err(|message| self.error(value.span(), key("region"), message))?;
+        Ok(Some(Region {
+            name,
+            cloud,
+            endpoints,
+            span: value.span(),
+        }))
+    }
+
+    fn discover(&self, table: &DiscoverTable, key: &str) -> Result<Discover, ConfigError> {
+        let name = match &table.name {
+            None => None,
+            Some(value) => {
+                let key = format!("{key}.name");
+                let glob = self.expand(value, &key)?;
+                if glob.is_empty() {
+                    return Err(self.error(
+                        value.span(),
+                        key,
+                        "is empty; remove the key to match every service name",
+                    ));
+                }
+                if let Err(e) = glob::Pattern::new(&glob) {
+                    return Err(self.error(
+                        value.span(),
+                        key,
+                        format!("{glob:?} is not a valid glob ({e}); use `*`, `?` and `[...]`"),
+                    ));
+                }
+                Some(glob)
+            }
+        };
+        let mut status: Vec<String> = Vec::new();
+        if let Some(list) = &table.status {
+            let key = format!("{key}.status");
+            if list.get_ref().is_empty() {
+                return Err(self.error(
+                    list.span(),
+                    key,
+                    "is empty; remove the key to follow services in every status",
+                ));
+            }
+            for (index, item) in list.get_ref().iter().enumerate() {
+                let item_key = format!("{key}[{index}]");
+                let text = item.get_ref();
+                if !SERVICE_STATUSES.contains(&text.as_str()) {
+                    let lower = text.to_ascii_lowercase();
+                    let message = if SERVICE_STATUSES.contains(&lower.as_str()) {
+                        format!("write statuses in lowercase, as the API does: {lower:?}")
+                    } else {
+                        format!(
+                            "unknown service status {text:?}; the statuses are: {}",
+                            SERVICE_STATUSES.join(", ")
+                        )
+                    };
+                    return Err(self.error(item.span(), item_key, message));
+                }
+                if status.contains(text) {
+                    return Err(self.error(
+                        item.span(),
+                        item_key,
+                        format!("{text:?} is listed twice"),
+                    ));
+                }
+                status.push(text.clone());
+            }
+        }
+        Ok(Discover { name, status })
+    }
+
+    /// `[sources.NAME.auth]`. `region` supplies the IAM endpoint and the
+    /// default project name of password auth.
+    fn auth(
+        &self,
+        source: &str,
+        region: Option<&Region>,
+        has_project_id: bool,
+    ) -> Result<AuthSettings, ConfigError> {
         let path = ["sources", source, "auth"];
         let table = self.table(&path)?;
         let span = table.span();
         let probe: KindProbe<AuthKind> = self.deserialize(table)?;
-        let key = |field: &str| format!("sources.{source}.auth.{field}");
+        let auth_key = format!("sources.{source}.auth");
+        let key = |field: &str| format!("{auth_key}.{field}");
+        let missing = |inline: &str, kind: &str| {
+            self.error(
+                span.clone(),
+                auth_key.clone(),
+                format!("auth of type \"{kind}\" needs `{inline}` or `{inline}_file`"),
+            )
+        };
         match probe.kind.into_inner() {
             AuthKind::Token => {
                 let table: TokenAuthTable = self.kind_table(&path, &["type"])?;
-                match (&table.token, &table.token_file) {
-                    (Some(token), None) => {
-                        let value = self.expand(token, &key("token"))?;
-                        if value.is_empty() {
-                            return Err(self.error(token.span(), key("token"), "is empty"));
+                let token = self
+                    .secret(&auth_key, "token", &table.token, &table.token_file, false)?
+                    .ok_or_else(|| missing("token", "token"))?;
+                Ok(AuthSettings::Token { token })
+            }
+            AuthKind::Password => {
+                let table: PasswordAuthTable = self.kind_table(&path, &["type"])?;
+                let iam_endpoint = match (&table.iam_endpoint, region) {
+                    (Some(value), _) => {
+                        let url = self.url(value, &key("iam_endpoint"), IAM_URL_EXAMPLE)?;
+                        // The client appends `/v3/auth/tokens` itself.
+                        match url.strip_suffix("/v3") {
+                            Some(base) => base.trim_end_matches('/').to_owned(),
+                            None => url,
                         }
-                        // A token never holds these; an environment variable with a
-                        // trailing newline is the usual cause.
-                        if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
-                            return Err(self.error(
-                                token.span(),
-                                key("token"),
-                                "contains whitespace or a control character (value not shown)",
-                            ));
-                        }
-                        Ok(AuthSettings::Token {
-                            token: SecretSource::Inline(Secret::new(value)),
-                        })
                     }
-                    (None, Some(file)) => Ok(AuthSettings::Token {
-                        token: SecretSource::File(self.path(file, &key("token_file"))?),
-                    }),
-                    (Some(_), Some(file)) => Err(self.error(
-                        file.span(),
-                        key("token_file"),
-                        "set either `token` or `token_file`, not both",
-                    )),
-                    (None, None) => Err(self.error(
-                        span,
-                        format!("sources.{source}.auth"),
-                        "a token auth needs `token` or `token_file`",
-                    )),
+                    (None, Some(region)) => region.endpoints.iam.clone(),
+                    (None, None) => {
+                        return Err(self.error(
+                            span,
+                            key("iam_endpoint"),
+                            format!(
+                                "missing (this key is required when the source has no \
+                                 `region`), such as \"{IAM_URL_EXAMPLE}\""
+                            ),
+                        ));
+                    }
+                };
+                let domain = self.plain(&table.domain, &key("domain"), true)?;
+                let user = self.plain(&table.user, &key("user"), true)?;
+                let password = self
+                    .secret(
+                        &auth_key,
+                        "password",
+                        &table.password,
+                        &table.password_file,
+                        true,
+                    )?
+                    .ok_or_else(|| missing("password", "password"))?;
+                let project = match (&table.project, region) {
+                    (Some(value), _) => Some(self.plain(value, &key("project"), false)?),
+                    (None, _) if has_project_id => None,
+                    // The default project of a region bears the region's name
+                    // (the Huawei SDK looks it up the same way).
+                    (None, Some(region)) => Some(region.name.clone()),
+                    (None, None) => {
+                        return Err(self.error(
+                            span,
+                            key("project"),
+                            "missing: with neither `project_id` nor `region` on the source, \
+                             name the project to log in to, such as \"eu-de\"",
+                        ));
+                    }
+                };
+                Ok(AuthSettings::Password {
+                    iam_endpoint,
+                    domain,
+                    user,
+                    password,
+                    project,
+                })
+            }
+            AuthKind::Aksk => {
+                let table: AkskAuthTable = self.kind_table(&path, &["type"])?;
+                let access_key = self.plain(&table.access_key, &key("access_key"), false)?;
+                let secret_key = self
+                    .secret(
+                        &auth_key,
+                        "secret_key",
+                        &table.secret_key,
+                        &table.secret_key_file,
+                        false,
+                    )?
+                    .ok_or_else(|| missing("secret_key", "aksk"))?;
+                let security_token = self.secret(
+                    &auth_key,
+                    "security_token",
+                    &table.security_token,
+                    &table.security_token_file,
+                    false,
+                )?;
+                Ok(AuthSettings::Aksk {
+                    access_key,
+                    secret_key,
+                    security_token,
+                })
+            }
+        }
+    }
+
+    /// The secret `name`, given inline or as `name_file` (at most one of
+    /// them). The file is resolved, not read. `spaces_allowed` is for
+    /// passwords; tokens and keys never hold whitespace.
+    fn secret(
+        &self,
+        auth_key: &str,
+        name: &str,
+        inline: &Option<Spanned<String>>,
+        file: &Option<Spanned<String>>,
+        spaces_allowed: bool,
+    ) -> Result<Option<SecretSource>, ConfigError> {
+        let key = format!("{auth_key}.{name}");
+        let file_key = format!("{auth_key}.{name}_file");
+        match (inline, file) {
+            (Some(_), Some(file)) => Err(self.error(
+                file.span(),
+                file_key,
+                format!("set either `{name}` or `{name}_file`, not both"),
+            )),
+            (None, Some(file)) => Ok(Some(SecretSource::File(self.path(file, &file_key)?))),
+            (None, None) => Ok(None),
+            (Some(value), None) => {
+                let text = self.expand(value, &key)?;
+                if text.is_empty() {
+                    return Err(self.error(value.span(), key, "is empty"));
                 }
+                // An environment variable with a trailing newline is the usual cause.
+                let bad = |c: char| c.is_control() || (!spaces_allowed && c.is_whitespace());
+                if text.chars().any(bad) {
+                    let what = if spaces_allowed {
+                        "contains a control character such as a newline (value not shown)"
+                    } else {
+                        "contains whitespace or a control character (value not shown)"
+                    };
+                    return Err(self.error(value.span(), key, what));
+                }
+                Ok(Some(SecretSource::Inline(Secret::new(text))))
             }
         }
     }
@@ -530,7 +805,36 @@ impl<'a> Reader<'a> {
 
     // ---- values ----
 
-    fn endpoint(&self, value: &Spanned<String>, key: &str) -> Result<String, ConfigError> {
+    /// A non-secret name (`domain`, `user`, `project`, `access_key`):
+    /// non-empty, no control characters, and whitespace only where allowed.
+    fn plain(
+        &self,
+        value: &Spanned<String>,
+        key: &str,
+        spaces_allowed: bool,
+    ) -> Result<String, ConfigError> {
+        let text = self.expand(value, key)?;
+        if text.is_empty() {
+            return Err(self.error(value.span(), key, "is empty"));
+        }
+        let bad = |c: char| c.is_control() || (!spaces_allowed && c.is_whitespace());
+        if text.chars().any(bad) || text.trim() != text {
+            return Err(self.error(
+                value.span(),
+                key,
+                "contains a control character or stray whitespace (such as a trailing newline)",
+            ));
+        }
+        Ok(text)
+    }
+
+    /// An http(s) base URL without a trailing `/`. `example` is shown when it is not one.
+    fn url(
+        &self,
+        value: &Spanned<String>,
+        key: &str,
+        example: &str,
+    ) -> Result<String, ConfigError> {
         let text = self.expand(value, key)?;
         let trimmed = text.trim_end_matches('/');
         let rest = trimmed
@@ -545,10 +849,7 @@ impl<'a> Reader<'a> {
             return Err(self.error(
                 value.span(),
                 key,
-                format!(
-                    "must be an http:// or https:// URL such as \
-                     \"https://modelarts.eu-de.otc.t-systems.com\", got {text:?}"
-                ),
+                format!("must be an http:// or https:// URL such as \"{example}\", got {text:?}"),
             ));
         }
         Ok(trimmed.to_owned())
@@ -582,7 +883,8 @@ impl<'a> Reader<'a> {
             return Err(self.error(
                 list.span(),
                 key,
-                "is empty: list the ids of the services to follow",
+                "is empty: list the ids of the services to follow, or remove the key \
+                 and set `discover`",
             ));
         }
         let mut services: Vec<String> = Vec::with_capacity(list.get_ref().len());
@@ -781,6 +1083,34 @@ impl<'a> Reader<'a> {
         }
         self.deserialize(table)
     }
+}
+
+/// Example URLs shown when a URL is not one.
+const MODELARTS_URL_EXAMPLE: &str = "https://modelarts.eu-de.otc.t-systems.com";
+const IAM_URL_EXAMPLE: &str = "https://iam.eu-de.otc.t-systems.com";
+
+/// The statuses of the ModelArts service list (`GET /v1/{project_id}/services`),
+/// lowercase as the API writes them.
+pub const SERVICE_STATUSES: &[&str] = &[
+    "running",
+    "deploying",
+    "concerning",
+    "failed",
+    "stopped",
+    "finished",
+    "stopping",
+    "deleting",
+    "pending",
+    "waiting",
+];
+
+/// A source's `region`, looked up in its `cloud`.
+struct Region {
+    name: String,
+    cloud: Cloud,
+    endpoints: RegionEndpoints,
+    /// Of the `region` value, for errors about what it lacks.
+    span: Range<usize>,
 }
 
 /// `path` without `.` and with `..` applied, to compare paths without touching the disk.

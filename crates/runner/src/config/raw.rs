@@ -60,9 +60,14 @@ pub(super) enum SourceKind {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct ModelArtsTable {
-    pub endpoint: Spanned<String>,
-    pub project_id: Spanned<String>,
-    pub services: Spanned<Vec<Spanned<String>>>,
+    pub cloud: Option<Spanned<CloudName>>,
+    pub region: Option<Spanned<String>>,
+    pub endpoint: Option<Spanned<String>>,
+    pub project_id: Option<Spanned<String>>,
+    pub services: Option<Spanned<Vec<Spanned<String>>>>,
+    pub discover: Option<Spanned<DiscoverTable>>,
+    pub ca_file: Option<Spanned<String>>,
+    pub tls_insecure_skip_verify: Option<bool>,
     pub event_type: Option<EventTypeName>,
     pub page_size: Option<Spanned<i64>>,
     pub lookback: Option<Spanned<HumanDuration>>,
@@ -81,6 +86,22 @@ pub(super) struct ModelArtsTable {
     pub auth: Spanned<IgnoredAny>,
 }
 
+/// `cloud`: which table `region` is looked up in.
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+pub(super) enum CloudName {
+    Otc,
+    Huaweicloud,
+}
+
+/// `discover = { name = "...", status = [...] }` or `[sources.NAME.discover]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct DiscoverTable {
+    pub name: Option<Spanned<String>>,
+    pub status: Option<Spanned<Vec<Spanned<String>>>>,
+}
+
 #[derive(Deserialize, Clone, Copy)]
 #[serde(rename_all = "lowercase")]
 pub(super) enum EventTypeName {
@@ -96,12 +117,14 @@ pub(super) enum OffsetUnitName {
     Record,
 }
 
-/// The kinds of `[sources.NAME.auth]`. Adding one (`password`, `aksk`) is a
-/// variant here, a table struct below and an arm in `Reader::auth`.
+/// The kinds of `[sources.NAME.auth]`. Adding one is a variant here, a table
+/// struct below and an arm in `Reader::auth`.
 #[derive(Deserialize, Clone, Copy)]
 #[serde(rename_all = "lowercase")]
 pub(super) enum AuthKind {
     Token,
+    Password,
+    Aksk,
 }
 
 /// `[sources.NAME.auth]` of `type = "token"`, without `type`.
@@ -110,6 +133,29 @@ pub(super) enum AuthKind {
 pub(super) struct TokenAuthTable {
     pub token: Option<Spanned<String>>,
     pub token_file: Option<Spanned<String>>,
+}
+
+/// `[sources.NAME.auth]` of `type = "password"` (IAM login), without `type`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct PasswordAuthTable {
+    pub iam_endpoint: Option<Spanned<String>>,
+    pub domain: Spanned<String>,
+    pub user: Spanned<String>,
+    pub password: Option<Spanned<String>>,
+    pub password_file: Option<Spanned<String>>,
+    pub project: Option<Spanned<String>>,
+}
+
+/// `[sources.NAME.auth]` of `type = "aksk"` (request signing), without `type`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct AkskAuthTable {
+    pub access_key: Spanned<String>,
+    pub secret_key: Option<Spanned<String>>,
+    pub secret_key_file: Option<Spanned<String>>,
+    pub security_token: Option<Spanned<String>>,
+    pub security_token_file: Option<Spanned<String>>,
 }
 
 /// The keys every sink has.

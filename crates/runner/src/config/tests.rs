@@ -8,9 +8,21 @@ use std::path::Path;
 const TOKEN: &str = "tok-S3CRET-value";
 const FILE: &str = "/etc/runner/runner.toml";
 
+const ACCESS_KEY: &str = "HPUAEXAMPLEAK1234567";
+const SECRET_KEY: &str = "SK-S3CRET-ExampleSecretKey0123456789";
+const SECURITY_TOKEN: &str = "ST-S3CRET-gQpjbi1ub3J0aC00";
+const PASSWORD: &str = "pw S3CRET-correct horse";
+const HUAWEI_TOKEN: &str = "hw-tok-S3CRET";
+
 fn env(name: &str) -> Option<String> {
     match name {
         "MODELARTS_TOKEN" => Some(TOKEN.to_owned()),
+        "OTC_ACCESS_KEY" => Some(ACCESS_KEY.to_owned()),
+        "OTC_SECRET_KEY" => Some(SECRET_KEY.to_owned()),
+        "OTC_SECURITY_TOKEN" => Some(SECURITY_TOKEN.to_owned()),
+        "OTC_PASSWORD" => Some(PASSWORD.to_owned()),
+        "HUAWEICLOUD_TOKEN" => Some(HUAWEI_TOKEN.to_owned()),
+        "REGION" => Some("eu-de".to_owned()),
         "PROJECT" => Some("fedcba9876543210fedcba9876543210".to_owned()),
         "SPACED_TOKEN" => Some(format!("{TOKEN}\n")),
         _ => None,
@@ -97,16 +109,19 @@ fn every_example_in_config_parses() {
         let folder = std::path::absolute(config_dir()).unwrap();
         assert!(config.state_path.starts_with(&folder), "{config:?}");
         assert!(!config.sources.is_empty() && !config.sinks.is_empty());
-        for source in &config.sources {
-            assert_eq!(source.endpoint, "https://modelarts.eu-de.otc.t-systems.com");
-            match &source.auth {
-                AuthSettings::Token {
-                    token: SecretSource::Inline(token),
-                } => assert_eq!(token.expose(), TOKEN),
-                other => panic!("unexpected auth {other:?}"),
+        let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+        if !name.starts_with("otc-") {
+            // The per-sink examples share the token source of the README.
+            for source in &config.sources {
+                assert_eq!(source.endpoint, "https://modelarts.eu-de.otc.t-systems.com");
+                match &source.auth {
+                    AuthSettings::Token {
+                        token: SecretSource::Inline(token),
+                    } => assert_eq!(token.expose(), TOKEN),
+                    other => panic!("unexpected auth {other:?}"),
+                }
             }
         }
-        let name = path.file_name().unwrap().to_str().unwrap().to_owned();
         match name.as_str() {
             "stdout.toml" => {
                 assert_eq!(config.state_path, folder.join("state/stdout.db"));
@@ -147,13 +162,102 @@ fn every_example_in_config_parses() {
                     Some(vec!["abnormal".to_owned()])
                 );
             }
+            "otc-aksk.toml" => {
+                assert_eq!(config.state_path, folder.join("state/otc-aksk.db"));
+                let names: Vec<&str> = config.sources.iter().map(|s| s.name.as_str()).collect();
+                assert_eq!(names, ["huawei", "otc"]);
+                let huawei = &config.sources[0];
+                assert_eq!(
+                    huawei.endpoint,
+                    "https://modelarts.cn-north-4.myhuaweicloud.com"
+                );
+                assert_eq!(
+                    huawei.project_id.as_deref(),
+                    Some("fedcba9876543210fedcba9876543210")
+                );
+                assert_eq!(huawei.services.len(), 1);
+                assert_eq!(huawei.discover, None);
+                assert!(matches!(
+                    &huawei.auth,
+                    AuthSettings::Token { token: SecretSource::Inline(t) } if t.expose() == HUAWEI_TOKEN
+                ));
+                let otc = &config.sources[1];
+                assert_eq!(otc.endpoint, "https://modelarts.eu-de.otc.t-systems.com");
+                assert_eq!(
+                    otc.project_id.as_deref(),
+                    Some("0123456789abcdef0123456789abcdef")
+                );
+                assert!(otc.services.is_empty());
+                assert_eq!(
+                    otc.discover,
+                    Some(Discover {
+                        name: Some("prod-*".to_owned()),
+                        status: vec!["running".to_owned(), "failed".to_owned()],
+                    })
+                );
+                assert_eq!(otc.tls.ca_file, None);
+                assert!(!otc.tls.insecure_skip_verify);
+                match &otc.auth {
+                    AuthSettings::Aksk {
+                        access_key,
+                        secret_key: SecretSource::Inline(secret_key),
+                        security_token: None,
+                    } => {
+                        assert_eq!(access_key, ACCESS_KEY);
+                        assert_eq!(secret_key.expose(), SECRET_KEY);
+                    }
+                    other => panic!("unexpected auth {other:?}"),
+                }
+                assert_eq!(
+                    config.sinks[0].kind,
+                    SinkKind::File {
+                        path: folder.join("out/cloud-events.jsonl")
+                    }
+                );
+            }
+            "otc-password.toml" => {
+                assert_eq!(config.state_path, folder.join("state/otc-password.db"));
+                let source = &config.sources[0];
+                assert_eq!(source.endpoint, "https://modelarts.eu-de.otc.t-systems.com");
+                assert_eq!(source.project_id, None);
+                assert_eq!(source.services.len(), 2);
+                assert_eq!(source.discover, None);
+                match &source.auth {
+                    AuthSettings::Password {
+                        iam_endpoint,
+                        domain,
+                        user,
+                        password: SecretSource::File(password_file),
+                        project,
+                    } => {
+                        assert_eq!(iam_endpoint, "https://iam.eu-de.otc.t-systems.com");
+                        assert_eq!(domain, "OTC00000000001000000xxx");
+                        assert_eq!(user, "modelarts-shipper");
+                        assert_eq!(*password_file, folder.join("secrets/otc-password"));
+                        assert_eq!(project.as_deref(), Some("eu-de"));
+                    }
+                    other => panic!("unexpected auth {other:?}"),
+                }
+                assert_eq!(
+                    config.sinks[0].kind,
+                    SinkKind::Stdout {
+                        format: StdoutFormat::Json
+                    }
+                );
+            }
             // Examples of other sinks are checked by their own tests; loading is enough here.
             _ => {}
         }
         seen.push(name);
     }
-    assert!(seen.iter().any(|n| n == "stdout.toml"), "{seen:?}");
-    assert!(seen.iter().any(|n| n == "file.toml"), "{seen:?}");
+    for name in [
+        "stdout.toml",
+        "file.toml",
+        "otc-aksk.toml",
+        "otc-password.toml",
+    ] {
+        assert!(seen.iter().any(|n| n == name), "{name} missing: {seen:?}");
+    }
 }
 
 #[test]
@@ -193,6 +297,71 @@ fn the_core_examples_document_every_key() {
     }
     let stdout = std::fs::read_to_string(config_dir().join("stdout.toml")).unwrap();
     assert!(stdout.contains("format"));
+}
+
+#[test]
+fn the_cloud_examples_document_every_key_of_their_kinds() {
+    let source_keys = [
+        "[state]",
+        "path",
+        "[runner]",
+        "interval",
+        "concurrency",
+        "shutdown_timeout",
+        "cloud",
+        "region",
+        "endpoint",
+        "project_id",
+        "services",
+        "discover",
+        "ca_file",
+        "tls_insecure_skip_verify",
+        "event_type",
+        "page_size",
+        "lookback",
+        "start_at",
+        "offset_unit",
+        "request_timeout",
+        "max_requests_per_second",
+        "max_retries",
+        "max_response_bytes",
+        "retry_initial_backoff",
+        "retry_max_backoff",
+        "inputs",
+        "event_types",
+    ];
+    let kinds: [(&str, &[&str]); 2] = [
+        (
+            "otc-aksk.toml",
+            &[
+                "type = \"aksk\"",
+                "access_key",
+                "secret_key =",
+                "secret_key_file",
+                "security_token =",
+                "security_token_file",
+            ],
+        ),
+        (
+            "otc-password.toml",
+            &[
+                "type = \"password\"",
+                "iam_endpoint",
+                "domain",
+                "user",
+                "password =",
+                "password_file",
+                "project =",
+                "format",
+            ],
+        ),
+    ];
+    for (name, auth_keys) in kinds {
+        let text = std::fs::read_to_string(config_dir().join(name)).unwrap();
+        for key in source_keys.iter().chain(auth_keys) {
+            assert!(text.contains(key), "{name} does not document {key}");
+        }
+    }
 }
 
 // ---- defaults ----
@@ -718,13 +887,13 @@ fn missing_required_keys_and_tables() {
 }
 
 #[test]
-fn auth_kinds_other_than_token_are_refused_with_the_accepted_ones() {
-    let text = MINIMAL.replace("type = \"token\"", "type = \"aksk\"");
+fn unknown_auth_kinds_are_refused_with_the_accepted_ones() {
+    let text = MINIMAL.replace("type = \"token\"", "type = \"oauth\"");
     assert_error(
         &text,
         "sources.prod.auth.type",
-        "type = \"aksk\"",
-        "expected `token`",
+        "type = \"oauth\"",
+        "expected one of `token`, `password`, `aksk`",
     );
 }
 
@@ -974,4 +1143,570 @@ fn takes(sink: &SinkSettings, source: &str, event_type: &str) -> bool {
     };
     sink.filter()
         .accepts(&record::EventRecord::new(source, "svc", parts))
+}
+
+// ---- regions, auth kinds, discovery, TLS ----
+
+/// A config with one source `prod` made of `source` lines and an auth table
+/// made of `auth` lines, and a stdout sink.
+fn cloud_config(source: &str, auth: &str) -> String {
+    format!(
+        "[state]\npath = \"state/events.db\"\n\n\
+         [sources.prod]\ntype = \"modelarts\"\n{source}\n\n\
+         [sources.prod.auth]\n{auth}\n\n\
+         [sinks.console]\ntype = \"stdout\"\n"
+    )
+}
+
+const EU_DE: &str = "region = \"eu-de\"\nproject_id = \"p1\"\nservices = [\"s1\"]";
+const AKSK: &str =
+    "type = \"aksk\"\naccess_key = \"${OTC_ACCESS_KEY}\"\nsecret_key = \"${OTC_SECRET_KEY}\"";
+const PASSWORD_AUTH: &str = "type = \"password\"\ndomain = \"OTC00000000001000000123\"\n\
+     user = \"shipper\"\npassword = \"${OTC_PASSWORD}\"";
+
+fn only_source(text: &str) -> SourceSettings {
+    let mut config = parse(text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    assert_eq!(config.sources.len(), 1);
+    config.sources.remove(0)
+}
+
+#[test]
+fn aksk_auth_parses_with_defaults() {
+    let source = only_source(&cloud_config(EU_DE, AKSK));
+    assert_eq!(source.endpoint, "https://modelarts.eu-de.otc.t-systems.com");
+    assert_eq!(source.project_id.as_deref(), Some("p1"));
+    assert_eq!(source.discover, None);
+    assert_eq!(source.tls.ca_file, None);
+    assert!(!source.tls.insecure_skip_verify);
+    match &source.auth {
+        AuthSettings::Aksk {
+            access_key,
+            secret_key: SecretSource::Inline(secret_key),
+            security_token: None,
+        } => {
+            assert_eq!(access_key, ACCESS_KEY);
+            assert_eq!(secret_key.expose(), SECRET_KEY);
+        }
+        other => panic!("unexpected auth {other:?}"),
+    }
+
+    let auth = format!("{AKSK}\nsecurity_token = \"${{OTC_SECURITY_TOKEN}}\"");
+    let source = only_source(&cloud_config(EU_DE, &auth));
+    assert!(matches!(
+        &source.auth,
+        AuthSettings::Aksk { security_token: Some(SecretSource::Inline(t)), .. }
+            if t.expose() == SECURITY_TOKEN
+    ));
+}
+
+#[test]
+fn password_auth_parses_with_defaults() {
+    // With a project_id, the token is scoped by it: no project name.
+    let source = only_source(&cloud_config(EU_DE, PASSWORD_AUTH));
+    match &source.auth {
+        AuthSettings::Password {
+            iam_endpoint,
+            domain,
+            user,
+            password: SecretSource::Inline(password),
+            project,
+        } => {
+            assert_eq!(iam_endpoint, "https://iam.eu-de.otc.t-systems.com");
+            assert_eq!(domain, "OTC00000000001000000123");
+            assert_eq!(user, "shipper");
+            // Inner spaces are allowed in a password.
+            assert_eq!(password.expose(), PASSWORD);
+            assert_eq!(*project, None);
+        }
+        other => panic!("unexpected auth {other:?}"),
+    }
+    assert_eq!(source.project_id.as_deref(), Some("p1"));
+}
+
+#[test]
+fn password_auth_needs_no_project_id() {
+    let source_lines = "region = \"eu-de\"\nservices = [\"s1\"]";
+    // The project defaults to the region's name, like the region's default project.
+    let source = only_source(&cloud_config(source_lines, PASSWORD_AUTH));
+    assert_eq!(source.project_id, None);
+    assert!(matches!(
+        &source.auth,
+        AuthSettings::Password { project: Some(p), .. } if p == "eu-de"
+    ));
+    let auth = format!("{PASSWORD_AUTH}\nproject = \"eu-de_analytics\"");
+    let source = only_source(&cloud_config(source_lines, &auth));
+    assert!(matches!(
+        &source.auth,
+        AuthSettings::Password { project: Some(p), .. } if p == "eu-de_analytics"
+    ));
+
+    // Without a region there is nothing to default to.
+    let source_lines = "endpoint = \"https://modelarts.example.com\"\nservices = [\"s1\"]";
+    let auth = format!("{PASSWORD_AUTH}\niam_endpoint = \"https://iam.example.com\"");
+    let text = cloud_config(source_lines, &auth);
+    assert_error(
+        &text,
+        "sources.prod.auth.project",
+        "[sources.prod.auth]",
+        "name the project",
+    );
+}
+
+#[test]
+fn token_and_aksk_auth_need_a_project_id() {
+    let source_lines = "region = \"eu-de\"\nservices = [\"s1\"]";
+    for (auth, kind) in [("type = \"token\"\ntoken = \"t\"", "token"), (AKSK, "aksk")] {
+        let text = cloud_config(source_lines, auth);
+        assert_error(
+            &text,
+            "sources.prod.project_id",
+            "[sources.prod]",
+            &format!("required with `auth.type = \"{kind}\"`"),
+        );
+    }
+}
+
+#[test]
+fn region_fills_endpoint_and_iam_endpoint() {
+    let source_lines = "cloud = \"huaweicloud\"\nregion = \"cn-north-4\"\nservices = [\"s1\"]";
+    let source = only_source(&cloud_config(source_lines, PASSWORD_AUTH));
+    assert_eq!(
+        source.endpoint,
+        "https://modelarts.cn-north-4.myhuaweicloud.com"
+    );
+    assert!(matches!(
+        &source.auth,
+        AuthSettings::Password { iam_endpoint, project: Some(p), .. }
+            if iam_endpoint == "https://iam.cn-north-4.myhuaweicloud.com" && p == "cn-north-4"
+    ));
+    // A placeholder works in `region` too.
+    let source_lines = "region = \"${REGION}\"\nproject_id = \"p\"\nservices = [\"s1\"]";
+    let source = only_source(&cloud_config(source_lines, AKSK));
+    assert_eq!(source.endpoint, "https://modelarts.eu-de.otc.t-systems.com");
+}
+
+#[test]
+fn explicit_endpoints_override_the_region() {
+    let source_lines = format!("{EU_DE}\nendpoint = \"https://modelarts.internal.example/\"");
+    let auth = format!("{PASSWORD_AUTH}\niam_endpoint = \"https://iam.internal.example/v3/\"");
+    let source = only_source(&cloud_config(&source_lines, &auth));
+    assert_eq!(source.endpoint, "https://modelarts.internal.example");
+    assert!(matches!(
+        &source.auth,
+        AuthSettings::Password { iam_endpoint, .. } if iam_endpoint == "https://iam.internal.example"
+    ));
+    // No region at all: both given explicitly.
+    let source_lines =
+        "endpoint = \"http://127.0.0.1:9000\"\nproject_id = \"p\"\nservices = [\"s\"]";
+    let auth = format!("{PASSWORD_AUTH}\niam_endpoint = \"http://127.0.0.1:9001/v3\"");
+    let source = only_source(&cloud_config(source_lines, &auth));
+    assert_eq!(source.endpoint, "http://127.0.0.1:9000");
+    assert!(matches!(
+        &source.auth,
+        AuthSettings::Password { iam_endpoint, project: None, .. }
+            if iam_endpoint == "http://127.0.0.1:9001"
+    ));
+}
+
+#[test]
+fn iam_endpoint_is_checked_and_required_without_a_region() {
+    let source_lines =
+        "endpoint = \"https://modelarts.example.com\"\nproject_id = \"p\"\nservices = [\"s\"]";
+    let text = cloud_config(source_lines, PASSWORD_AUTH);
+    assert_error(
+        &text,
+        "sources.prod.auth.iam_endpoint",
+        "[sources.prod.auth]",
+        "required when the source has no `region`",
+    );
+    let auth = format!("{PASSWORD_AUTH}\niam_endpoint = \"iam.eu-de.otc.t-systems.com\"");
+    let text = cloud_config(EU_DE, &auth);
+    assert_error(
+        &text,
+        "sources.prod.auth.iam_endpoint",
+        "iam_endpoint",
+        "http:// or https:// URL such as \"https://iam.eu-de.otc.t-systems.com\"",
+    );
+}
+
+#[test]
+fn unknown_regions_and_clouds_are_errors_listing_the_known_ones() {
+    let text = cloud_config(
+        "region = \"eu-fr\"\nproject_id = \"p\"\nservices = [\"s\"]",
+        AKSK,
+    );
+    assert_error(
+        &text,
+        "sources.prod.region",
+        "eu-fr",
+        "eu-de, eu-nl, eu-ch2",
+    );
+    let text = cloud_config(
+        "cloud = \"huaweicloud\"\nregion = \"eu-de\"\nproject_id = \"p\"\nservices = [\"s\"]",
+        AKSK,
+    );
+    assert_error(&text, "sources.prod.region", "region", "cn-north-4");
+    let text = cloud_config(
+        "cloud = \"azure\"\nregion = \"eu-de\"\nproject_id = \"p\"\nservices = [\"s\"]",
+        AKSK,
+    );
+    assert_error(
+        &text,
+        "sources.prod.cloud",
+        "azure",
+        "expected `otc` or `huaweicloud`",
+    );
+    // `cloud` alone selects nothing.
+    let text = cloud_config(
+        "cloud = \"huaweicloud\"\nendpoint = \"https://m.example\"\nproject_id = \"p\"\nservices = [\"s\"]",
+        AKSK,
+    );
+    assert_error(&text, "sources.prod.cloud", "cloud", "without `region`");
+}
+
+#[test]
+fn a_region_without_modelarts_needs_an_endpoint() {
+    let source_lines = "region = \"eu-nl\"\nproject_id = \"p\"\nservices = [\"s\"]";
+    let text = cloud_config(source_lines, AKSK);
+    assert_error(
+        &text,
+        "sources.prod.endpoint",
+        "eu-nl",
+        "region \"eu-nl\" of cloud \"otc\" has no known ModelArts endpoint; set `endpoint`",
+    );
+    // With an endpoint, the region still gives the IAM endpoint.
+    let source_lines = format!("{source_lines}\nendpoint = \"https://modelarts.eu-nl.example\"");
+    let source = only_source(&cloud_config(&source_lines, PASSWORD_AUTH));
+    assert_eq!(source.endpoint, "https://modelarts.eu-nl.example");
+    assert!(matches!(
+        &source.auth,
+        AuthSettings::Password { iam_endpoint, .. } if iam_endpoint == "https://iam.eu-nl.otc.t-systems.com"
+    ));
+    // Neither region nor endpoint.
+    let text = cloud_config("project_id = \"p\"\nservices = [\"s\"]", AKSK);
+    assert_error(
+        &text,
+        "sources.prod.endpoint",
+        "[sources.prod]",
+        "set `region` (such as \"eu-de\") or `endpoint`",
+    );
+}
+
+#[test]
+fn discover_with_and_without_services() {
+    let source_lines = "region = \"eu-de\"\nproject_id = \"p\"\n\
+         discover = { name = \"prod-*\", status = [\"running\", \"failed\"] }";
+    let source = only_source(&cloud_config(source_lines, AKSK));
+    assert!(source.services.is_empty());
+    assert_eq!(
+        source.discover,
+        Some(Discover {
+            name: Some("prod-*".to_owned()),
+            status: vec!["running".to_owned(), "failed".to_owned()],
+        })
+    );
+
+    // Both, with discover as its own table; an empty one matches everything.
+    let text = format!("{}\n[sources.prod.discover]\n", cloud_config(EU_DE, AKSK));
+    let source = only_source(&text);
+    assert_eq!(source.services, ["s1"]);
+    assert_eq!(source.discover, Some(Discover::default()));
+
+    let text = format!(
+        "{}\n[sources.prod.discover]\nstatus = [\"stopped\"]\n",
+        cloud_config(EU_DE, AKSK)
+    );
+    assert_eq!(
+        only_source(&text).discover,
+        Some(Discover {
+            name: None,
+            status: vec!["stopped".to_owned()],
+        })
+    );
+}
+
+#[test]
+fn services_or_discover_is_required() {
+    let text = cloud_config("region = \"eu-de\"\nproject_id = \"p\"", AKSK);
+    assert_error(
+        &text,
+        "sources.prod.services",
+        "[sources.prod]",
+        "set `discover`",
+    );
+}
+
+#[test]
+fn discover_values_are_checked() {
+    let base = "region = \"eu-de\"\nproject_id = \"p\"\n";
+    let cases = [
+        (
+            "discover = { status = [\"running\", \"sleeping\"] }",
+            "sources.prod.discover.status[1]",
+            "unknown service status \"sleeping\"; the statuses are: running, deploying",
+        ),
+        (
+            "discover = { status = [\"Running\"] }",
+            "sources.prod.discover.status[0]",
+            "lowercase",
+        ),
+        (
+            "discover = { status = [\"failed\", \"failed\"] }",
+            "sources.prod.discover.status[1]",
+            "listed twice",
+        ),
+        (
+            "discover = { status = [] }",
+            "sources.prod.discover.status",
+            "is empty",
+        ),
+        (
+            "discover = { name = \"prod-[\" }",
+            "sources.prod.discover.name",
+            "not a valid glob",
+        ),
+        (
+            "discover = { name = \"\" }",
+            "sources.prod.discover.name",
+            "is empty",
+        ),
+        (
+            "discover = { names = \"x\" }",
+            "sources.prod.discover.names",
+            "unknown field `names`, expected `name` or `status`",
+        ),
+        (
+            "discover = \"prod-*\"",
+            "sources.prod.discover",
+            "invalid type: string",
+        ),
+    ];
+    for (line, key, what) in cases {
+        let text = cloud_config(&format!("{base}{line}"), AKSK);
+        assert_error(&text, key, "discover", what);
+    }
+}
+
+#[test]
+fn secret_and_secret_file_are_exclusive() {
+    let cases = [
+        (
+            format!("{PASSWORD_AUTH}\npassword_file = \"pw\""),
+            "sources.prod.auth.password_file",
+            "password_file",
+            "either `password` or `password_file`, not both",
+        ),
+        (
+            format!("{AKSK}\nsecret_key_file = \"sk\""),
+            "sources.prod.auth.secret_key_file",
+            "secret_key_file",
+            "either `secret_key` or `secret_key_file`, not both",
+        ),
+        (
+            format!("{AKSK}\nsecurity_token = \"a\"\nsecurity_token_file = \"b\""),
+            "sources.prod.auth.security_token_file",
+            "security_token_file",
+            "not both",
+        ),
+    ];
+    for (auth, key, needle, what) in cases {
+        assert_error(&cloud_config(EU_DE, &auth), key, needle, what);
+    }
+    // And one of password / secret_key is required.
+    let auth = PASSWORD_AUTH.replace("password = \"${OTC_PASSWORD}\"", "");
+    assert_error(
+        &cloud_config(EU_DE, &auth),
+        "sources.prod.auth",
+        "[sources.prod.auth]",
+        "auth of type \"password\" needs `password` or `password_file`",
+    );
+    let auth = AKSK.replace("secret_key = \"${OTC_SECRET_KEY}\"", "");
+    assert_error(
+        &cloud_config(EU_DE, &auth),
+        "sources.prod.auth",
+        "[sources.prod.auth]",
+        "auth of type \"aksk\" needs `secret_key` or `secret_key_file`",
+    );
+}
+
+#[test]
+fn required_keys_of_each_auth_kind() {
+    let auth = PASSWORD_AUTH.replace("domain = \"OTC00000000001000000123\"\n", "");
+    assert_error(
+        &cloud_config(EU_DE, &auth),
+        "sources.prod.auth.domain",
+        "[sources.prod.auth]",
+        "required",
+    );
+    let auth = PASSWORD_AUTH.replace("user = \"shipper\"\n", "");
+    assert_error(
+        &cloud_config(EU_DE, &auth),
+        "sources.prod.auth.user",
+        "[sources.prod.auth]",
+        "required",
+    );
+    let auth = AKSK.replace("access_key = \"${OTC_ACCESS_KEY}\"\n", "");
+    assert_error(
+        &cloud_config(EU_DE, &auth),
+        "sources.prod.auth.access_key",
+        "[sources.prod.auth]",
+        "required",
+    );
+    let auth = PASSWORD_AUTH.replace("shipper", "");
+    assert_error(
+        &cloud_config(EU_DE, &auth),
+        "sources.prod.auth.user",
+        "user =",
+        "is empty",
+    );
+    let auth = AKSK.replace("${OTC_ACCESS_KEY}", "AK WITH SPACE");
+    assert_error(
+        &cloud_config(EU_DE, &auth),
+        "sources.prod.auth.access_key",
+        "access_key",
+        "whitespace",
+    );
+}
+
+#[test]
+fn unknown_keys_of_each_auth_kind_list_that_kind_s_keys() {
+    let cases = [
+        (
+            "type = \"token\"\ntoken = \"t\"\nuser = \"me\"".to_owned(),
+            "sources.prod.auth.user",
+            "user",
+            "unknown field `user`, expected `token` or `token_file`",
+        ),
+        (
+            format!("{PASSWORD_AUTH}\ntoken = \"t\""),
+            "sources.prod.auth.token",
+            "token",
+            "unknown field `token`, expected one of `iam_endpoint`, `domain`, `user`, \
+             `password`, `password_file`, `project`",
+        ),
+        (
+            format!("{AKSK}\nproject = \"eu-de\""),
+            "sources.prod.auth.project",
+            "project = \"eu-de\"",
+            "unknown field `project`, expected one of `access_key`, `secret_key`, \
+             `secret_key_file`, `security_token`, `security_token_file`",
+        ),
+    ];
+    for (auth, key, needle, what) in cases {
+        assert_error(&cloud_config(EU_DE, &auth), key, needle, what);
+    }
+}
+
+#[test]
+fn cloud_secrets_never_appear_in_errors_or_debug() {
+    let auth = format!("{AKSK}\nsecurity_token = \"${{OTC_SECURITY_TOKEN}}\"");
+    let debug = format!("{:?}", parse(&cloud_config(EU_DE, &auth)).unwrap());
+    assert!(!debug.contains(SECRET_KEY), "{debug}");
+    assert!(!debug.contains(SECURITY_TOKEN), "{debug}");
+    let debug = format!("{:?}", parse(&cloud_config(EU_DE, PASSWORD_AUTH)).unwrap());
+    assert!(!debug.contains("S3CRET"), "{debug}");
+
+    // Wrong-typed literal secrets are not quoted.
+    for (find, replace, key) in [
+        (
+            "password = \"${OTC_PASSWORD}\"",
+            "password = 73914682",
+            "sources.prod.auth.password",
+        ),
+        (
+            "secret_key = \"${OTC_SECRET_KEY}\"",
+            "secret_key = 73914682",
+            "sources.prod.auth.secret_key",
+        ),
+        (
+            "secret_key = \"${OTC_SECRET_KEY}\"",
+            "secret_key = \"s\"\nsecurity_token = 73914682",
+            "sources.prod.auth.security_token",
+        ),
+    ] {
+        let auth = if key.ends_with("password") {
+            PASSWORD_AUTH.replace(find, replace)
+        } else {
+            AKSK.replace(find, replace)
+        };
+        let error = parse_err(&cloud_config(EU_DE, &auth));
+        assert_eq!(error.key(), Some(key), "{error}");
+        assert!(!error.to_string().contains("73914682"), "{error}");
+        assert!(!format!("{error:?}").contains("73914682"), "{error:?}");
+    }
+
+    // A secret from the environment with a trailing newline: refused, not shown.
+    let env_with_newline = |name: &str| match name {
+        "OTC_SECRET_KEY" => Some(format!("{SECRET_KEY}\n")),
+        "OTC_PASSWORD" => Some(format!("{PASSWORD}\n")),
+        other => env(other),
+    };
+    for (auth, key) in [
+        (AKSK, "sources.prod.auth.secret_key"),
+        (PASSWORD_AUTH, "sources.prod.auth.password"),
+    ] {
+        let error = parse_str(
+            &cloud_config(EU_DE, auth),
+            Path::new(FILE),
+            &env_with_newline,
+        )
+        .unwrap_err();
+        assert_eq!(error.key(), Some(key), "{error}");
+        assert!(error.to_string().contains("control character"), "{error}");
+        assert!(!error.to_string().contains("S3CRET"), "{error}");
+        assert!(!format!("{error:?}").contains("S3CRET"), "{error:?}");
+    }
+}
+
+#[test]
+fn secret_files_and_ca_file_are_resolved_not_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("etc");
+    std::fs::create_dir(&folder).unwrap();
+    let file = folder.join("runner.toml");
+    let source_lines =
+        format!("{EU_DE}\nca_file = \"certs/ca.pem\"\ntls_insecure_skip_verify = true");
+    let auth = "type = \"aksk\"\naccess_key = \"AK\"\nsecret_key_file = \"secrets/sk\"\n\
+         security_token_file = \"/run/secrets/st\"";
+    std::fs::write(&file, cloud_config(&source_lines, auth)).unwrap();
+    let source = load_with_env(&file, &env).unwrap().sources.remove(0);
+    assert_eq!(source.tls.ca_file, Some(folder.join("certs/ca.pem")));
+    assert!(source.tls.insecure_skip_verify);
+    match &source.auth {
+        AuthSettings::Aksk {
+            secret_key: SecretSource::File(secret_key),
+            security_token: Some(SecretSource::File(security_token)),
+            ..
+        } => {
+            assert_eq!(*secret_key, folder.join("secrets/sk"));
+            assert_eq!(*security_token, Path::new("/run/secrets/st"));
+        }
+        other => panic!("unexpected auth {other:?}"),
+    }
+
+    let auth = PASSWORD_AUTH.replace(
+        "password = \"${OTC_PASSWORD}\"",
+        "password_file = \"secrets/pw\"",
+    );
+    std::fs::write(&file, cloud_config(EU_DE, &auth)).unwrap();
+    let source = load_with_env(&file, &env).unwrap().sources.remove(0);
+    assert!(matches!(
+        &source.auth,
+        AuthSettings::Password { password: SecretSource::File(path), .. }
+            if *path == folder.join("secrets/pw")
+    ));
+    // None of these files exists, and loading created nothing.
+    let entries: Vec<_> = std::fs::read_dir(&folder).unwrap().collect();
+    assert_eq!(entries.len(), 1);
+
+    let text = cloud_config(
+        &format!("{EU_DE}\ntls_insecure_skip_verify = \"yes\""),
+        AKSK,
+    );
+    assert_error(
+        &text,
+        "sources.prod.tls_insecure_skip_verify",
+        "tls_insecure_skip_verify",
+        "invalid type: string",
+    );
 }
