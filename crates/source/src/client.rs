@@ -1,20 +1,23 @@
-//! The HTTP client for the ModelArts v1 API: auth header, request-rate cap,
-//! retries with backoff, response-size limit, lenient parsing and error
-//! classification.
+//! The HTTP client for the ModelArts v1 API: credentials on every request
+//! (see `auth`), TLS settings, the adaptive request-rate cap, retries with
+//! backoff, response-size limit, lenient parsing and error classification.
 //!
 //! API: "Querying Service Event Logs",
 //! `GET /v1/{project_id}/services/{service_id}/events`, and "Obtaining
 //! Services", `GET /v1/{project_id}/services`
 //! (<https://docs.otc.t-systems.com/modelarts/api-ref/>).
 
-use crate::error::SourceError;
+use crate::auth::{Authenticator, Outgoing};
+use crate::error::{SourceError, THROTTLING_CODES};
 use crate::rate::RateLimiter;
 use crate::retry::Backoff;
-use crate::secret::Secret;
-use crate::settings::{AuthSettings, SecretSource, SourceSettings};
+use crate::settings::SourceSettings;
+use aksk::encode;
+use reqwest::header::HeaderMap;
 use serde_json::Value;
+use std::path::Path;
 use std::time::Duration;
-use tracing::warn;
+use tracing::{info, warn};
 
 /// How much of a raw row or error body is quoted in logs and errors.
 const QUOTE_LIMIT: usize = 300;
@@ -74,66 +77,150 @@ pub struct ServicesPage {
 /// behind an `Arc`: the rate cap covers every service of the source.
 #[derive(Debug)]
 pub struct ModelArtsClient {
+    source: String,
     http: reqwest::Client,
     endpoint: String,
-    project_id: String,
-    token: Secret,
+    /// `host[:port]` of the endpoint, as the `Host` header carries it.
+    host: String,
+    /// The path part of the endpoint (empty unless the API sits under a
+    /// prefix, e.g. behind a reverse proxy); it is signed with the rest.
+    base_path: String,
+    /// The configured project id; `None` only with password auth, where the
+    /// token's project is used.
+    project_id: Option<String>,
+    auth: Authenticator,
     limiter: RateLimiter,
     backoff: Backoff,
     max_response_bytes: u64,
 }
 
 impl ModelArtsClient {
-    /// Builds the client. Reads `token_file` (the only I/O here).
+    /// Builds the client without touching the network: reads `ca_file` and
+    /// the secrets that are files.
     pub fn new(settings: &SourceSettings) -> Result<Self, SourceError> {
+        let name = &settings.name;
+        let setup = |what: String| SourceError::Setup(format!("source {name}: {what}"));
         // reqwest is built without a default TLS crypto provider so that the
         // project picks one (ring) once; installing twice is harmless.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
+        // Proxies: reqwest reads HTTPS_PROXY, HTTP_PROXY, ALL_PROXY and
+        // NO_PROXY (and their lower-case forms) from the environment whenever
+        // no proxy is set on the builder. Its `system-proxy` feature, off
+        // here (default-features = false), only adds the macOS and Windows
+        // system settings; the environment variables are read by hyper-util's
+        // matcher regardless (reqwest 0.13 `Matcher::system` →
+        // `hyper_util::client::proxy::matcher::Matcher::from_system`).
+        let mut builder = reqwest::Client::builder()
             .timeout(settings.request_timeout)
             .connect_timeout(settings.request_timeout)
             .user_agent(concat!(
                 "modelarts-event-shipper/",
                 env!("CARGO_PKG_VERSION")
+            ));
+        if let Some(path) = &settings.tls.ca_file {
+            builder = builder.tls_certs_merge(read_ca_file(name, path)?);
+        }
+        if settings.tls.insecure_skip_verify {
+            warn!(
+                source = %name,
+                "TLS certificate verification is OFF for source {name}: anyone on the path can \
+                 read and change its traffic, credentials included."
+            );
+            builder = builder.tls_danger_accept_invalid_certs(true);
+        }
+        let http = builder.build().map_err(|e| {
+            let ca = settings
+                .tls
+                .ca_file
+                .as_ref()
+                .map(|p| format!(" (with ca_file {})", p.display()))
+                .unwrap_or_default();
+            setup(format!(
+                "cannot build the HTTP client{ca}: {}",
+                error_chain(&e)
             ))
-            .build()
-            .map_err(|e| {
-                SourceError::Setup(format!(
-                    "source {}: cannot build the HTTP client: {e}",
-                    settings.name
-                ))
-            })?;
-        // Only static tokens so far; IAM password and AK/SK come next.
-        let token = match &settings.auth {
-            AuthSettings::Token { token } => read_secret(&settings.name, "token_file", token)?,
-            other => {
-                return Err(SourceError::Setup(format!(
-                    "source {}: auth type {} is not supported yet",
-                    settings.name,
-                    other.kind()
-                )));
-            }
-        };
-        let project_id = settings.project_id.clone().ok_or_else(|| {
-            SourceError::Setup(format!("source {}: project_id is required", settings.name))
         })?;
+        let endpoint = settings.endpoint.trim_end_matches('/').to_owned();
+        let url = reqwest::Url::parse(&endpoint)
+            .map_err(|e| setup(format!("endpoint {endpoint:?} is not a URL: {e}")))?;
+        let host = match (url.host_str(), url.port()) {
+            (Some(host), Some(port)) => format!("{host}:{port}"),
+            (Some(host), None) => host.to_owned(),
+            (None, _) => return Err(setup(format!("endpoint {endpoint:?} has no host"))),
+        };
+        let base_path = url.path().trim_end_matches('/').to_owned();
+        let backoff = Backoff {
+            initial: settings.retry_initial_backoff,
+            max: settings.retry_max_backoff,
+            max_retries: settings.max_retries,
+        };
+        let auth = Authenticator::new(settings, http.clone(), backoff.clone())?;
+        if settings.project_id.is_none() && auth.kind() != "password" {
+            return Err(setup(format!(
+                "project_id is required with {} auth",
+                auth.kind()
+            )));
+        }
         Ok(ModelArtsClient {
+            source: name.clone(),
             http,
-            endpoint: settings.endpoint.trim_end_matches('/').to_owned(),
-            project_id,
-            token,
-            limiter: RateLimiter::new(settings.max_requests_per_second),
-            backoff: Backoff {
-                initial: settings.retry_initial_backoff,
-                max: settings.retry_max_backoff,
-                max_retries: settings.max_retries,
-            },
+            endpoint,
+            host,
+            base_path,
+            project_id: settings.project_id.clone(),
+            auth,
+            limiter: RateLimiter::new(name, settings.max_requests_per_second),
+            backoff,
             max_response_bytes: settings.max_response_bytes,
         })
     }
 
-    pub fn project_id(&self) -> &str {
-        &self.project_id
+    /// One request that proves the credentials, before the source fans out
+    /// to its services: token → `GET services?limit=1`; password → the IAM
+    /// login (learning the project id if it is not configured); aksk → a
+    /// signed `GET services?limit=1`. Secrets that are files are read again
+    /// first. A refusal is [`SourceError::Auth`], not retried.
+    pub async fn authenticate(&self) -> Result<(), SourceError> {
+        self.auth.reload()?;
+        if self.auth.kind() == "password" {
+            self.project().await?;
+            return Ok(());
+        }
+        self.services(0, 1).await.map(drop)
+    }
+
+    /// The project id: configured, or learned from the IAM token (empty
+    /// until the first login when it is neither).
+    pub fn project_id(&self) -> String {
+        self.project_id
+            .clone()
+            .or_else(|| self.auth.learned_project())
+            .unwrap_or_default()
+    }
+
+    /// `token`, `password` or `aksk`.
+    pub fn auth_kind(&self) -> &'static str {
+        self.auth.kind()
+    }
+
+    /// The request rate now, in requests per second (lowered by throttling,
+    /// raised again by runs of successes).
+    pub fn current_rate(&self) -> f64 {
+        self.limiter.rate()
+    }
+
+    /// The project id, logging in first when it comes from the token.
+    async fn project(&self) -> Result<String, SourceError> {
+        if let Some(id) = &self.project_id {
+            return Ok(id.clone());
+        }
+        match self.auth.login().await? {
+            Some(id) => Ok(id),
+            None => Err(SourceError::Setup(format!(
+                "source {}: the IAM token names no project; set project_id",
+                self.source
+            ))),
+        }
     }
 
     /// One page of a service's events, retried on 429/5xx/transport errors.
@@ -142,90 +229,128 @@ impl ModelArtsClient {
         service_id: &str,
         query: &EventsQuery,
     ) -> Result<EventsPage, SourceError> {
+        let project_id = self.project().await?;
         let path = format!(
             "/v1/{}/services/{}/events",
-            encode(&self.project_id),
+            encode(&project_id),
             encode(service_id)
         );
-        let mut params: Vec<(&str, String)> = vec![
-            ("limit", query.limit.to_string()),
-            ("offset", query.offset.to_string()),
-            ("order", "asc".to_owned()),
-            ("sort_by", "occur_time".to_owned()),
+        let mut params: Vec<(String, String)> = vec![
+            ("limit".to_owned(), query.limit.to_string()),
+            ("offset".to_owned(), query.offset.to_string()),
+            ("order".to_owned(), "asc".to_owned()),
+            ("sort_by".to_owned(), "occur_time".to_owned()),
         ];
         if let Some(start) = query.start_time {
-            params.push(("start_time", start.to_string()));
+            params.push(("start_time".to_owned(), start.to_string()));
         }
         if let Some(end) = query.end_time {
-            params.push(("end_time", end.to_string()));
+            params.push(("end_time".to_owned(), end.to_string()));
         }
         if let Some(kind) = &query.event_type {
-            params.push(("event_type", kind.clone()));
+            params.push(("event_type".to_owned(), kind.clone()));
         }
-        let body = self.get(&path, params, Some(service_id)).await?;
+        let body = self
+            .get(&project_id, &path, &params, Some(service_id))
+            .await?;
         let request = describe(&path, "");
         parse_events_page(&body, &request)
     }
 
     /// One page of the project's services list.
     pub async fn services(&self, offset: u64, limit: u32) -> Result<ServicesPage, SourceError> {
-        let path = format!("/v1/{}/services", encode(&self.project_id));
-        let params = vec![("limit", limit.to_string()), ("offset", offset.to_string())];
-        let body = self.get(&path, params, None).await?;
+        let project_id = self.project().await?;
+        let path = format!("/v1/{}/services", encode(&project_id));
+        let params = vec![
+            ("limit".to_owned(), limit.to_string()),
+            ("offset".to_owned(), offset.to_string()),
+        ];
+        let body = self.get(&project_id, &path, &params, None).await?;
         parse_services_page(&body, &describe(&path, ""))
     }
 
-    /// GET with the rate cap and retries; returns the body of a 200.
+    /// GET with credentials, the rate cap and retries; returns the body of a
+    /// 200. An expired IAM token is renewed once; other refusals come back
+    /// at once.
     async fn get(
         &self,
+        project_id: &str,
         path: &str,
-        mut params: Vec<(&str, String)>,
+        params: &[(String, String)],
         service_id: Option<&str>,
     ) -> Result<Vec<u8>, SourceError> {
         // The query on the wire is the canonical one (sorted, RFC 3986
-        // encoded), the form that AK/SK signing needs.
-        params.sort();
-        let query = params
-            .iter()
-            .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
-            .collect::<Vec<_>>()
-            .join("&");
+        // encoded): AK/SK signing covers exactly that string.
+        let query = aksk::canonical_query(params);
         let request = describe(path, &query);
-        let url = format!("{}{}?{}", self.endpoint, path, query);
+        let full_path = format!("{}{}", self.base_path, path);
+        let url = if query.is_empty() {
+            format!("{}{}", self.endpoint, path)
+        } else {
+            format!("{}{}?{}", self.endpoint, path, query)
+        };
+        let outgoing = Outgoing {
+            method: "GET",
+            path: &full_path,
+            params,
+            body: b"",
+            project_id,
+        };
         let mut attempt = 0u32;
+        let mut renewed = false;
         loop {
             self.limiter.acquire().await;
-            match self.get_once(&url, &request, service_id).await {
-                Ok(body) => return Ok(body),
-                Err(error) if error.is_retryable() && attempt < self.backoff.max_retries => {
-                    let delay = self
-                        .backoff
-                        .delay(attempt, error.retry_after(), fastrand::f64());
-                    warn!(
-                        service_id = service_id.unwrap_or("-"),
-                        attempt = attempt + 1,
-                        delay_ms = delay.as_millis() as u64,
-                        error = %error,
-                        "Request failed; retrying."
-                    );
-                    tokio::time::sleep(delay).await;
-                    attempt += 1;
+            let (headers, presented) = self.auth.headers(&outgoing, &self.host).await?;
+            let error = match self.get_once(&url, headers, &request, service_id).await {
+                Ok(body) => {
+                    self.limiter.on_success();
+                    return Ok(body);
                 }
-                Err(error) => return Err(error),
+                Err(error) => error,
+            };
+            if error.is_throttled() {
+                self.limiter.on_throttled();
             }
+            if !renewed && self.auth.renews_on(&error) {
+                info!(source = %self.source, error = %error, "IAM token refused as expired; renewing it once.");
+                self.auth.invalidate(&presented).await;
+                renewed = true;
+                continue;
+            }
+            if matches!(error, SourceError::Auth { .. }) {
+                self.auth.after_refusal();
+                return Err(error);
+            }
+            if !error.is_retryable() || attempt >= self.backoff.max_retries {
+                return Err(error);
+            }
+            let delay = self
+                .backoff
+                .delay(attempt, error.retry_after(), fastrand::f64());
+            warn!(
+                source = %self.source,
+                service_id = service_id.unwrap_or("-"),
+                attempt = attempt + 1,
+                delay_ms = delay.as_millis() as u64,
+                error = %error,
+                "Request failed; retrying."
+            );
+            tokio::time::sleep(delay).await;
+            attempt += 1;
         }
     }
 
     async fn get_once(
         &self,
         url: &str,
+        headers: HeaderMap,
         request: &str,
         service_id: Option<&str>,
     ) -> Result<Vec<u8>, SourceError> {
         let response = self
             .http
             .get(url)
-            .header("X-Auth-Token", self.token.expose())
+            .headers(headers)
             .header("Accept", "application/json")
             .send()
             .await
@@ -234,19 +359,17 @@ impl ModelArtsClient {
                 message: error_chain(&e),
             })?;
         let status = response.status().as_u16();
-        let retry_after = response
-            .headers()
-            .get("retry-after")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<f64>().ok())
-            .filter(|secs| secs.is_finite() && *secs >= 0.0)
-            .map(Duration::from_secs_f64);
-        let body = self.read_body(response, request).await?;
+        let retry_after = retry_after(response.headers());
+        let body = read_body(response, request, self.max_response_bytes).await?;
         if status == 200 {
             return Ok(body);
         }
         let (code, message) = error_fields(&body);
+        let message = self.auth.redact(&message);
         let request = request.to_owned();
+        let throttled = code
+            .as_deref()
+            .is_some_and(|c| THROTTLING_CODES.contains(&c));
         Err(match status {
             429 | 500..=599 => SourceError::Server {
                 request,
@@ -257,9 +380,17 @@ impl ModelArtsClient {
             },
             401 | 403 => SourceError::Auth {
                 request,
+                auth: self.auth.kind(),
                 status,
                 code,
                 message,
+            },
+            _ if throttled => SourceError::Server {
+                request,
+                status,
+                code,
+                message,
+                retry_after,
             },
             404 if service_id.is_some() => SourceError::ServiceNotFound {
                 request,
@@ -276,69 +407,74 @@ impl ModelArtsClient {
             },
         })
     }
+}
 
-    /// Reads the body, refusing more than `max_response_bytes`.
-    async fn read_body(
-        &self,
-        mut response: reqwest::Response,
-        request: &str,
-    ) -> Result<Vec<u8>, SourceError> {
-        let too_large = || SourceError::TooLarge {
-            request: request.to_owned(),
-            limit: self.max_response_bytes,
-        };
-        if response
-            .content_length()
-            .is_some_and(|len| len > self.max_response_bytes)
-        {
-            return Err(too_large());
-        }
-        let mut body = Vec::new();
-        loop {
-            match response.chunk().await {
-                Ok(Some(chunk)) => {
-                    if (body.len() + chunk.len()) as u64 > self.max_response_bytes {
-                        return Err(too_large());
-                    }
-                    body.extend_from_slice(&chunk);
+/// The server's `Retry-After` in seconds (the HTTP-date form is not used by
+/// the API gateway).
+pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    headers
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|secs| secs.is_finite() && *secs >= 0.0)
+        .and_then(|secs| Duration::try_from_secs_f64(secs).ok())
+}
+
+/// Reads the body, refusing more than `limit` bytes.
+pub(crate) async fn read_body(
+    mut response: reqwest::Response,
+    request: &str,
+    limit: u64,
+) -> Result<Vec<u8>, SourceError> {
+    let too_large = || SourceError::TooLarge {
+        request: request.to_owned(),
+        limit,
+    };
+    if response.content_length().is_some_and(|len| len > limit) {
+        return Err(too_large());
+    }
+    let mut body = Vec::new();
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                if (body.len() + chunk.len()) as u64 > limit {
+                    return Err(too_large());
                 }
-                Ok(None) => return Ok(body),
-                Err(e) => {
-                    return Err(SourceError::Transport {
-                        request: request.to_owned(),
-                        message: format!(
-                            "body cut off after {} bytes: {}",
-                            body.len(),
-                            error_chain(&e)
-                        ),
-                    });
-                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => return Ok(body),
+            Err(e) => {
+                return Err(SourceError::Transport {
+                    request: request.to_owned(),
+                    message: format!(
+                        "body cut off after {} bytes: {}",
+                        body.len(),
+                        error_chain(&e)
+                    ),
+                });
             }
         }
     }
 }
 
-/// The secret's value: inline, or read from its file (trimmed).
-fn read_secret(source: &str, key: &str, secret: &SecretSource) -> Result<Secret, SourceError> {
-    match secret {
-        SecretSource::Inline(value) => Ok(value.clone()),
-        SecretSource::File(path) => {
-            let text = std::fs::read_to_string(path).map_err(|e| {
-                SourceError::Setup(format!(
-                    "source {source}: cannot read auth {key} {}: {e}",
-                    path.display()
-                ))
-            })?;
-            let text = text.trim();
-            if text.is_empty() {
-                return Err(SourceError::Setup(format!(
-                    "source {source}: auth {key} {} is empty",
-                    path.display()
-                )));
-            }
-            Ok(Secret::new(text))
-        }
+/// The certificates of a PEM file of extra CAs. A file with none is an
+/// error: it is almost always a DER file or the wrong path.
+fn read_ca_file(source: &str, path: &Path) -> Result<Vec<reqwest::Certificate>, SourceError> {
+    let setup = |what: String| {
+        SourceError::Setup(format!(
+            "source {source}: tls.ca_file {}: {what}",
+            path.display()
+        ))
+    };
+    let pem = std::fs::read(path).map_err(|e| setup(format!("cannot read it: {e}")))?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem)
+        .map_err(|e| setup(format!("not a PEM certificate file: {}", error_chain(&e))))?;
+    if certs.is_empty() {
+        return Err(setup(
+            "holds no PEM certificate (-----BEGIN CERTIFICATE-----)".to_owned(),
+        ));
     }
+    Ok(certs)
 }
 
 fn describe(path: &str, query: &str) -> String {
@@ -351,7 +487,7 @@ fn describe(path: &str, query: &str) -> String {
 
 /// The error and its causes on one line (reqwest's top-level message alone
 /// is rarely enough to act on).
-fn error_chain(error: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
@@ -360,20 +496,6 @@ fn error_chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
-}
-
-/// RFC 3986 percent-encoding: only `A-Z a-z 0-9 - _ . ~` stay as they are.
-pub fn encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(byte as char)
-            }
-            _ => out.push_str(&format!("%{byte:02X}")),
-        }
-    }
-    out
 }
 
 /// Cuts text for quoting in a log line or error message.
@@ -390,7 +512,7 @@ pub fn quote(text: &str) -> String {
 
 /// `error_code` and `error_msg` of an error body; the ModelArts/APIG shape,
 /// the IAM (Keystone) shape, or, for a non-JSON page, the start of its text.
-fn error_fields(body: &[u8]) -> (Option<String>, String) {
+pub(crate) fn error_fields(body: &[u8]) -> (Option<String>, String) {
     let text = String::from_utf8_lossy(body);
     let Ok(json) = serde_json::from_slice::<Value>(body) else {
         let flat: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
@@ -506,12 +628,6 @@ fn parse_services_page(body: &[u8], request: &str) -> Result<ServicesPage, Sourc
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-
-    #[test]
-    fn encodes_like_rfc3986() {
-        assert_eq!(encode("a b/ä+1~x*"), "a%20b%2F%C3%A4%2B1~x%2A");
-        assert_eq!(encode("35de3ca9-1bca_4ae7.9"), "35de3ca9-1bca_4ae7.9");
-    }
 
     #[test]
     fn reads_rows_leniently() {

@@ -29,11 +29,14 @@ pub enum SourceError {
     #[error("{request}: response larger than max_response_bytes ({limit} bytes)")]
     TooLarge { request: String, limit: u64 },
 
-    /// 401/403: the credentials were refused. Not retried: repeated failures
-    /// can lock the key.
-    #[error("{request}: authentication failed: HTTP {status}{}: {message}", code_suffix(.code))]
+    /// 401/403: the credentials were refused. Not retried: five bad AK/SK
+    /// signatures lock the key for five minutes. `auth` is the auth kind
+    /// (`token`, `password`, `aksk`); `message` is the server's, with any
+    /// credential of ours blanked out.
+    #[error("{request}: authentication ({auth}) failed: HTTP {status}{}: {message}", code_suffix(.code))]
     Auth {
         request: String,
+        auth: &'static str,
         status: u16,
         code: Option<String>,
         message: String,
@@ -68,6 +71,25 @@ pub enum SourceError {
     Paging { service_id: String, message: String },
 }
 
+/// Error codes that mean "slow down", whatever the HTTP status.
+pub(crate) const THROTTLING_CODES: &[&str] = &[
+    "APIG.0308",
+    "ModelArts.2799",
+    "ModelArts.4206",
+    "ModelArts.6101",
+    "IAM.0012",
+];
+
+/// Error codes of a 401 that a fresh IAM token cures.
+const EXPIRED_TOKEN_CODES: &[&str] = &[
+    "APIG.0307",
+    "ModelArts.0202",
+    "ModelArts.4127",
+    "ModelArts.6620",
+    "ModelArts.5002",
+    "IAM.0066",
+];
+
 fn code_suffix(code: &Option<String>) -> String {
     code.as_deref().map(|c| format!(" {c}")).unwrap_or_default()
 }
@@ -84,6 +106,36 @@ impl SourceError {
             | SourceError::Rejected { .. }
             | SourceError::Setup(_)
             | SourceError::Paging { .. } => false,
+        }
+    }
+
+    /// Whether the server said "too many requests": a 429, or one of the
+    /// throttling codes (`APIG.0308`, `ModelArts.2799/4206/6101`, `IAM.0012`).
+    /// The source slows down on these.
+    pub fn is_throttled(&self) -> bool {
+        match self {
+            SourceError::Server { status, code, .. } => {
+                *status == 429
+                    || code
+                        .as_deref()
+                        .is_some_and(|c| THROTTLING_CODES.contains(&c))
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether this is the "token must be renewed" answer (401 `APIG.0307`,
+    /// `ModelArts.0202/4127/6620/5002`, `IAM.0066`): an IAM token can be
+    /// renewed once and the request tried again.
+    pub fn is_expired_token(&self) -> bool {
+        match self {
+            SourceError::Auth { status, code, .. } => {
+                *status == 401
+                    && code
+                        .as_deref()
+                        .is_some_and(|c| EXPIRED_TOKEN_CODES.contains(&c))
+            }
+            _ => false,
         }
     }
 

@@ -6,6 +6,7 @@
 //! API: <https://docs.otc.t-systems.com/modelarts/api-ref/> ("Querying Service
 //! Event Logs", `GET /v1/{project_id}/services/{service_id}/events`).
 
+mod auth;
 pub mod checkpoint;
 pub mod client;
 pub mod cursor;
