@@ -2,8 +2,12 @@
 //! behaviours the ModelArts documentation leaves open or that a real gateway shows under load
 //! ([`Behaviour`], [`OffsetMode`], [`FaultRule`]).
 //!
-//! The text forms parsed here (`uniform:100`, `record-floored`, `429@every:3`) are the ones the
-//! `modelarts-sim` command line accepts.
+//! Also who may call it: the static token, IAM users who log in for tokens ([`IamUser`]) and
+//! AK/SK pairs that sign requests ([`AccessKey`]).
+//!
+//! The text forms parsed here (`uniform:100`, `record-floored`, `429@every:3`,
+//! `DOMAIN/USER/PASSWORD`, `AK:SK[:SECURITY_TOKEN]`) are the ones the `modelarts-sim` command
+//! line accepts.
 //!
 //! Upstream API: <https://docs.otc.t-systems.com/modelarts/api-ref/service_management/obtaining_service_event_logs.html>
 
@@ -15,14 +19,106 @@ use std::time::Duration;
 pub const DEFAULT_PROJECT_ID: &str = "0123456789abcdef0123456789abcdef";
 /// The `X-Auth-Token` a simulator accepts unless configured otherwise.
 pub const DEFAULT_TOKEN: &str = "sim-token";
+/// The name of the project, as IAM scopes accept it, unless configured otherwise.
+pub const DEFAULT_PROJECT_NAME: &str = "eu-de";
+/// The domain (account) of the IAM user a simulator knows unless configured otherwise.
+pub const DEFAULT_IAM_DOMAIN: &str = "demo-domain";
+/// The name of that default IAM user.
+pub const DEFAULT_IAM_USER: &str = "demo-user";
+/// The password of that default IAM user.
+pub const DEFAULT_IAM_PASSWORD: &str = "demo-password";
+/// How long an IAM token lives, as on the real cloud.
+pub const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
+/// How long five consecutive AK/SK failures lock the access key, as the API gateway does.
+pub const DEFAULT_AKSK_LOCKOUT: Duration = Duration::from_secs(5 * 60);
+
+/// An IAM user who can get a token with `POST /v3/auth/tokens` (password method).
+#[derive(Clone, PartialEq, Eq)]
+pub struct IamUser {
+    /// The account (domain) name, e.g. `OTC00000000001000000xxx`.
+    pub domain: String,
+    pub user: String,
+    pub password: String,
+}
+
+impl IamUser {
+    pub fn new(domain: &str, user: &str, password: &str) -> Self {
+        Self {
+            domain: domain.to_owned(),
+            user: user.to_owned(),
+            password: password.to_owned(),
+        }
+    }
+}
+
+impl fmt::Debug for IamUser {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IamUser")
+            .field("domain", &self.domain)
+            .field("user", &self.user)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
+/// An AK/SK pair that signs requests (`SDK-HMAC-SHA256`). With a security token it is a
+/// temporary key, whose requests must also carry that token, signed, as `X-Security-Token`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AccessKey {
+    pub access_key: String,
+    pub secret_key: String,
+    pub security_token: Option<String>,
+}
+
+impl AccessKey {
+    /// A permanent key.
+    pub fn new(access_key: &str, secret_key: &str) -> Self {
+        Self {
+            access_key: access_key.to_owned(),
+            secret_key: secret_key.to_owned(),
+            security_token: None,
+        }
+    }
+
+    /// A temporary key, valid only with its security token.
+    pub fn temporary(access_key: &str, secret_key: &str, security_token: &str) -> Self {
+        Self {
+            security_token: Some(security_token.to_owned()),
+            ..Self::new(access_key, secret_key)
+        }
+    }
+}
+
+impl fmt::Debug for AccessKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AccessKey")
+            .field("access_key", &self.access_key)
+            .field("secret_key", &"<redacted>")
+            .field(
+                "security_token",
+                &self.security_token.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
+}
 
 /// Everything a simulator needs to start: identity, synthetic data and behaviour.
 #[derive(Clone)]
 pub struct SimConfig {
     /// The only project id the API accepts in its paths (others get 403).
     pub project_id: String,
-    /// The only `X-Auth-Token` the API accepts (others get 401).
+    /// The name of that project, which an IAM login may scope to instead of the id.
+    pub project_name: String,
+    /// A static `X-Auth-Token` the API always accepts (it never expires).
     pub token: String,
+    /// Who can log in with `POST /v3/auth/tokens`.
+    pub iam_users: Vec<IamUser>,
+    /// How long an issued IAM token is accepted.
+    pub token_lifetime: Duration,
+    /// AK/SK pairs whose signed requests the API accepts.
+    pub access_keys: Vec<AccessKey>,
+    /// How long an access key is refused after five consecutive failures.
+    pub aksk_lockout: Duration,
     /// Number of synthetic services.
     pub services: usize,
     /// Synthetic events generated for each service.
@@ -43,7 +139,16 @@ impl Default for SimConfig {
     fn default() -> Self {
         Self {
             project_id: DEFAULT_PROJECT_ID.to_owned(),
+            project_name: DEFAULT_PROJECT_NAME.to_owned(),
             token: DEFAULT_TOKEN.to_owned(),
+            iam_users: vec![IamUser::new(
+                DEFAULT_IAM_DOMAIN,
+                DEFAULT_IAM_USER,
+                DEFAULT_IAM_PASSWORD,
+            )],
+            token_lifetime: DEFAULT_TOKEN_LIFETIME,
+            access_keys: Vec::new(),
+            aksk_lockout: DEFAULT_AKSK_LOCKOUT,
             services: 1,
             events_per_service: 100,
             seed: 1,
@@ -61,7 +166,12 @@ impl fmt::Debug for SimConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SimConfig")
             .field("project_id", &self.project_id)
+            .field("project_name", &self.project_name)
             .field("token", &"<redacted>")
+            .field("iam_users", &self.iam_users)
+            .field("token_lifetime", &self.token_lifetime)
+            .field("access_keys", &self.access_keys)
+            .field("aksk_lockout", &self.aksk_lockout)
             .field("services", &self.services)
             .field("events_per_service", &self.events_per_service)
             .field("seed", &self.seed)
@@ -238,6 +348,49 @@ pub enum ParseOptionError {
     FaultKind(String),
     #[error("bad fault schedule {0:?}: expected KIND@N, KIND@every:N or KIND@N,M,… (N ≥ 1)")]
     FaultSchedule(String),
+    // The value is not quoted: it holds a password.
+    #[error("bad IAM user: expected DOMAIN/USER/PASSWORD, none of them empty")]
+    IamUser,
+    // The value is not quoted: it holds a secret key.
+    #[error("bad access key: expected AK:SK or AK:SK:SECURITY_TOKEN, none of them empty")]
+    AccessKey,
+}
+
+impl FromStr for IamUser {
+    type Err = ParseOptionError;
+
+    /// `DOMAIN/USER/PASSWORD`; the password may itself contain `/`.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let mut parts = text.splitn(3, '/');
+        match (parts.next(), parts.next(), parts.next()) {
+            (Some(domain), Some(user), Some(password))
+                if !domain.is_empty() && !user.is_empty() && !password.is_empty() =>
+            {
+                Ok(IamUser::new(domain, user, password))
+            }
+            _ => Err(ParseOptionError::IamUser),
+        }
+    }
+}
+
+impl FromStr for AccessKey {
+    type Err = ParseOptionError;
+
+    /// `AK:SK` or `AK:SK:SECURITY_TOKEN`; the security token may itself contain `:`.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let mut parts = text.splitn(3, ':');
+        match (parts.next(), parts.next(), parts.next()) {
+            (Some(ak), Some(sk), None) if !ak.is_empty() && !sk.is_empty() => {
+                Ok(AccessKey::new(ak, sk))
+            }
+            (Some(ak), Some(sk), Some(token))
+                if !ak.is_empty() && !sk.is_empty() && !token.is_empty() =>
+            {
+                Ok(AccessKey::temporary(ak, sk, token))
+            }
+            _ => Err(ParseOptionError::AccessKey),
+        }
+    }
 }
 
 impl FromStr for Spread {
@@ -401,5 +554,44 @@ mod tests {
             "500".parse::<FaultRule>(),
             Err(ParseOptionError::FaultSchedule(_))
         ));
+    }
+
+    #[test]
+    fn credential_forms_parse_and_errors_do_not_echo_secrets() {
+        assert_eq!(
+            "dom/alice/pa/ss".parse::<IamUser>().unwrap(),
+            IamUser::new("dom", "alice", "pa/ss")
+        );
+        for bad in ["dom/alice", "dom//pw", "/alice/pw", "dom/alice/"] {
+            let error = bad.parse::<IamUser>().unwrap_err();
+            assert_eq!(error, ParseOptionError::IamUser, "{bad}");
+        }
+        assert_eq!(
+            "AK1:SK1".parse::<AccessKey>().unwrap(),
+            AccessKey::new("AK1", "SK1")
+        );
+        assert_eq!(
+            "AK1:SK1:st:with:colons".parse::<AccessKey>().unwrap(),
+            AccessKey::temporary("AK1", "SK1", "st:with:colons")
+        );
+        for bad in ["AK1", "AK1:", ":SK1", "AK1:SK1:"] {
+            let error = bad.parse::<AccessKey>().unwrap_err();
+            assert!(!error.to_string().contains("SK1"), "{bad}");
+        }
+    }
+
+    #[test]
+    fn debug_output_hides_every_secret() {
+        let config = SimConfig {
+            token: "static-secret".to_owned(),
+            iam_users: vec![IamUser::new("dom", "alice", "password-secret")],
+            access_keys: vec![AccessKey::temporary("AK1", "sk-secret", "st-secret")],
+            ..SimConfig::default()
+        };
+        let text = format!("{config:?}");
+        assert!(text.contains("alice") && text.contains("AK1"));
+        for secret in ["static-secret", "password-secret", "sk-secret", "st-secret"] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
     }
 }

@@ -2,7 +2,8 @@
 //! thread with its own tokio runtime, so that synchronous tests (which run the shipper as a
 //! child process) and async tests can both use it. The handle's methods are synchronous.
 
-use crate::config::{Behaviour, FaultRule, SimConfig};
+use crate::auth::AuthState;
+use crate::config::{AccessKey, Behaviour, FaultRule, SimConfig};
 use crate::server::{self, RequestLog, Shared, SimState};
 use crate::store::{SimEvent, Store};
 use crate::synthetic;
@@ -11,6 +12,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::Instant;
 use tokio::sync::oneshot;
 use tracing::{debug, warn};
 
@@ -37,11 +39,12 @@ impl Simulator {
         let end_at_ms = config.end_at_ms.unwrap_or_else(server::now_ms);
         let mut store = Store::default();
         synthetic::populate(&mut store, &config, end_at_ms);
+        let auth = AuthState::from_config(&config);
         let shared: Shared = Arc::new(Mutex::new(SimState::new(
             store,
             config.behaviour,
             config.project_id,
-            config.token,
+            auth,
         )));
 
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -121,8 +124,39 @@ impl SimHandle {
         server::lock(&self.shared).project_id.clone()
     }
 
+    /// The name IAM scopes may use for the project.
+    pub fn project_name(&self) -> String {
+        server::lock(&self.shared).auth.project_name.clone()
+    }
+
+    /// The static `X-Auth-Token`, which never expires.
     pub fn token(&self) -> String {
-        server::lock(&self.shared).token.clone()
+        server::lock(&self.shared).auth.token.clone()
+    }
+
+    /// Requests to `POST /v3/auth/tokens` so far, successful or not.
+    pub fn iam_logins(&self) -> u64 {
+        server::lock(&self.shared).auth.iam_logins
+    }
+
+    /// API requests refused by authentication so far (bad, expired or missing token, bad
+    /// signature, locked access key).
+    pub fn auth_failures(&self) -> u64 {
+        server::lock(&self.shared).auth.auth_failures
+    }
+
+    /// Replaces the accepted AK/SK pairs from the next request on (credential rotation). The
+    /// failure streaks and locks of access keys stay: a lock belongs to the key, not the secret.
+    pub fn set_access_keys(&self, access_keys: Vec<AccessKey>) {
+        server::lock(&self.shared).auth.access_keys = access_keys;
+    }
+
+    /// Every IAM token issued so far expires now; the static token is not affected.
+    pub fn expire_tokens(&self) {
+        server::lock(&self.shared)
+            .store
+            .tokens
+            .expire_all(Instant::now());
     }
 
     /// Service ids in creation order (the sample service first if included).
@@ -139,6 +173,20 @@ impl SimHandle {
             "running",
             publish_at,
         );
+    }
+
+    /// Removes a service: it leaves the services list and its events endpoint answers 404
+    /// `ModelArts.3502`. Returns false if there was no such service.
+    pub fn remove_service(&self, service_id: &str) -> bool {
+        server::lock(&self.shared).store.remove_service(service_id)
+    }
+
+    /// Sets a service's status as the services list shows it (`running`, `stopped`, `failed`,
+    /// …). Returns false if there is no such service.
+    pub fn set_service_status(&self, service_id: &str, status: &str) -> bool {
+        server::lock(&self.shared)
+            .store
+            .set_service_status(service_id, status)
     }
 
     /// Adds events to a service, visible from the next request. Unknown services are ignored

@@ -3,7 +3,9 @@
 //! codes, realistic synthetic data, and the behaviours the documentation leaves open
 //! (inclusive or exclusive time bounds, what `offset` counts, a clamped page size) switchable,
 //! plus deterministic fault injection (429 with `Retry-After`, 500, 503, an HTML 502, a
-//! truncated body, a dropped connection). Admin endpoints (`POST /admin/services`,
+//! truncated body, a dropped connection). It also plays IAM (`POST /v3/auth/tokens`, password
+//! method) and the API gateway's checks of tokens and AK/SK signatures (`SDK-HMAC-SHA256`,
+//! with the lockout after five failures). Admin endpoints (`POST /admin/services`,
 //! `POST /admin/services/{service_id}/events`, `POST /admin/faults`) add data and change the
 //! fault schedule while it runs.
 //!
@@ -36,16 +38,20 @@
 //! sim.shutdown();
 //! ```
 
+mod auth;
 mod config;
 mod handle;
+mod iam;
 mod query;
 mod server;
 mod store;
 mod synthetic;
 
 pub use config::{
-    Behaviour, DEFAULT_PROJECT_ID, DEFAULT_TOKEN, Fault, FaultRule, FaultWhen, OffsetMode,
-    ParseOptionError, SimConfig, Spread,
+    AccessKey, Behaviour, DEFAULT_AKSK_LOCKOUT, DEFAULT_IAM_DOMAIN, DEFAULT_IAM_PASSWORD,
+    DEFAULT_IAM_USER, DEFAULT_PROJECT_ID, DEFAULT_PROJECT_NAME, DEFAULT_TOKEN,
+    DEFAULT_TOKEN_LIFETIME, Fault, FaultRule, FaultWhen, IamUser, OffsetMode, ParseOptionError,
+    SimConfig, Spread,
 };
 pub use handle::{SimHandle, Simulator};
 pub use server::RequestLog;

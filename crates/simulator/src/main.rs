@@ -1,11 +1,12 @@
-//! `modelarts-sim`: serves the simulated ModelArts API until SIGINT or SIGTERM. The first line
-//! of stdout is the base URL (so scripts can read the port chosen for `:0`); the project id,
-//! token and service ids go to stderr as a hint.
+//! `modelarts-sim`: serves the simulated ModelArts API (and IAM's token endpoint) until SIGINT
+//! or SIGTERM. The first line of stdout is the base URL (so scripts can read the port chosen
+//! for `:0`); the project, static token, IAM user names, access key ids and service ids go to
+//! stderr as a hint.
 
 use clap::Parser;
 use simulator::{
-    Behaviour, DEFAULT_PROJECT_ID, DEFAULT_TOKEN, FaultRule, OffsetMode, SimConfig, Simulator,
-    Spread,
+    AccessKey, Behaviour, DEFAULT_PROJECT_ID, DEFAULT_PROJECT_NAME, DEFAULT_TOKEN, FaultRule,
+    IamUser, OffsetMode, SimConfig, Simulator, Spread,
 };
 use std::io::Write;
 use std::net::SocketAddr;
@@ -20,7 +21,8 @@ const HINT_SERVICES: usize = 10;
 /// behaviour and deterministic faults.
 ///
 /// Serves GET /v1/{project_id}/services/{service_id}/events and GET /v1/{project_id}/services
-/// (header X-Auth-Token), plus POST /admin/services and POST /admin/services/{id}/events to
+/// (header X-Auth-Token, or an SDK-HMAC-SHA256 AK/SK signature with X-Project-Id), IAM's
+/// POST /v3/auth/tokens (password method), plus POST /admin/services and POST /admin/services/{id}/events to
 /// add data and POST /admin/faults (a JSON array like ["429@every:3"]) to change faults while
 /// running. Prints the base URL as the first line of stdout.
 #[derive(Debug, Parser)]
@@ -63,6 +65,28 @@ struct Args {
     #[arg(long, default_value = DEFAULT_PROJECT_ID)]
     project_id: String,
 
+    /// The project's name, which IAM logins may scope to.
+    #[arg(long, default_value = DEFAULT_PROJECT_NAME)]
+    project_name: String,
+
+    /// An IAM user who can log in, DOMAIN/USER/PASSWORD. Repeatable; replaces the default
+    /// demo-domain/demo-user/demo-password.
+    #[arg(long = "iam-user", value_name = "DOMAIN/USER/PASSWORD")]
+    iam_users: Vec<IamUser>,
+
+    /// An access key for AK/SK signing, AK:SK, or AK:SK:SECURITY_TOKEN for a temporary key.
+    /// Repeatable.
+    #[arg(long = "access-key", value_name = "AK:SK[:SECURITY_TOKEN]")]
+    access_keys: Vec<AccessKey>,
+
+    /// How long an IAM token is valid, e.g. 1h.
+    #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
+    token_lifetime: Duration,
+
+    /// How long an access key is refused after five consecutive failures, e.g. 5m.
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    aksk_lockout: Duration,
+
     /// Treat start_time as exclusive (a row at exactly start_time does not match).
     #[arg(long)]
     start_exclusive: bool,
@@ -96,9 +120,19 @@ struct Args {
 
 impl Args {
     fn into_config(self) -> SimConfig {
+        let defaults = SimConfig::default();
         SimConfig {
             project_id: self.project_id,
+            project_name: self.project_name,
             token: self.token,
+            iam_users: if self.iam_users.is_empty() {
+                defaults.iam_users
+            } else {
+                self.iam_users
+            },
+            token_lifetime: self.token_lifetime,
+            access_keys: self.access_keys,
+            aksk_lockout: self.aksk_lockout,
             services: self.services,
             events_per_service: self.events_per_service,
             seed: self.seed,
@@ -128,7 +162,22 @@ fn main() -> ExitCode {
         .init();
     let args = Args::parse();
     let listen = args.listen;
-    let sim = match Simulator::start(listen, args.into_config()) {
+    let config = args.into_config();
+    // Names and key ids only: passwords and secret keys stay out of the output.
+    let credentials: Vec<String> = config
+        .iam_users
+        .iter()
+        .map(|user| format!("IAM user:   {}/{}", user.domain, user.user))
+        .chain(config.access_keys.iter().map(|key| {
+            let kind = if key.security_token.is_some() {
+                " (temporary)"
+            } else {
+                ""
+            };
+            format!("access key: {}{kind}", key.access_key)
+        }))
+        .collect();
+    let sim = match Simulator::start(listen, config) {
         Ok(sim) => sim,
         Err(e) => {
             error!(listen = %listen, error = %e, "Could not start the simulator.");
@@ -140,7 +189,7 @@ fn main() -> ExitCode {
     // If stdout is gone nobody can learn the port, but serving still helps whoever knows it.
     let _ = writeln!(stdout, "{}", sim.base_url()).and_then(|()| stdout.flush());
     drop(stdout);
-    print_hint(&sim);
+    print_hint(&sim, &credentials);
 
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -157,11 +206,19 @@ fn main() -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn print_hint(sim: &simulator::SimHandle) {
+fn print_hint(sim: &simulator::SimHandle, credentials: &[String]) {
     let ids = sim.service_ids();
     eprintln!("modelarts-sim serving {} service(s)", ids.len());
-    eprintln!("  project id: {}", sim.project_id());
+    eprintln!(
+        "  project:    {} (id {})",
+        sim.project_name(),
+        sim.project_id()
+    );
     eprintln!("  token:      {} (header X-Auth-Token)", sim.token());
+    eprintln!("  IAM:        POST {}/v3/auth/tokens", sim.base_url());
+    for line in credentials {
+        eprintln!("  {line}");
+    }
     for id in ids.iter().take(HINT_SERVICES) {
         eprintln!("  service:    {id}");
     }

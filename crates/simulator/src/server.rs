@@ -1,5 +1,6 @@
 //! The HTTP side: a hand-written router over hyper, the two ModelArts endpoints with their
-//! auth, project and parameter checks, the admin endpoints, and the simulated faults.
+//! auth, project and parameter checks, IAM's token endpoint, the admin endpoints, and the
+//! simulated faults.
 //!
 //! Faults need control below the HTTP framework: a dropped connection is an `Err` from the
 //! service (hyper then closes the connection without answering) and a truncated body is a body
@@ -8,7 +9,9 @@
 //! Upstream API: <https://docs.otc.t-systems.com/modelarts/api-ref/service_management/obtaining_service_event_logs.html>
 //! and error codes: <https://docs.otc.t-systems.com/modelarts/api-ref/appendix/error_codes.html>
 
+use crate::auth::{ApiCall, AuthKind, AuthState};
 use crate::config::{Behaviour, Fault, FaultRule};
+use crate::iam::{self, LoginOutcome};
 use crate::query::{self, InvalidParameter, ServicesQuery, ServicesSort};
 use crate::store::{SimEvent, Store};
 use bytes::Bytes;
@@ -21,11 +24,13 @@ use std::collections::BTreeMap;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use tracing::{debug, warn};
 
 /// Largest admin request body read (a test may post a few 1 MiB rows).
 const ADMIN_BODY_LIMIT: usize = 256 * 1024 * 1024;
+/// Largest API or IAM request body read; the real calls carry none or a small JSON object.
+const API_BODY_LIMIT: usize = 1024 * 1024;
 
 /// One API request as the simulator saw and answered it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,6 +46,9 @@ pub struct RequestLog {
     pub rows: usize,
     /// The simulated fault this request got, if any.
     pub fault: Option<Fault>,
+    /// The credentials the request presented, good or not: `"token"` (the static one),
+    /// `"iam-token"` (any other `X-Auth-Token`), `"aksk"` or `"none"`.
+    pub auth: &'static str,
 }
 
 /// Events to add to a service once a given events request has been answered.
@@ -52,12 +60,12 @@ struct PendingEvents {
 }
 
 /// Everything the server and the handle share, behind one lock held only briefly (never
-/// across an await). No Debug: it holds the token.
+/// across an await). No Debug: it holds the credentials.
 pub(crate) struct SimState {
     pub(crate) store: Store,
     pub(crate) behaviour: Behaviour,
     pub(crate) project_id: String,
-    pub(crate) token: String,
+    pub(crate) auth: AuthState,
     api_requests: u64,
     events_requests: u64,
     pending: Vec<PendingEvents>,
@@ -69,13 +77,13 @@ impl SimState {
         store: Store,
         behaviour: Behaviour,
         project_id: String,
-        token: String,
+        auth: AuthState,
     ) -> Self {
         Self {
             store,
             behaviour,
             project_id,
-            token,
+            auth,
             api_requests: 0,
             events_requests: 0,
             pending: Vec::new(),
@@ -211,6 +219,8 @@ struct Answer {
     rows: usize,
     /// `Retry-After` seconds, for a 429.
     retry_after: Option<u64>,
+    /// Further headers (IAM's `X-Subject-Token`).
+    extra_headers: Vec<(&'static str, String)>,
 }
 
 impl Answer {
@@ -221,6 +231,7 @@ impl Answer {
             body: Bytes::from(body),
             rows,
             retry_after: None,
+            extra_headers: Vec::new(),
         }
     }
 
@@ -278,6 +289,11 @@ impl Answer {
         if let Some(seconds) = self.retry_after {
             headers.insert(RETRY_AFTER, HeaderValue::from(seconds));
         }
+        for (name, value) in &self.extra_headers {
+            if let Ok(value) = HeaderValue::from_str(value) {
+                headers.insert(*name, value);
+            }
+        }
         response
     }
 }
@@ -296,6 +312,7 @@ enum Route {
         service_id: String,
     },
     AdminSetFaults,
+    IamTokens,
     NotFound,
 }
 
@@ -319,6 +336,7 @@ fn route(method: &Method, path: &str) -> Route {
             service_id: (*service_id).to_owned(),
         },
         (&Method::POST, ["admin", "faults"]) => Route::AdminSetFaults,
+        (&Method::POST, ["v3", "auth", "tokens"]) => Route::IamTokens,
         _ => Route::NotFound,
     }
 }
@@ -352,6 +370,7 @@ pub(crate) async fn handle(
             .await
             .into_response(None)),
         Route::AdminSetFaults => Ok(admin_set_faults(&shared, request).await.into_response(None)),
+        Route::IamTokens => Ok(iam_login(&shared, request).await.into_response(None)),
         Route::NotFound => Ok(Answer::api_not_found(&request_id(0)).into_response(None)),
     }
 }
@@ -364,11 +383,31 @@ async fn serve_api(
     service_id: Option<String>,
 ) -> Result<Response<SimBody>, DroppedConnection> {
     let path = request.uri().path().to_owned();
+    let raw_query = request.uri().query().unwrap_or("").to_owned();
     let query = query::parse_query(request.uri().query());
-    let token = request
+    let method = request.method().as_str().to_owned();
+    let headers: Vec<(String, String)> = request
         .headers()
-        .get("x-auth-token")
-        .map(|value| value.as_bytes().to_vec());
+        .iter()
+        .map(|(name, value)| {
+            (
+                name.as_str().to_owned(),
+                String::from_utf8_lossy(value.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    // Read before answering: an AK/SK signature covers the body.
+    let body = match read_body(request, API_BODY_LIMIT).await {
+        Ok(body) => body,
+        Err(answer) => return Ok(answer.into_response(None)),
+    };
+    let call = ApiCall {
+        method: &method,
+        path: &path,
+        raw_query: &raw_query,
+        headers: &headers,
+        body: &body,
+    };
 
     let (number, events_number, fault, latency) = {
         let mut state = lock(shared);
@@ -392,13 +431,14 @@ async fn serve_api(
 
     let answer = {
         let mut state = lock(shared);
+        let presented = AuthKind::presented(&call, &state.auth.token);
         let answer = match fault {
             None | Some(Fault::TruncatedBody) => Some(answer_api(
-                &state,
+                &mut state,
                 &project_id,
                 service_id.as_deref(),
                 &query,
-                token.as_deref(),
+                &call,
                 &id,
             )),
             // The gateway answers these before the service sees the request.
@@ -417,6 +457,7 @@ async fn serve_api(
             status,
             rows,
             fault,
+            auth: presented.as_str(),
         });
         if let Some(answered) = events_number {
             state.release_pending(answered);
@@ -462,6 +503,7 @@ fn fault_answer(fault: Fault, request_id: &str, retry_after_secs: u64) -> Option
             body: Bytes::from_static(BAD_GATEWAY_PAGE.as_bytes()),
             rows: 0,
             retry_after: None,
+            extra_headers: Vec::new(),
         },
         // The truncation cuts the real answer; it has no answer of its own.
         Fault::TruncatedBody => return None,
@@ -475,31 +517,27 @@ const BAD_GATEWAY_PAGE: &str = "<html>\r\n<head><title>502 Bad Gateway</title></
 
 /// Auth, project, parameters and data, in the order the real stack checks them.
 fn answer_api(
-    state: &SimState,
+    state: &mut SimState,
     project_id: &str,
     service_id: Option<&str>,
     query: &BTreeMap<String, String>,
-    token: Option<&[u8]>,
+    call: &ApiCall<'_>,
     request_id: &str,
 ) -> Answer {
-    match token {
-        None => {
-            return Answer::error(
-                StatusCode::UNAUTHORIZED,
-                "APIG.0301",
-                "Incorrect IAM authentication information: x-auth-token not found",
-                Some(request_id),
-            );
-        }
-        Some(token) if token != state.token.as_bytes() => {
-            return Answer::error(
-                StatusCode::UNAUTHORIZED,
-                "APIG.0307",
-                "The token must be updated.",
-                Some(request_id),
-            );
-        }
-        Some(_) => {}
+    let checked = state.auth.check(
+        call,
+        &state.store.tokens,
+        &state.project_id,
+        Instant::now(),
+        SystemTime::now(),
+    );
+    if let Err(refusal) = checked {
+        return Answer::error(
+            StatusCode::UNAUTHORIZED,
+            refusal.code,
+            &refusal.message,
+            Some(request_id),
+        );
     }
     if project_id != state.project_id {
         return Answer::error(
@@ -641,7 +679,11 @@ fn answer_services(state: &SimState, query: &BTreeMap<String, String>) -> Answer
 }
 
 async fn read_admin_body(request: Request<Incoming>) -> Result<Bytes, Answer> {
-    match http_body_util::Limited::new(request.into_body(), ADMIN_BODY_LIMIT)
+    read_body(request, ADMIN_BODY_LIMIT).await
+}
+
+async fn read_body(request: Request<Incoming>, limit: usize) -> Result<Bytes, Answer> {
+    match http_body_util::Limited::new(request.into_body(), limit)
         .collect()
         .await
     {
@@ -743,4 +785,41 @@ async fn admin_set_faults(shared: &Shared, request: Request<Incoming>) -> Answer
     lock(shared).behaviour.faults = faults;
     let reply = serde_json::json!({ "faults": count });
     Answer::json(StatusCode::OK, reply.to_string().into_bytes(), 0)
+}
+
+/// `POST /v3/auth/tokens`: IAM's answer, in IAM's shapes (not counted as an API request).
+async fn iam_login(shared: &Shared, request: Request<Incoming>) -> Answer {
+    let body = match read_body(request, API_BODY_LIMIT).await {
+        Ok(body) => body,
+        Err(answer) => return answer,
+    };
+    let outcome = {
+        let mut state = lock(shared);
+        let state = &mut *state;
+        // Cloned: the login also changes the auth state that holds the name.
+        let project_name = state.auth.project_name.clone();
+        let project = iam::Project {
+            id: &state.project_id,
+            name: &project_name,
+        };
+        iam::login(
+            &mut state.auth,
+            &mut state.store.tokens,
+            &project,
+            &body,
+            Instant::now(),
+            SystemTime::now(),
+        )
+    };
+    match outcome {
+        LoginOutcome::Issued { token, body } => Answer {
+            extra_headers: vec![("x-subject-token", token)],
+            ..Answer::json(StatusCode::CREATED, body.to_string().into_bytes(), 0)
+        },
+        LoginOutcome::Refused { status, body } => Answer::json(
+            StatusCode::from_u16(status).unwrap_or(StatusCode::UNAUTHORIZED),
+            body.to_string().into_bytes(),
+            0,
+        ),
+    }
 }

@@ -4,11 +4,15 @@
 //!
 //! Rows of a service are kept sorted by their time; within one millisecond they keep insertion
 //! order, which is what makes the order inside a millisecond stable across requests.
+//!
+//! The IAM tokens the simulator has issued live here too ([`IssuedTokens`]), beside the data
+//! they give access to.
 
 use crate::config::Behaviour;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 /// One row to add to a service: a well-formed event, or any JSON object served verbatim.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -127,7 +131,7 @@ pub(crate) struct EventsQuery {
     pub(crate) descending: bool,
 }
 
-/// All services and rows, plus the interned texts they point to.
+/// All services and rows, plus the interned texts they point to, and the issued IAM tokens.
 #[derive(Debug, Default)]
 pub(crate) struct Store {
     services: Vec<ServiceEntry>,
@@ -135,6 +139,53 @@ pub(crate) struct Store {
     texts: Vec<Arc<str>>,
     text_ids: HashMap<Arc<str>, TextId>,
     raw_rows: Vec<serde_json::Value>,
+    pub(crate) tokens: IssuedTokens,
+}
+
+/// What an issued token is worth at a given instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TokenStatus {
+    Valid,
+    Expired,
+    Unknown,
+}
+
+/// IAM tokens issued by `POST /v3/auth/tokens`, each with the instant it expires (monotonic,
+/// so that a clock step on the host neither revives nor kills tokens). Expired tokens are kept:
+/// the API answers them differently from tokens it never issued.
+#[derive(Default)]
+pub(crate) struct IssuedTokens {
+    expiry: HashMap<String, Instant>,
+}
+
+impl IssuedTokens {
+    pub(crate) fn insert(&mut self, token: String, expires: Instant) {
+        self.expiry.insert(token, expires);
+    }
+
+    pub(crate) fn status(&self, token: &str, now: Instant) -> TokenStatus {
+        match self.expiry.get(token) {
+            Some(expires) if now < *expires => TokenStatus::Valid,
+            Some(_) => TokenStatus::Expired,
+            None => TokenStatus::Unknown,
+        }
+    }
+
+    /// Every issued token expires at `now`.
+    pub(crate) fn expire_all(&mut self, now: Instant) {
+        for expires in self.expiry.values_mut() {
+            *expires = (*expires).min(now);
+        }
+    }
+}
+
+// By hand: the tokens are credentials; only their number is shown.
+impl std::fmt::Debug for IssuedTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuedTokens")
+            .field("count", &self.expiry.len())
+            .finish()
+    }
 }
 
 /// One served row, borrowed from the store, in the API's JSON shape.
@@ -199,6 +250,32 @@ impl Store {
             publish_at,
             rows: Vec::new(),
         });
+    }
+
+    /// Removes a service and its rows; false if there was none.
+    pub(crate) fn remove_service(&mut self, service_id: &str) -> bool {
+        let Some(index) = self.by_id.remove(service_id) else {
+            return false;
+        };
+        self.services.remove(index);
+        // Later services moved down by one.
+        for position in self.by_id.values_mut() {
+            if *position > index {
+                *position -= 1;
+            }
+        }
+        true
+    }
+
+    /// Sets a service's status (`running`, `stopped`, `failed`, …); false if there is none.
+    pub(crate) fn set_service_status(&mut self, service_id: &str, status: &str) -> bool {
+        match self.by_id.get(service_id) {
+            Some(index) => {
+                self.services[*index].status = status.to_owned();
+                true
+            }
+            None => false,
+        }
     }
 
     pub(crate) fn service(&self, service_id: &str) -> Option<&ServiceEntry> {
@@ -453,6 +530,39 @@ mod tests {
         let text = serde_json::to_value(&page).unwrap();
         assert_eq!(text["events"][0]["occur_time"], json!("7"));
         assert_eq!(text["total_count"], json!(2));
+    }
+
+    #[test]
+    fn removing_a_service_keeps_the_others_reachable() {
+        let mut store = Store::default();
+        for id in ["a", "b", "c"] {
+            store.upsert_service(id, id, "running", 0);
+        }
+        assert!(store.add_events("c", vec![SimEvent::new(1, "normal", "x")]));
+        assert!(store.remove_service("a"));
+        assert!(!store.remove_service("a"));
+        assert!(store.service("a").is_none());
+        assert_eq!(store.service_ids(), vec!["b", "c"]);
+        assert_eq!(store.service("c").unwrap().rows.len(), 1);
+        assert!(store.set_service_status("c", "stopped"));
+        assert_eq!(store.service("c").unwrap().status, "stopped");
+        assert!(!store.set_service_status("a", "stopped"));
+    }
+
+    #[test]
+    fn issued_tokens_expire_and_stay_known() {
+        let mut tokens = IssuedTokens::default();
+        let now = Instant::now();
+        tokens.insert("t1".to_owned(), now + std::time::Duration::from_secs(60));
+        assert_eq!(tokens.status("t1", now), TokenStatus::Valid);
+        assert_eq!(
+            tokens.status("t1", now + std::time::Duration::from_secs(60)),
+            TokenStatus::Expired
+        );
+        assert_eq!(tokens.status("other", now), TokenStatus::Unknown);
+        tokens.expire_all(now);
+        assert_eq!(tokens.status("t1", now), TokenStatus::Expired);
+        assert!(!format!("{tokens:?}").contains("t1"));
     }
 
     #[test]
