@@ -8,7 +8,9 @@ use simulator::{
     AccessKey, Behaviour, DEFAULT_PROJECT_ID, DEFAULT_PROJECT_NAME, DEFAULT_TOKEN, FaultRule,
     IamUser, OffsetMode, SimConfig, Simulator, Spread,
 };
+use std::ffi::OsStr;
 use std::io::Write;
+use std::marker::PhantomData;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -71,12 +73,12 @@ struct Args {
 
     /// An IAM user who can log in, DOMAIN/USER/PASSWORD. Repeatable; replaces the default
     /// demo-domain/demo-user/demo-password.
-    #[arg(long = "iam-user", value_name = "DOMAIN/USER/PASSWORD")]
+    #[arg(long = "iam-user", value_name = "DOMAIN/USER/PASSWORD", value_parser = SecretValueParser::<IamUser>::new())]
     iam_users: Vec<IamUser>,
 
     /// An access key for AK/SK signing, AK:SK, or AK:SK:SECURITY_TOKEN for a temporary key.
     /// Repeatable.
-    #[arg(long = "access-key", value_name = "AK:SK[:SECURITY_TOKEN]")]
+    #[arg(long = "access-key", value_name = "AK:SK[:SECURITY_TOKEN]", value_parser = SecretValueParser::<AccessKey>::new())]
     access_keys: Vec<AccessKey>,
 
     /// How long an IAM token is valid, e.g. 1h.
@@ -116,6 +118,45 @@ struct Args {
     /// with KIND one of 429, 500, 503, 502-html, truncate, drop. Repeatable.
     #[arg(long = "fault", value_name = "KIND@WHEN")]
     faults: Vec<FaultRule>,
+}
+
+/// Parses an option whose value holds a secret. Clap's own parsers quote a refused value in
+/// the error; this one says only what was expected.
+#[derive(Clone)]
+struct SecretValueParser<T>(PhantomData<fn() -> T>);
+
+impl<T> SecretValueParser<T> {
+    fn new() -> Self {
+        Self(PhantomData)
+    }
+}
+
+impl<T> clap::builder::TypedValueParser for SecretValueParser<T>
+where
+    T: std::str::FromStr<Err = simulator::ParseOptionError> + Clone + Send + Sync + 'static,
+{
+    type Value = T;
+
+    fn parse_ref(
+        &self,
+        command: &clap::Command,
+        argument: Option<&clap::Arg>,
+        value: &OsStr,
+    ) -> Result<T, clap::Error> {
+        let option = argument.map(ToString::to_string).unwrap_or_default();
+        let refuse = |reason: String| {
+            clap::Error::raw(
+                clap::error::ErrorKind::InvalidValue,
+                format!("invalid value for {option}: {reason}\n"),
+            )
+            .with_cmd(command)
+        };
+        value
+            .to_str()
+            .ok_or_else(|| refuse("not UTF-8".to_owned()))?
+            .parse::<T>()
+            .map_err(|error| refuse(error.to_string()))
+    }
 }
 
 impl Args {

@@ -690,3 +690,32 @@ fn http_client() -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::new()
 }
+
+#[tokio::test]
+async fn removed_services_are_gone_and_status_changes_show_in_the_list() {
+    let sim = start(SimConfig {
+        services: 3,
+        ..config(5, Spread::Realistic)
+    });
+    let api = Api::new(&sim);
+    let ids = sim.service_ids();
+
+    assert!(sim.remove_service(&ids[0]));
+    assert!(!sim.remove_service(&ids[0]));
+    let gone = error_body(api.events_raw(&ids[0], &[]).await, 404).await;
+    assert_eq!(gone["error_code"], "ModelArts.3502");
+    let listed = api.services(&[]).await;
+    assert_eq!(listed["total_count"], 2);
+    assert!(!listed.to_string().contains(&ids[0]));
+    // The services after the removed one still answer with their own rows.
+    assert_eq!(api.events(&ids[2], &[]).await["count"], 5);
+
+    assert!(sim.set_service_status(&ids[1], "stopped"));
+    assert!(!sim.set_service_status(&ids[0], "stopped"));
+    let stopped = api.services(&q(&[("status", "stopped")])).await;
+    assert_eq!(stopped["total_count"], 1);
+    assert_eq!(stopped["services"][0]["service_id"], ids[1].as_str());
+    let running = api.services(&q(&[("status", "running")])).await;
+    assert_eq!(running["total_count"], 1);
+    assert_eq!(running["services"][0]["service_id"], ids[2].as_str());
+}

@@ -168,3 +168,91 @@ fn rejects_a_bad_fault_and_explains_options_in_help() {
         assert!(text.contains(option), "--help lacks {option}");
     }
 }
+
+#[tokio::test]
+async fn credential_options_configure_iam_and_aksk() {
+    let (_child, base) = spawn(&[
+        "--services",
+        "1",
+        "--events-per-service",
+        "3",
+        "--project-id",
+        "p9",
+        "--project-name",
+        "eu-de_team",
+        "--iam-user",
+        "dom/alice/pass/word",
+        "--access-key",
+        "AK1:SK1",
+        "--token-lifetime",
+        "1h",
+    ]);
+    let client = http_client();
+    let login = |user: &str, password: &str| {
+        serde_json::json!({"auth": {
+            "identity": {"methods": ["password"], "password": {"user": {
+                "name": user, "password": password, "domain": {"name": "dom"}}}},
+            "scope": {"project": {"name": "eu-de_team"}}
+        }})
+        .to_string()
+    };
+    let tokens_url = format!("{base}/v3/auth/tokens");
+    let issued = client
+        .post(&tokens_url)
+        .body(login("alice", "pass/word"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(issued.status(), 201);
+    let body: Value = serde_json::from_slice(&issued.bytes().await.unwrap()).unwrap();
+    let at = |key: &str| humantime::parse_rfc3339(body["token"][key].as_str().unwrap()).unwrap();
+    assert_eq!(
+        at("expires_at").duration_since(at("issued_at")).unwrap(),
+        std::time::Duration::from_secs(3600)
+    );
+    assert_eq!(body["token"]["project"]["id"], "p9");
+    // The given user replaces the default one.
+    let default_user = client
+        .post(&tokens_url)
+        .body(login("demo-user", "demo-password"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(default_user.status(), 401);
+
+    let host = base.trim_start_matches("http://").to_owned();
+    let headers = vec![
+        ("Host".to_owned(), host),
+        (
+            "X-Sdk-Date".to_owned(),
+            aksk::sdk_date(std::time::SystemTime::now()),
+        ),
+        ("X-Project-Id".to_owned(), "p9".to_owned()),
+    ];
+    let signature = aksk::sign("GET", "/v1/p9/services", &[], &headers, b"", "AK1", "SK1").unwrap();
+    let listed = client
+        .get(format!("{base}/v1/p9/services"))
+        .header("Authorization", signature.authorization)
+        .header("X-Sdk-Date", &headers[1].1)
+        .header("X-Project-Id", "p9")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.status(), 200);
+}
+
+#[test]
+fn a_bad_credential_option_is_refused_without_echoing_the_secret() {
+    for (option, value) in [
+        ("--iam-user", "dom/alice-no-password-SECRET1"),
+        ("--access-key", "AKONLY-SECRET2"),
+    ] {
+        let output = Command::new(env!("CARGO_BIN_EXE_modelarts-sim"))
+            .args([option, value])
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{option}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!stderr.contains("SECRET"), "{stderr}");
+    }
+}
