@@ -2,15 +2,13 @@
 //! run them, and turn the outcome into an exit code.
 
 use crate::config::{Config, SinkKind, StdoutFormat as ConfigFormat};
-use crate::pipeline::{
-    Mode, Pipeline, Selection, ServiceSummary, SinkLane, SourceRuntime, StateHandle,
-};
+use crate::pipeline::{Mode, Pipeline, RunReport, Selection, SinkLane, SourceRuntime, StateHandle};
 use sink::{FileCheckpoint, FileSink, Recovery, Sink, StdoutFormat, StdoutSink};
 use source::checkpoint::{
     CheckpointStore, Commit, CursorCommit, CursorKey, FileOffset, ResetFilter, ResetTo, StateError,
     StateLock,
 };
-use source::{ModelArtsClient, ServerModel};
+use source::{Discover, ModelArtsClient, ServerModel, discovery};
 use std::collections::HashSet;
 use std::fmt;
 use std::sync::{Arc, Mutex};
@@ -78,11 +76,13 @@ pub fn check_selection(config: &Config, selection: &Selection) -> Result<(), App
         ));
     }
     for service in &selection.services {
+        // A source with `discover` may follow it; that is known only after
+        // listing the project's services, so the run itself checks it.
         let followed = config
             .sources
             .iter()
             .filter(|s| selection.source.as_ref().is_none_or(|n| n == &s.name))
-            .any(|s| s.services.contains(service));
+            .any(|s| s.services.contains(service) || s.discover.is_some());
         if !followed {
             return Err(AppError::new(
                 exit::CONFIG,
@@ -229,22 +229,27 @@ pub async fn prepare(config: &Config) -> Result<Delivering, AppError> {
     let state = StateHandle::new(store);
     let sinks = open_sinks(config, &state).await?;
     Ok(Delivering {
-        pipeline: Pipeline {
-            sources,
-            sinks,
-            concurrency: config.runner.concurrency,
-        },
+        pipeline: Pipeline::new(sources, sinks, config.runner.concurrency),
         mode: Arc::new(Mode::Deliver { state }),
         _lock: lock,
     })
 }
 
 /// Prints the end-of-run summary on stderr and says whether all went well.
-pub fn report(summaries: &[ServiceSummary]) -> bool {
-    for summary in summaries {
+pub fn report(report: &RunReport) -> bool {
+    for problem in &report.sources {
+        eprintln!("{}: FAILED: {}", problem.source, problem.message);
+    }
+    for summary in &report.services {
         eprintln!("{}", summary.line());
     }
-    summaries.iter().all(|s| s.failed.is_empty())
+    for (source, service) in &report.gone {
+        eprintln!(
+            "{source}/{} ({}): no longer exists in the project; stopped following it, its state is kept",
+            service.service_id, service.service_name
+        );
+    }
+    report.ok()
 }
 
 async fn flush_sinks(pipeline: &Pipeline) {
@@ -311,13 +316,13 @@ pub async fn sync(config: &Config, selection: Selection, dry_run: bool) -> Resul
         wait_for_signal().await;
         std::process::exit(i32::from(exit::INTERRUPTED));
     });
-    let summaries = delivering
+    let outcome = delivering
         .pipeline
         .sync(&delivering.mode, &selection, shutdown)
         .await;
     watcher.abort();
     flush_sinks(&delivering.pipeline).await;
-    let ok = report(&summaries);
+    let ok = report(&outcome);
     Ok(if interrupted.load(std::sync::atomic::Ordering::SeqCst) {
         exit::INTERRUPTED
     } else if ok {
@@ -333,17 +338,13 @@ async fn dry_run_sync(config: &Config, selection: &Selection) -> Result<u8, AppE
     let store = tokio::task::spawn_blocking(move || CheckpointStore::open_read_only(&path))
         .await
         .map_err(|e| AppError::new(exit::FAILED, format!("state: {e}")))??;
-    let pipeline = Pipeline {
-        sources,
-        sinks: dry_run_lanes(config),
-        concurrency: config.runner.concurrency,
-    };
+    let pipeline = Pipeline::new(sources, dry_run_lanes(config), config.runner.concurrency);
     let mode = Arc::new(Mode::DryRun {
         state: store.map(StateHandle::new),
     });
     let (_stop, shutdown) = shutdown_signal();
-    let summaries = pipeline.sync(&mode, selection, shutdown).await;
-    Ok(if report(&summaries) {
+    let outcome = pipeline.sync(&mode, selection, shutdown).await;
+    Ok(if report(&outcome) {
         exit::OK
     } else {
         exit::FAILED
@@ -366,11 +367,11 @@ pub async fn run(config: &Config) -> Result<u8, AppError> {
             .pipeline
             .sync(&delivering.mode, &selection, shutdown.clone());
         tokio::pin!(sync);
-        let summaries = tokio::select! {
-            summaries = &mut sync => summaries,
+        let outcome = tokio::select! {
+            outcome = &mut sync => outcome,
             _ = stopping.wait_for(|stop| *stop) => {
                 match tokio::time::timeout(config.runner.shutdown_timeout, &mut sync).await {
-                    Ok(summaries) => summaries,
+                    Ok(outcome) => outcome,
                     Err(_) => {
                         flush_sinks(&delivering.pipeline).await;
                         return Err(AppError::new(exit::FAILED, format!(
@@ -381,7 +382,7 @@ pub async fn run(config: &Config) -> Result<u8, AppError> {
                 }
             }
         };
-        report(&summaries);
+        report(&outcome);
         if *shutdown.borrow() {
             break;
         }
@@ -602,46 +603,77 @@ pub async fn reset_state(
     Ok(exit::OK)
 }
 
-/// `runner services`: which services each source follows.
+/// `runner services`: which services each source follows, and why.
 pub async fn services(config: &Config) -> Result<u8, AppError> {
     let sources = build_sources(config)?;
     let mut ok = true;
     for source in &sources {
         let name = &source.settings.name;
+        let settings = &source.settings;
+        if let Err(e) = source.client.authenticate().await {
+            ok = false;
+            println!(
+                "source {name}: authentication ({}) failed: {e}",
+                source.client.auth_kind()
+            );
+            continue;
+        }
         println!(
-            "source {name} (project {}, {}):",
+            "source {name} (project {}, {}, auth {}):",
             source.client.project_id(),
-            source.settings.endpoint
+            settings.endpoint,
+            source.client.auth_kind()
         );
-        let listed = source.client.services(0, 1000).await;
-        let listed = match listed {
-            Ok(page) => page.services,
+        let listed = match discovery::list_services(&source.client, settings.page_size).await {
+            Ok(listed) => listed,
             Err(e) => {
                 ok = false;
-                eprintln!("source {name}: cannot list services: {e}");
+                println!("  cannot list the project's services: {e}");
                 Vec::new()
             }
         };
-        for id in &source.settings.services {
+        for id in &settings.services {
             match listed.iter().find(|s| &s.service_id == id) {
                 Some(s) => println!(
                     "  {id}  {}  [{}]  followed: listed in `services`",
                     s.service_name, s.status
                 ),
-                None => println!(
-                    "  {id}  followed: listed in `services` (not in the project's service list)"
-                ),
+                None => {
+                    ok = false;
+                    println!(
+                        "  {id}  followed: listed in `services`, but the project has no such service (a sync fails for it)"
+                    );
+                }
             }
         }
         for s in listed
             .iter()
-            .filter(|s| !source.settings.services.contains(&s.service_id))
+            .filter(|s| !settings.services.contains(&s.service_id))
         {
+            let why = match &settings.discover {
+                None => "not followed: not listed in `services` and no `discover`".to_owned(),
+                Some(d) if discovery::matches(d, s) => {
+                    format!("followed: matches discover {}", describe(d))
+                }
+                Some(d) => format!("not followed: does not match discover {}", describe(d)),
+            };
             println!(
-                "  {}  {}  [{}]  not followed",
+                "  {}  {}  [{}]  {why}",
                 s.service_id, s.service_name, s.status
             );
         }
     }
     Ok(if ok { exit::OK } else { exit::FAILED })
+}
+
+/// `discover` as the user wrote it.
+fn describe(discover: &Discover) -> String {
+    let mut parts = Vec::new();
+    if let Some(name) = &discover.name {
+        parts.push(format!("name = {name:?}"));
+    }
+    if !discover.status.is_empty() {
+        parts.push(format!("status = {:?}", discover.status));
+    }
+    format!("{{ {} }}", parts.join(", "))
 }

@@ -11,14 +11,18 @@
 
 use record::{EventRecord, IdParts};
 use sink::{Delivery, FileCheckpoint, Sink, SinkFilter};
-use source::checkpoint::{CheckpointStore, Commit, CursorKey, CursorState, FileOffset};
+use source::checkpoint::{
+    CheckpointStore, Commit, CursorKey, CursorState, DiscoveredService, FileOffset,
+};
+use source::discovery;
 use source::{
     ModelArtsClient, PullOptions, ServerModel, ServicePull, SinkCursor, SourceError,
     SourceSettings, StartAt,
 };
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tokio::sync::{Semaphore, watch};
 use tracing::{error, info, warn};
 
@@ -35,7 +39,7 @@ impl StateHandle {
         }
     }
 
-    async fn call<T: Send + 'static>(
+    pub async fn call<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut CheckpointStore) -> Result<T, source::checkpoint::StateError>
         + Send
@@ -139,6 +143,8 @@ pub struct ServiceSummary {
     pub requests: u64,
     /// Sinks (or the service itself, as "source") that failed, with why.
     pub failed: Vec<(String, String)>,
+    /// A discovered service whose events answer 404: it disappeared.
+    pub gone: bool,
 }
 
 impl ServiceSummary {
@@ -172,6 +178,9 @@ impl ServiceSummary {
         for (what, why) in &self.failed {
             line.push_str(&format!(" [{what}: {why}]"));
         }
+        if self.gone {
+            line.push_str(" [gone: the service no longer exists; its state is kept]");
+        }
         line
     }
 }
@@ -183,56 +192,198 @@ pub struct Selection {
     pub services: Vec<String>,
 }
 
+/// A source that could not be synced at all this run.
+#[derive(Debug, Clone)]
+pub struct SourceProblem {
+    pub source: String,
+    pub message: String,
+}
+
+/// What one run did.
+#[derive(Debug, Default)]
+pub struct RunReport {
+    pub services: Vec<ServiceSummary>,
+    /// Sources that failed before reaching their services (authentication,
+    /// discovery), and selections that matched nothing.
+    pub sources: Vec<SourceProblem>,
+    /// Discovered services that disappeared in this run (each reported once).
+    pub gone: Vec<(String, DiscoveredService)>,
+}
+
+impl RunReport {
+    /// Whether everything was delivered (a service that disappeared is not
+    /// a failure).
+    pub fn ok(&self) -> bool {
+        self.sources.is_empty() && self.services.iter().all(|s| s.failed.is_empty())
+    }
+}
+
+/// A service a source follows this run, and why.
+#[derive(Debug, Clone)]
+pub struct Followed {
+    pub service_id: String,
+    /// Followed only because `discover` matched it (not listed in `services`).
+    pub discovered: bool,
+}
+
+/// After an authentication failure `run` leaves the source alone this long:
+/// five bad AK/SK signatures lock the key for five minutes on the real cloud.
+pub const AUTH_RETRY_DELAY: Duration = Duration::from_secs(5 * 60);
+
 /// Sources, sinks and the state, wired together.
 pub struct Pipeline {
     pub sources: Vec<SourceRuntime>,
     pub sinks: Vec<Arc<SinkLane>>,
     pub concurrency: usize,
+    /// When each source last failed to authenticate (kept across the polls
+    /// of `run`).
+    auth_failed_at: Mutex<HashMap<String, Instant>>,
 }
 
 impl Pipeline {
-    /// Pulls every selected service once, `concurrency` at a time. Stops
-    /// taking new batches when `shutdown` turns true; batches in flight are
+    pub fn new(sources: Vec<SourceRuntime>, sinks: Vec<Arc<SinkLane>>, concurrency: usize) -> Self {
+        Pipeline {
+            sources,
+            sinks,
+            concurrency,
+            auth_failed_at: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Authenticates the source with one request and works out which
+    /// services it follows: those listed in `services`, plus those that
+    /// `discover` matches in the project's list.
+    pub async fn follow(&self, source: &SourceRuntime) -> Result<Vec<Followed>, String> {
+        let name = &source.settings.name;
+        let failed_at = self
+            .auth_failed_at
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .copied();
+        if let Some(at) = failed_at
+            && at.elapsed() < AUTH_RETRY_DELAY
+        {
+            let wait = AUTH_RETRY_DELAY.saturating_sub(at.elapsed());
+            return Err(format!(
+                "authentication ({}) failed {}s ago; not tried again for another {}s, because repeated failures lock AK/SK keys",
+                source.client.auth_kind(),
+                at.elapsed().as_secs(),
+                wait.as_secs()
+            ));
+        }
+        let outcome = source.client.authenticate().await;
+        {
+            let mut failures = self
+                .auth_failed_at
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            match &outcome {
+                Ok(()) => {
+                    failures.remove(name);
+                }
+                Err(SourceError::Auth { .. }) => {
+                    failures.insert(name.clone(), Instant::now());
+                }
+                Err(_) => {}
+            }
+        }
+        if let Err(e) = outcome {
+            return Err(format!(
+                "authentication ({}) failed: {e}",
+                source.client.auth_kind()
+            ));
+        }
+        let mut followed: Vec<Followed> = source
+            .settings
+            .services
+            .iter()
+            .map(|id| Followed {
+                service_id: id.clone(),
+                discovered: false,
+            })
+            .collect();
+        if let Some(discover) = &source.settings.discover {
+            let listed = discovery::list_services(&source.client, source.settings.page_size)
+                .await
+                .map_err(|e| format!("service discovery failed: {e}"))?;
+            for service in listed.iter().filter(|s| discovery::matches(discover, s)) {
+                if !followed.iter().any(|f| f.service_id == service.service_id) {
+                    followed.push(Followed {
+                        service_id: service.service_id.clone(),
+                        discovered: true,
+                    });
+                }
+            }
+        }
+        Ok(followed)
+    }
+
+    /// Pulls every selected service once, `concurrency` at a time. Each
+    /// source authenticates once before its services fan out. Stops taking
+    /// new batches when `shutdown` turns true; batches in flight are
     /// finished and committed.
     pub async fn sync(
         &self,
         mode: &Arc<Mode>,
         selection: &Selection,
         shutdown: watch::Receiver<bool>,
-    ) -> Vec<ServiceSummary> {
+    ) -> RunReport {
         let started_at = record::now_ms();
+        let mut report = RunReport::default();
+        let selected: Vec<&SourceRuntime> = self
+            .sources
+            .iter()
+            .filter(|s| {
+                selection
+                    .source
+                    .as_ref()
+                    .is_none_or(|n| n == &s.settings.name)
+            })
+            .collect();
+        let followed =
+            futures_util::future::join_all(selected.iter().map(|s| self.follow(s))).await;
         let permits = Arc::new(Semaphore::new(self.concurrency.max(1)));
         let mut tasks = tokio::task::JoinSet::new();
         let mut order = Vec::new();
-        for source in &self.sources {
-            if selection
-                .source
-                .as_ref()
-                .is_some_and(|s| s != &source.settings.name)
-            {
-                continue;
-            }
-            for service_id in &source.settings.services {
-                if !selection.services.is_empty() && !selection.services.contains(service_id) {
+        let mut discovered_by_source = Vec::new();
+        for (source, followed) in selected.iter().zip(followed) {
+            let followed = match followed {
+                Ok(followed) => followed,
+                Err(message) => {
+                    error!(source = %source.settings.name, error = %message,
+                        "Source failed; its services were not synced. Other sources go on.");
+                    report.sources.push(SourceProblem {
+                        source: source.settings.name.clone(),
+                        message,
+                    });
                     continue;
                 }
-                let lanes: Vec<Arc<SinkLane>> = self
-                    .sinks
-                    .iter()
-                    .filter(|lane| lane.takes_source(&source.settings.name))
-                    .cloned()
-                    .collect();
+            };
+            let lanes: Vec<Arc<SinkLane>> = self
+                .sinks
+                .iter()
+                .filter(|lane| lane.takes_source(&source.settings.name))
+                .cloned()
+                .collect();
+            for service in &followed {
+                if !selection.services.is_empty()
+                    && !selection.services.contains(&service.service_id)
+                {
+                    continue;
+                }
                 let job = ServiceJob {
                     settings: source.settings.clone(),
                     client: source.client.clone(),
                     model: source.model.clone(),
-                    service_id: service_id.clone(),
-                    lanes,
+                    service_id: service.service_id.clone(),
+                    discovered: service.discovered,
+                    lanes: lanes.clone(),
                     mode: mode.clone(),
                     started_at,
                     shutdown: shutdown.clone(),
                 };
-                order.push((source.settings.name.clone(), service_id.clone()));
+                order.push((source.settings.name.clone(), service.service_id.clone()));
                 let permits = permits.clone();
                 tasks.spawn(async move {
                     // The semaphore is never closed, so acquire cannot fail.
@@ -240,20 +391,76 @@ impl Pipeline {
                     job.run().await
                 });
             }
+            if source.settings.discover.is_some() {
+                discovered_by_source.push((source.settings.name.clone(), followed));
+            }
         }
-        let mut summaries = Vec::new();
+        for wanted in &selection.services {
+            if !order.iter().any(|(_, id)| id == wanted) && report.sources.is_empty() {
+                report.sources.push(SourceProblem {
+                    source: selection.source.clone().unwrap_or_else(|| "-".to_owned()),
+                    message: format!("--service {wanted}: no selected source follows this service"),
+                });
+            }
+        }
         while let Some(joined) = tasks.join_next().await {
             match joined {
-                Ok(summary) => summaries.push(summary),
+                Ok(summary) => report.services.push(summary),
                 Err(e) => error!(error = %e, "A service task failed unexpectedly."),
             }
         }
-        summaries.sort_by_key(|s| {
+        report.services.sort_by_key(|s| {
             order
                 .iter()
                 .position(|(src, svc)| src == &s.source && svc == &s.service_id)
         });
-        summaries
+        if let Mode::Deliver { state } = mode.as_ref() {
+            for (source, followed) in discovered_by_source {
+                self.record_discovery(state, &source, &followed, &mut report)
+                    .await;
+            }
+        }
+        report
+    }
+
+    /// Saves which discovered services exist and reports, once, those that
+    /// disappeared (no longer listed, or their events answer 404).
+    async fn record_discovery(
+        &self,
+        state: &StateHandle,
+        source: &str,
+        followed: &[Followed],
+        report: &mut RunReport,
+    ) {
+        let seen: Vec<DiscoveredService> = followed
+            .iter()
+            .filter(|f| f.discovered)
+            .map(|f| {
+                let summary = report
+                    .services
+                    .iter()
+                    .find(|s| s.source == source && s.service_id == f.service_id);
+                DiscoveredService {
+                    service_id: f.service_id.clone(),
+                    service_name: summary.map(|s| s.service_name.clone()).unwrap_or_default(),
+                    gone: summary.is_some_and(|s| s.gone),
+                }
+            })
+            .collect();
+        let source_name = source.to_owned();
+        match state
+            .call(move |store| store.record_discovery(&source_name, &seen))
+            .await
+        {
+            Ok(gone) => {
+                for service in gone {
+                    warn!(source, service_id = %service.service_id, service_name = %service.service_name,
+                        "A discovered service disappeared; no longer following it. Its state is kept.");
+                    report.gone.push((source.to_owned(), service));
+                }
+            }
+            Err(e) => warn!(source, error = %e, "Could not record discovered services."),
+        }
     }
 }
 
@@ -263,6 +470,8 @@ struct ServiceJob {
     client: Arc<ModelArtsClient>,
     model: Arc<Mutex<ServerModel>>,
     service_id: String,
+    /// Followed through discovery only: a 404 means it disappeared.
+    discovered: bool,
     lanes: Vec<Arc<SinkLane>>,
     mode: Arc<Mode>,
     started_at: i64,
@@ -376,7 +585,13 @@ impl ServiceJob {
                 summary.failed.push((target.lane.name.clone(), why.clone()));
             }
         }
-        result.map_err(|e| e.to_string())
+        match result {
+            Err(SourceError::ServiceNotFound { .. }) if self.discovered => {
+                summary.gone = true;
+                Ok(())
+            }
+            other => other.map_err(|e| e.to_string()),
+        }
     }
 
     async fn drive(
