@@ -31,6 +31,11 @@ use tracing::{info, warn};
 const RENEW_SHARE: u32 = 10;
 /// …or less than this, whichever is smaller (tokens live 24 h on OTC).
 const RENEW_MARGIN: Duration = Duration::from_secs(600);
+/// Longest lifetime believed (OTC tokens live 24 h).
+const LONGEST_LIFETIME: Duration = Duration::from_secs(7 * 24 * 3600);
+/// How long a refusal of unchanged credentials is answered without asking
+/// the server again (the gateway's AK/SK lockout lasts five minutes).
+const HOLD_REFUSAL: Duration = Duration::from_secs(300);
 /// Lifetime assumed when IAM's answer has no readable `expires_at`.
 const ASSUMED_LIFETIME: Duration = Duration::from_secs(3600);
 
@@ -59,6 +64,20 @@ pub(crate) enum Presented {
 pub(crate) struct Authenticator {
     source: String,
     method: Method,
+    /// A refusal of credentials that have not changed since: requests fail
+    /// with it at once instead of presenting them again.
+    hold: std::sync::Mutex<Option<Hold>>,
+}
+
+/// Refused credentials (five bad AK/SK signatures lock the key for five
+/// minutes; repeated bad passwords lock the IAM user): held until their
+/// files change, `authenticate()` is called, or [`HOLD_REFUSAL`] has passed.
+#[derive(Debug)]
+struct Hold {
+    error: SourceError,
+    /// The secrets that were refused.
+    refused: Vec<Secret>,
+    until: Instant,
 }
 
 #[derive(Debug)]
@@ -136,7 +155,11 @@ impl Authenticator {
                 Method::Aksk(signer)
             }
         };
-        Ok(Authenticator { source, method })
+        Ok(Authenticator {
+            source,
+            method,
+            hold: std::sync::Mutex::new(None),
+        })
     }
 
     /// `token`, `password` or `aksk`.
@@ -161,10 +184,106 @@ impl Authenticator {
     pub async fn login(&self) -> Result<Option<String>, SourceError> {
         match &self.method {
             Method::Password(login) => {
-                login.token().await?;
+                self.iam_token(login).await?;
                 Ok(login.learned_project.get().cloned())
             }
             _ => Ok(None),
+        }
+    }
+
+    /// The IAM token, unless the password was refused and has not changed.
+    async fn iam_token(&self, login: &IamLogin) -> Result<Arc<IamToken>, SourceError> {
+        self.check_hold()?;
+        match login.token().await {
+            Err(error @ SourceError::Auth { .. }) => {
+                // The refused password is what the file holds now (it was
+                // read for this login).
+                if let Ok(refused) = self.read_credential() {
+                    self.hold(&error, refused);
+                }
+                Err(error)
+            }
+            other => other,
+        }
+    }
+
+    /// Forgets a held refusal: `authenticate()` is the operator's "try
+    /// again" (the next run).
+    pub fn clear_hold(&self) {
+        *self.lock_hold() = None;
+    }
+
+    /// Fails at once with the held refusal while the refused credentials are
+    /// what their files (or the config) still hold.
+    fn check_hold(&self) -> Result<(), SourceError> {
+        let mut hold = self.lock_hold();
+        let Some(held) = hold.as_ref() else {
+            return Ok(());
+        };
+        if Instant::now() >= held.until {
+            *hold = None;
+            return Ok(());
+        }
+        // Rotated credentials end the hold at once.
+        match self.read_credential() {
+            Ok(now) if now != held.refused => {
+                *hold = None;
+                drop(hold);
+                self.reload()
+            }
+            _ => Err(held.error.clone()),
+        }
+    }
+
+    fn hold(&self, error: &SourceError, refused: Vec<Secret>) {
+        warn!(
+            source = %self.source,
+            hold_secs = HOLD_REFUSAL.as_secs(),
+            error = %error,
+            "Credentials refused; not presenting them again until they change or the next run."
+        );
+        *self.lock_hold() = Some(Hold {
+            error: error.clone(),
+            refused,
+            until: Instant::now() + HOLD_REFUSAL,
+        });
+    }
+
+    fn lock_hold(&self) -> std::sync::MutexGuard<'_, Option<Hold>> {
+        self.hold
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The secrets as their sources give them now (files read again).
+    fn read_credential(&self) -> Result<Vec<Secret>, SourceError> {
+        match &self.method {
+            Method::Token { from, .. } => Ok(vec![read_secret(&self.source, "token", from)?]),
+            Method::Password(login) => Ok(vec![read_secret(
+                &self.source,
+                "password",
+                &login.password,
+            )?]),
+            Method::Aksk(signer) => Ok(AkskKeys::read(
+                &self.source,
+                &signer.secret_key,
+                signer.security_token.as_ref(),
+            )?
+            .secrets()),
+        }
+    }
+
+    /// The secrets requests are signed or sent with now.
+    fn credential_in_use(&self) -> Vec<Secret> {
+        match &self.method {
+            Method::Token { current, .. } => vec![
+                current
+                    .read()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .clone(),
+            ],
+            Method::Password(_) => Vec::new(),
+            Method::Aksk(signer) => signer.current().secrets(),
         }
     }
 
@@ -190,6 +309,7 @@ impl Authenticator {
         request: &Outgoing<'_>,
         host: &str,
     ) -> Result<(HeaderMap, Presented), SourceError> {
+        self.check_hold()?;
         let mut headers = HeaderMap::new();
         match &self.method {
             Method::Token { current, .. } => {
@@ -201,7 +321,7 @@ impl Authenticator {
                 Ok((headers, Presented::Static))
             }
             Method::Password(login) => {
-                let token = login.token().await?;
+                let token = self.iam_token(login).await?;
                 headers.insert("x-auth-token", self.secret_header("token", &token.value)?);
                 Ok((headers, Presented::IamToken(token)))
             }
@@ -229,14 +349,17 @@ impl Authenticator {
         }
     }
 
-    /// After a refusal: AK/SK files are read again so that rotated temporary
-    /// credentials are used by the next run or retry (never right away: a
-    /// loop of bad signatures locks the key).
-    pub fn after_refusal(&self) {
-        if let Method::Aksk(signer) = &self.method
-            && let Err(error) = signer.reload()
-        {
-            warn!(source = %self.source, error = %error, "Cannot read the AK/SK files again.");
+    /// After an API request was refused: the secret files are read again,
+    /// so that rotated (temporary) credentials are used by the next request.
+    /// AK/SK keys that have not changed are held: presenting them again
+    /// would count towards the key's lockout.
+    pub fn after_refusal(&self, error: &SourceError) {
+        let refused = self.credential_in_use();
+        if let Err(reload) = self.reload() {
+            warn!(source = %self.source, error = %reload, "Cannot read the credentials again.");
+        }
+        if matches!(self.method, Method::Aksk(_)) && self.credential_in_use() == refused {
+            self.hold(error, refused);
         }
     }
 
@@ -481,18 +604,7 @@ impl IamLogin {
     fn read_token(&self, value: Secret, body: &[u8], sent: Instant) -> IamToken {
         let json: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
         let token = json.get("token").unwrap_or(&Value::Null);
-        let time = |key: &str| {
-            token
-                .get(key)
-                .and_then(Value::as_str)
-                .and_then(|t| humantime::parse_rfc3339_weak(t).ok())
-        };
-        let lifetime = match (time("expires_at"), time("issued_at")) {
-            (Some(expires), Some(issued)) => expires.duration_since(issued).ok(),
-            (Some(expires), None) => expires.duration_since(SystemTime::now()).ok(),
-            _ => None,
-        };
-        let lifetime = lifetime.unwrap_or_else(|| {
+        let lifetime = token_lifetime(token, SystemTime::now()).unwrap_or_else(|| {
             warn!(
                 source = %self.source,
                 assumed_secs = ASSUMED_LIFETIME.as_secs(),
@@ -500,7 +612,9 @@ impl IamLogin {
             );
             ASSUMED_LIFETIME
         });
-        let margin = (lifetime / RENEW_SHARE).min(RENEW_MARGIN);
+        // A far-off expiry (a clock gone wrong) must not overflow an Instant.
+        let lifetime = lifetime.min(LONGEST_LIFETIME);
+        let margin = renew_margin(lifetime);
         let project_id = token
             .get("project")
             .and_then(|p| p.get("id"))
@@ -513,6 +627,28 @@ impl IamLogin {
             expires_at: sent + lifetime,
         }
     }
+}
+
+/// How long an IAM token lives: `expires_at - issued_at` (both IAM's clock,
+/// so our clock's skew does not matter), or `expires_at - now` without
+/// `issued_at`.
+fn token_lifetime(token: &Value, now: SystemTime) -> Option<Duration> {
+    let time = |key: &str| {
+        token
+            .get(key)
+            .and_then(Value::as_str)
+            .and_then(|t| humantime::parse_rfc3339_weak(t).ok())
+    };
+    let expires = time("expires_at")?;
+    expires
+        .duration_since(time("issued_at").unwrap_or(now))
+        .ok()
+}
+
+/// How long before expiry a token is renewed: a tenth of its lifetime, or
+/// ten minutes, whichever is smaller.
+fn renew_margin(lifetime: Duration) -> Duration {
+    (lifetime / RENEW_SHARE).min(RENEW_MARGIN)
 }
 
 /// AK/SK signing; the keys are swapped whole when their files are re-read.
@@ -532,6 +668,12 @@ struct AkskKeys {
 }
 
 impl AkskKeys {
+    fn secrets(&self) -> Vec<Secret> {
+        let mut secrets = vec![self.secret_key.clone()];
+        secrets.extend(self.security_token.clone());
+        secrets
+    }
+
     fn read(
         source: &str,
         secret_key: &SecretSource,
@@ -655,7 +797,54 @@ fn redact(text: &str, secrets: &[&Secret]) -> String {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn token_lifetime_is_measured_on_iams_clock() {
+        let token = json!({
+            "issued_at": "2015-11-08T01:42:57.527363Z",
+            "expires_at": "2015-11-09T01:42:57.527363Z",
+        });
+        // Our clock is years later: only IAM's two times count.
+        let now = SystemTime::now();
+        assert_eq!(
+            token_lifetime(&token, now),
+            Some(Duration::from_secs(86_400))
+        );
+        let short = json!({
+            "issued_at": "2024-01-15T09:30:00.000000Z",
+            "expires_at": "2024-01-15T09:30:00.300000Z",
+        });
+        assert_eq!(
+            token_lifetime(&short, now),
+            Some(Duration::from_millis(300))
+        );
+        let no_issue = json!({ "expires_at": "2024-01-15T09:30:10Z" });
+        let then = humantime::parse_rfc3339("2024-01-15T09:30:00Z").unwrap();
+        assert_eq!(
+            token_lifetime(&no_issue, then),
+            Some(Duration::from_secs(10))
+        );
+        assert_eq!(token_lifetime(&json!({}), now), None);
+        assert_eq!(token_lifetime(&json!({"expires_at": "soon"}), now), None);
+    }
+
+    #[test]
+    fn tokens_are_renewed_a_tenth_early_at_most_ten_minutes() {
+        assert_eq!(
+            renew_margin(Duration::from_secs(86_400)),
+            Duration::from_secs(600)
+        );
+        assert_eq!(
+            renew_margin(Duration::from_secs(3_000)),
+            Duration::from_secs(300)
+        );
+        assert_eq!(
+            renew_margin(Duration::from_millis(300)),
+            Duration::from_millis(30)
+        );
+    }
 
     #[test]
     fn redact_blanks_every_secret() {

@@ -179,11 +179,17 @@ impl ModelArtsClient {
     /// to its services: token → `GET services?limit=1`; password → the IAM
     /// login (learning the project id if it is not configured); aksk → a
     /// signed `GET services?limit=1`. Secrets that are files are read again
-    /// first. A refusal is [`SourceError::Auth`], not retried.
+    /// first. A refusal is [`SourceError::Auth`], not retried; until the next
+    /// `authenticate()` (or a change of the secret files) requests fail with
+    /// it without presenting the refused credentials again.
     pub async fn authenticate(&self) -> Result<(), SourceError> {
         self.auth.reload()?;
+        self.auth.clear_hold();
         if self.auth.kind() == "password" {
-            self.project().await?;
+            let learned = self.auth.login().await?;
+            if self.project_id.is_none() && learned.is_none() {
+                return Err(no_project(&self.source));
+            }
             return Ok(());
         }
         self.services(0, 1).await.map(drop)
@@ -214,13 +220,10 @@ impl ModelArtsClient {
         if let Some(id) = &self.project_id {
             return Ok(id.clone());
         }
-        match self.auth.login().await? {
-            Some(id) => Ok(id),
-            None => Err(SourceError::Setup(format!(
-                "source {}: the IAM token names no project; set project_id",
-                self.source
-            ))),
-        }
+        self.auth
+            .login()
+            .await?
+            .ok_or_else(|| no_project(&self.source))
     }
 
     /// One page of a service's events, retried on 429/5xx/transport errors.
@@ -318,7 +321,7 @@ impl ModelArtsClient {
                 continue;
             }
             if matches!(error, SourceError::Auth { .. }) {
-                self.auth.after_refusal();
+                self.auth.after_refusal(&error);
                 return Err(error);
             }
             if !error.is_retryable() || attempt >= self.backoff.max_retries {
@@ -407,6 +410,12 @@ impl ModelArtsClient {
             },
         })
     }
+}
+
+fn no_project(source: &str) -> SourceError {
+    SourceError::Setup(format!(
+        "source {source}: the IAM token names no project; set project_id"
+    ))
 }
 
 /// The server's `Retry-After` in seconds (the HTTP-date form is not used by

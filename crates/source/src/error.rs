@@ -5,7 +5,7 @@ use std::time::Duration;
 
 /// What went wrong talking to ModelArts. Every variant names the request
 /// (method, path and query; never a credential).
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum SourceError {
     /// Connection refused or reset, timeout, or a body cut off mid-way.
     #[error("{request}: transport error: {message}")]
