@@ -333,3 +333,70 @@ pub fn tricky_events(base: i64) -> Vec<SimEvent> {
     }
     events
 }
+
+/// A simulator started from `config` (its identity, IAM users, access keys,
+/// token lifetime, behaviour) with the harness's one service and `events`,
+/// and settings pointing at it with token auth.
+pub fn start_with(config: SimConfig, events: Vec<SimEvent>) -> Harness {
+    let config = SimConfig {
+        services: 0,
+        events_per_service: 0,
+        ..config
+    };
+    let sim = Simulator::start("127.0.0.1:0".parse().unwrap(), config).unwrap();
+    sim.add_service(SERVICE, "sim-service");
+    sim.add_events(SERVICE, events);
+    let settings = settings_for(&sim);
+    let state_dir = tempfile::tempdir().unwrap();
+    let state_path = state_dir.path().join("state").join("events.db");
+    Harness {
+        sim,
+        settings,
+        state_path,
+        _state_dir: state_dir,
+    }
+}
+
+/// Every event of the harness's service through `client` (a fresh pull from
+/// the beginning, no cursor), numbered and with ids under `project_id`.
+pub async fn pull_all(
+    client: &ModelArtsClient,
+    project_id: &str,
+    page_size: u32,
+) -> Result<Vec<Delivered>, SourceError> {
+    let model = Mutex::new(ServerModel::default());
+    let options = PullOptions {
+        page_size,
+        event_type: None,
+        offset_unit: OffsetUnit::Auto,
+    };
+    let mut pull = ServicePull::new(client, &model, SERVICE, None, options);
+    let mut delivered = Vec::new();
+    while let Some(batch) = pull.next_batch().await? {
+        for event in batch.events {
+            let id = record::event_id(record::IdParts {
+                project_id,
+                service_id: SERVICE,
+                occur_time: event.occur_time,
+                event_type: &event.event_type,
+                event_info: &event.event_info,
+                twin: event.twin,
+            });
+            delivered.push(Delivered {
+                occur_time: event.occur_time,
+                event_type: event.event_type,
+                event_info: event.event_info,
+                twin: event.twin,
+                id,
+            });
+        }
+    }
+    Ok(delivered)
+}
+
+/// `count` events one millisecond apart from `base`.
+pub fn uniform_events(base: i64, count: i64) -> Vec<SimEvent> {
+    (0..count)
+        .map(|i| SimEvent::new(base + i, "normal", &format!("Event {i}.")))
+        .collect()
+}
