@@ -11,11 +11,11 @@
 
 mod support;
 
-use simulator::{AccessKey, Behaviour, IamUser, SimConfig, SimEvent, SimHandle};
+use simulator::{AccessKey, Behaviour, Fault, FaultRule, IamUser, SimConfig, SimEvent, SimHandle};
 use std::time::Duration;
 use support::{
-    ConfigText, Dir, RunOutput, assert_exactly_once, read_jsonl, start_sim, toml_str, truth,
-    wait_until,
+    ConfigText, Dir, RunOutput, assert_exactly_once, occurrences, read_jsonl, start_sim, toml_list,
+    toml_str, truth, wait_until,
 };
 
 const FILE: &str = "out/events.jsonl";
@@ -420,4 +420,439 @@ fn run_rereads_rotated_credential_files() {
         &truth(&sim, &[service]),
         "run across a rotation",
     );
+}
+
+const PROD_A: &str = "a0000000-0000-4000-8000-00000000000a";
+const PROD_B: &str = "b0000000-0000-4000-8000-00000000000b";
+const DEV_C: &str = "c0000000-0000-4000-8000-00000000000c";
+const PROD_D: &str = "d0000000-0000-4000-8000-00000000000d";
+const LISTED: &str = "e0000000-0000-4000-8000-00000000000e";
+const MISSING: &str = "f0000000-0000-4000-8000-00000000000f";
+
+/// Adds a service with `status` and a few events of its own.
+fn add_service_with_events(sim: &SimHandle, id: &str, name: &str, status: &str) {
+    sim.add_service(id, name);
+    assert!(sim.set_service_status(id, status));
+    sim.add_events(id, events_after(1_700_000_000_000, 7, name));
+}
+
+/// A simulator with no synthetic services: prod-a (running), prod-b (stopped), dev-c
+/// (running).
+fn discovery_sim() -> SimHandle {
+    let sim = start_sim(SimConfig {
+        services: 0,
+        ..SimConfig::default()
+    });
+    add_service_with_events(&sim, PROD_A, "prod-a", "running");
+    add_service_with_events(&sim, PROD_B, "prod-b", "stopped");
+    add_service_with_events(&sim, DEV_C, "dev-c", "running");
+    sim
+}
+
+fn discover_prod_running() -> String {
+    format!(
+        "{{ name = \"prod-*\", status = {} }}",
+        toml_list(&["running".to_owned()])
+    )
+}
+
+/// Service ids that have at least one record in the file.
+fn delivered_services(dir: &Dir) -> Vec<String> {
+    let mut ids: Vec<String> = read_jsonl(&dir.join(FILE))
+        .iter()
+        .map(|r| r["service_id"].as_str().unwrap().to_owned())
+        .collect();
+    ids.sort();
+    ids.dedup();
+    ids
+}
+
+// 5. Discovery with a name glob and a status filter: only matching services are followed; a
+//    new one is picked up on the next run; one that disappears is reported once, with exit
+//    0, and its positions are kept.
+#[test]
+fn discovery_follows_matching_services_and_reports_a_gone_one_once() {
+    let dir = Dir::new("cloud-discover");
+    let sim = discovery_sim();
+    let config = ConfigText::for_sim(&sim)
+        .remove_source_key("services")
+        .source_key("discover", &discover_prod_running())
+        .file_sink("archive", FILE);
+
+    sync(&dir, &config).assert_code(0);
+    assert_eq!(delivered_services(&dir), [PROD_A]);
+    assert_exactly_once(
+        &read_jsonl(&dir.join(FILE)),
+        &truth(&sim, &[PROD_A.to_owned()]),
+        "only prod-a",
+    );
+
+    add_service_with_events(&sim, PROD_D, "prod-d", "running");
+    sync(&dir, &config).assert_code(0);
+    assert_exactly_once(
+        &read_jsonl(&dir.join(FILE)),
+        &truth(&sim, &[PROD_A.to_owned(), PROD_D.to_owned()]),
+        "prod-d picked up on the next run",
+    );
+
+    let prod_a_events = truth(&sim, &[PROD_A.to_owned()]);
+    assert!(sim.remove_service(PROD_A));
+    let gone = sync(&dir, &config);
+    gone.assert_code(0);
+    let report = "no longer exists in the project; stopped following it, its state is kept";
+    assert_eq!(
+        occurrences(&gone.stderr, report),
+        1,
+        "one report:\n{}",
+        gone.stderr
+    );
+    let line = gone.stderr.lines().find(|l| l.contains(report)).unwrap();
+    assert!(line.contains(PROD_A) && line.contains("prod-a"), "{line}");
+
+    let after = sync(&dir, &config);
+    after.assert_code(0);
+    assert!(
+        !after.stderr.contains(PROD_A) && !after.stderr.contains("no longer exists"),
+        "reported again:\n{}",
+        after.stderr
+    );
+
+    let state = dir
+        .command(&[
+            "state",
+            "--config",
+            dir.join("runner.toml").to_str().unwrap(),
+        ])
+        .expect_code(0);
+    assert!(
+        state.stdout.contains(PROD_A),
+        "prod-a's positions are kept:\n{}",
+        state.stdout
+    );
+    let mut expected = prod_a_events;
+    expected.extend(truth(&sim, &[PROD_D.to_owned()]));
+    expected.sort();
+    assert_exactly_once(
+        &read_jsonl(&dir.join(FILE)),
+        &expected,
+        "nothing delivered twice across the disappearance",
+    );
+}
+
+// 5b. A service listed in `services` that does not exist fails the run, naming it; the
+//     others are still delivered.
+#[test]
+fn a_listed_service_that_does_not_exist_fails_naming_it() {
+    let dir = Dir::new("cloud-missing");
+    let sim = discovery_sim();
+    let config = ConfigText::for_sim(&sim)
+        .source_key(
+            "services",
+            &toml_list(&[PROD_A.to_owned(), MISSING.to_owned()]),
+        )
+        .file_sink("archive", FILE);
+    let output = sync(&dir, &config);
+    output.assert_code(1);
+    assert!(
+        output.stderr.contains(MISSING),
+        "stderr names the missing service:\n{}",
+        output.stderr
+    );
+    assert!(!output.stderr.contains("no longer exists in the project"));
+    assert_exactly_once(
+        &read_jsonl(&dir.join(FILE)),
+        &truth(&sim, &[PROD_A.to_owned()]),
+        "the existing service",
+    );
+}
+
+// 6. Two sources with different auth (token and AK/SK) in one config: both delivered; with
+//    one source's secret broken, the run exits 1 and the other source still delivers.
+#[test]
+fn two_sources_with_different_auth_fail_separately() {
+    let dir = Dir::new("cloud-two-sources");
+    let sim = cloud_sim(2, 60, 110);
+    let services = sim.service_ids();
+    let (first, second) = (services[0].clone(), services[1].clone());
+    let config = |secret: &str| {
+        ConfigText::for_sim(&sim)
+            .source_key("services", &toml_list(std::slice::from_ref(&first)))
+            .with_source("signed", &sim, std::slice::from_ref(&second))
+            .auth_of("signed", &aksk_auth(ACCESS_KEY, secret))
+            .file_sink("archive", FILE)
+    };
+    sync(&dir, &config(SECRET_KEY)).assert_code(0);
+    assert_exactly_once(
+        &read_jsonl(&dir.join(FILE)),
+        &truth(&sim, &services),
+        "both sources",
+    );
+    let sources: Vec<String> = read_jsonl(&dir.join(FILE))
+        .iter()
+        .map(|r| {
+            format!(
+                "{}/{}",
+                r["source"].as_str().unwrap(),
+                r["service_id"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert!(sources.contains(&format!("sim/{first}")));
+    assert!(sources.contains(&format!("signed/{second}")));
+
+    sim.add_events(
+        &first,
+        events_after(newest(&sim, &first), 3, "token source"),
+    );
+    sim.add_events(
+        &second,
+        events_after(newest(&sim, &second), 3, "aksk source"),
+    );
+    let wrong = "sk-broken-Yy77";
+    let broken = sync(&dir, &config(wrong));
+    broken.assert_code(1);
+    assert!(
+        broken.stderr.contains("signed") && broken.stderr.contains("aksk"),
+        "stderr names the failed source and its auth:\n{}",
+        broken.stderr
+    );
+    assert_secret_absent(&broken, wrong);
+    let mut expected = truth(&sim, std::slice::from_ref(&first));
+    let mut second_before: Vec<_> = truth(&sim, std::slice::from_ref(&second));
+    second_before.retain(|key| !key.3.starts_with("aksk source"));
+    expected.extend(second_before);
+    expected.sort();
+    assert_exactly_once(
+        &read_jsonl(&dir.join(FILE)),
+        &expected,
+        "the token source delivered, the broken one did not",
+    );
+
+    sync(&dir, &config(SECRET_KEY)).assert_code(0);
+    assert_exactly_once(
+        &read_jsonl(&dir.join(FILE)),
+        &truth(&sim, &services),
+        "after the fix",
+    );
+}
+
+// 7. A throttled source still completes: 429 on every second request with Retry-After 0;
+//    every event once, and the lowered rate is logged.
+#[test]
+fn a_throttled_source_lowers_its_rate_and_completes() {
+    let dir = Dir::new("cloud-throttle");
+    let sim = start_sim(SimConfig {
+        services: 1,
+        events_per_service: 60,
+        seed: 111,
+        behaviour: Behaviour {
+            retry_after_secs: 0,
+            faults: vec![FaultRule::every(Fault::TooManyRequests, 2)],
+            ..Behaviour::default()
+        },
+        ..SimConfig::default()
+    });
+    let services = sim.service_ids();
+    let config = ConfigText::for_sim(&sim)
+        .source_key("page_size", "10")
+        .file_sink("archive", FILE);
+    let output = sync(&dir, &config);
+    output.assert_code(0);
+    assert_exactly_once(
+        &read_jsonl(&dir.join(FILE)),
+        &truth(&sim, &services),
+        "under throttling",
+    );
+    let throttled = sim.requests().iter().filter(|r| r.status == 429).count();
+    assert!(throttled >= 3, "{throttled} throttled requests");
+    assert!(
+        output.stderr.contains("Request rate lowered"),
+        "the lowered rate is logged:\n{}",
+        output.stderr
+    );
+}
+
+// 8. `run` with a wrong AK/SK does not retry the source's authentication within 5 minutes,
+//    however short its interval, while another source goes on; SIGTERM exits 0.
+#[test]
+fn run_does_not_retry_a_failed_authentication() {
+    let dir = Dir::new("cloud-run-no-retry");
+    let sim = cloud_sim(2, 20, 112);
+    let services = sim.service_ids();
+    let (good, bad) = (services[0].clone(), services[1].clone());
+    let config = ConfigText::for_sim(&sim)
+        .source_key("services", &toml_list(std::slice::from_ref(&good)))
+        .with_source("signed", &sim, std::slice::from_ref(&bad))
+        .auth_of("signed", &aksk_auth(ACCESS_KEY, "sk-wrong-Qq11"))
+        .runner_key("interval", &toml_str("100ms"))
+        .file_sink("archive", FILE);
+    let path = dir.write_config(&config);
+    let running = dir
+        .command(&["run", "--config", path.to_str().unwrap()])
+        .spawn();
+    wait_until("several polls passed over the failed source", || {
+        occurrences(&running.stderr_so_far(), "not tried again") >= 8
+    });
+    assert_eq!(sim.auth_failures(), 1, "the failed source was tried again");
+    // The good source goes on: new events arrive while the bad one waits.
+    sim.add_events(&good, events_after(newest(&sim, &good), 3, "while waiting"));
+    wait_until("the good source's new events are delivered", || {
+        read_jsonl(&dir.join(FILE)).len() == 23
+    });
+    running.signal(libc::SIGTERM);
+    let output = running.wait();
+    output.assert_code(0);
+    assert_eq!(sim.auth_failures(), 1);
+    assert_exactly_once(
+        &read_jsonl(&dir.join(FILE)),
+        &truth(&sim, &[good]),
+        "the good source",
+    );
+    assert_secret_absent(&output, "sk-wrong-Qq11");
+}
+
+/// The lines `runner services` prints for source `name`: its header and its services.
+fn section_of(text: &str, name: &str) -> String {
+    let header = format!("source {name} ");
+    let mut lines = text.lines().skip_while(|line| !line.starts_with(&header));
+    let first = lines
+        .next()
+        .unwrap_or_else(|| panic!("source {name} not listed:\n{text}"));
+    let rest: Vec<&str> = lines
+        .take_while(|line| !line.starts_with("source "))
+        .collect();
+    format!("{first}\n{}", rest.join("\n"))
+}
+
+// 9a. `runner services` shows every service of the project with why it is or is not
+//     followed.
+#[test]
+fn services_explains_why_each_service_is_followed_or_not() {
+    let dir = Dir::new("cloud-services");
+    let sim = discovery_sim();
+    add_service_with_events(&sim, LISTED, "batch-listed", "stopped");
+    let config = ConfigText::for_sim(&sim)
+        .source_key("services", &toml_list(&[LISTED.to_owned()]))
+        .source_key("discover", &discover_prod_running())
+        .with_source("plain", &sim, &[PROD_B.to_owned()])
+        .file_sink("archive", FILE);
+    let path = dir.write_config(&config);
+    let output = dir
+        .command(&["services", "--config", path.to_str().unwrap()])
+        .expect_code(0);
+    let text = &output.stdout;
+    let sim_part = section_of(text, "sim");
+    let plain_part = section_of(text, "plain");
+    let line_of = |part: &str, id: &str| {
+        part.lines()
+            .find(|line| line.contains(id))
+            .unwrap_or_else(|| panic!("{id} not shown:\n{text}"))
+            .to_owned()
+    };
+    assert!(line_of(&sim_part, LISTED).contains("followed: listed in `services`"));
+    let a = line_of(&sim_part, PROD_A);
+    assert!(
+        a.contains("followed: matches discover") && !a.contains("not followed"),
+        "{a}"
+    );
+    assert!(a.contains("prod-*"), "{a}");
+    for id in [PROD_B, DEV_C] {
+        assert!(
+            line_of(&sim_part, id).contains("not followed: does not match discover"),
+            "{text}"
+        );
+    }
+    assert!(line_of(&plain_part, PROD_B).contains("followed: listed in `services`"));
+    for id in [PROD_A, DEV_C, LISTED] {
+        assert!(
+            line_of(&plain_part, id)
+                .contains("not followed: not listed in `services` and no `discover`"),
+            "{text}"
+        );
+    }
+}
+
+// 9b. `validate --check` tries each auth kind once: exit 0 with the right secret, 1 with a
+//     wrong one (which is not printed).
+#[test]
+fn validate_check_tries_each_auth_kind() {
+    let sim = cloud_sim(1, 5, 113);
+    let kinds: Vec<(&str, Vec<(&str, String)>, Vec<(&str, String)>, &str)> = vec![
+        (
+            "token",
+            vec![
+                ("type", toml_str("token")),
+                ("token", toml_str(&sim.token())),
+            ],
+            vec![
+                ("type", toml_str("token")),
+                ("token", toml_str("tk-wrong-Pp33")),
+            ],
+            "tk-wrong-Pp33",
+        ),
+        (
+            "password",
+            password_auth(&sim, PASSWORD),
+            password_auth(&sim, "pw-wrong-Rr44"),
+            "pw-wrong-Rr44",
+        ),
+        (
+            "aksk",
+            aksk_auth(ACCESS_KEY, SECRET_KEY),
+            aksk_auth(ACCESS_KEY, "sk-wrong-Ss55"),
+            "sk-wrong-Ss55",
+        ),
+    ];
+    for (kind, right, wrong, secret) in kinds {
+        let dir = Dir::new(&format!("cloud-validate-{kind}"));
+        let right_path = dir.write_config(
+            &ConfigText::for_sim(&sim)
+                .auth_of("sim", &right)
+                .file_sink("archive", FILE),
+        );
+        let ok = dir
+            .command(&[
+                "validate",
+                "--check",
+                "--config",
+                right_path.to_str().unwrap(),
+            ])
+            .run();
+        assert_eq!(
+            ok.code(),
+            Some(0),
+            "{kind} with the right secret:\n{}",
+            ok.stderr
+        );
+        assert!(
+            ok.stderr.contains("authenticated"),
+            "{kind}:\n{}",
+            ok.stderr
+        );
+        let wrong_path = dir.write_config(
+            &ConfigText::for_sim(&sim)
+                .auth_of("sim", &wrong)
+                .file_sink("archive", FILE),
+        );
+        let failed = dir
+            .command(&[
+                "validate",
+                "--check",
+                "--config",
+                wrong_path.to_str().unwrap(),
+            ])
+            .run();
+        assert_eq!(
+            failed.code(),
+            Some(1),
+            "{kind} with a wrong secret:\n{}",
+            failed.stderr
+        );
+        assert!(
+            failed.stderr.contains("FAILED"),
+            "{kind}:\n{}",
+            failed.stderr
+        );
+        assert_secret_absent(&failed, secret);
+    }
 }
