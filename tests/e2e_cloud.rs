@@ -37,8 +37,11 @@ fn cloud_sim(services: usize, events_per_service: usize, seed: u64) -> SimHandle
     })
 }
 
+/// The keys of an `[auth]` table, values as TOML fragments.
+type AuthTable = Vec<(&'static str, String)>;
+
 /// `[auth]` of password auth against the simulator's IAM.
-fn password_auth(sim: &SimHandle, password: &str) -> Vec<(&'static str, String)> {
+fn password_auth(sim: &SimHandle, password: &str) -> AuthTable {
     vec![
         ("type", toml_str("password")),
         ("domain", toml_str(DOMAIN)),
@@ -49,7 +52,7 @@ fn password_auth(sim: &SimHandle, password: &str) -> Vec<(&'static str, String)>
 }
 
 /// `[auth]` of AK/SK auth with inline secrets.
-fn aksk_auth(access_key: &str, secret_key: &str) -> Vec<(&'static str, String)> {
+fn aksk_auth(access_key: &str, secret_key: &str) -> AuthTable {
     vec![
         ("type", toml_str("aksk")),
         ("access_key", toml_str(access_key)),
@@ -777,7 +780,7 @@ fn services_explains_why_each_service_is_followed_or_not() {
 #[test]
 fn validate_check_tries_each_auth_kind() {
     let sim = cloud_sim(1, 5, 113);
-    let kinds: Vec<(&str, Vec<(&str, String)>, Vec<(&str, String)>, &str)> = vec![
+    let kinds: Vec<(&str, AuthTable, AuthTable, &str)> = vec![
         (
             "token",
             vec![
@@ -855,4 +858,221 @@ fn validate_check_tries_each_auth_kind() {
         );
         assert_secret_absent(&failed, secret);
     }
+}
+
+// 5c. A discovered service that stops matching is reported once like a deleted one; when it
+//     comes back it resumes where it stopped (its state was kept): only new events arrive.
+#[test]
+fn a_discovered_service_that_stops_matching_and_comes_back_resumes() {
+    let dir = Dir::new("cloud-discover-back");
+    let sim = discovery_sim();
+    let config = ConfigText::for_sim(&sim)
+        .remove_source_key("services")
+        .source_key("discover", &discover_prod_running())
+        .file_sink("archive", FILE);
+    sync(&dir, &config).assert_code(0);
+    assert_eq!(delivered_services(&dir), [PROD_A]);
+    let delivered = read_jsonl(&dir.join(FILE)).len();
+
+    assert!(sim.set_service_status(PROD_A, "stopped"));
+    let stopped = sync(&dir, &config);
+    stopped.assert_code(0);
+    assert_eq!(
+        occurrences(&stopped.stderr, "no longer exists in the project"),
+        1,
+        "a service that no longer matches is reported once:\n{}",
+        stopped.stderr
+    );
+    let again = sync(&dir, &config);
+    again.assert_code(0);
+    assert!(
+        !again.stderr.contains("no longer exists"),
+        "{}",
+        again.stderr
+    );
+
+    // Back, with events that arrived meanwhile: only those are delivered.
+    assert!(sim.set_service_status(PROD_A, "running"));
+    sim.add_events(
+        PROD_A,
+        events_after(newest(&sim, PROD_A), 4, "after coming back"),
+    );
+    let back = sync(&dir, &config);
+    back.assert_code(0);
+    let records = read_jsonl(&dir.join(FILE));
+    assert_eq!(records.len(), delivered + 4, "only the new events arrive");
+    assert_exactly_once(
+        &records,
+        &truth(&sim, &[PROD_A.to_owned()]),
+        "prod-a resumed",
+    );
+}
+
+// 8b. Password auth under `run`: the IAM token is cached across polls (one login, not one
+//     per poll); once it expires, the next poll logs in again and goes on without failing.
+#[test]
+fn run_caches_the_iam_token_across_polls_and_renews_it() {
+    let dir = Dir::new("cloud-run-token-cache");
+    let sim = cloud_sim(1, 20, 114);
+    let service = sim.service_ids()[0].clone();
+    let config = ConfigText::for_sim(&sim)
+        .auth_of("sim", &password_auth(&sim, PASSWORD))
+        .runner_key("interval", &toml_str("20ms"))
+        .file_sink("archive", FILE);
+    let path = dir.write_config(&config);
+    let running = dir
+        .command(&["run", "--config", path.to_str().unwrap()])
+        .spawn();
+    wait_until("ten polls have finished", || {
+        support::summaries(&running.stderr_so_far()).len() >= 10
+    });
+    assert_eq!(sim.iam_logins(), 1, "the token is cached across polls");
+
+    sim.expire_tokens();
+    sim.add_events(
+        &service,
+        events_after(newest(&sim, &service), 3, "after expiry"),
+    );
+    wait_until("the events after the expiry are delivered", || {
+        read_jsonl(&dir.join(FILE)).len() == 23 || running.stderr_so_far().contains("FAILED")
+    });
+    let polls = support::summaries(&running.stderr_so_far()).len();
+    wait_until("five more polls have finished", || {
+        support::summaries(&running.stderr_so_far()).len() >= polls + 5
+    });
+    running.signal(libc::SIGTERM);
+    let output = running.wait();
+    output.assert_code(0);
+    assert!(!output.stderr.contains("FAILED"), "{}", output.stderr);
+    assert_eq!(
+        sim.iam_logins(),
+        2,
+        "one login after the expiry, then cached again"
+    );
+    assert_exactly_once(
+        &read_jsonl(&dir.join(FILE)),
+        &truth(&sim, &[service]),
+        "across the expiry",
+    );
+    assert_secret_absent(&output, PASSWORD);
+}
+
+// 9c. `runner services` with one source whose secret is wrong: exit 1, the failure names the
+//     auth kind without the secret, and the other source is still listed.
+#[test]
+fn services_reports_a_failed_source_and_lists_the_others() {
+    let dir = Dir::new("cloud-services-failed");
+    let sim = cloud_sim(2, 5, 115);
+    let services = sim.service_ids();
+    let wrong = "sk-wrong-Tt66";
+    let config = ConfigText::for_sim(&sim)
+        .with_source("signed", &sim, &services)
+        .auth_of("signed", &aksk_auth(ACCESS_KEY, wrong))
+        .file_sink("archive", FILE);
+    let path = dir.write_config(&config);
+    let output = dir
+        .command(&["services", "--config", path.to_str().unwrap()])
+        .expect_code(1);
+    assert_secret_absent(&output, wrong);
+    let all = format!("{}{}", output.stdout, output.stderr);
+    assert!(
+        all.contains("signed") && all.contains("aksk") && all.contains("APIG.0301"),
+        "{all}"
+    );
+    let listed = section_of(&output.stdout, "sim");
+    for id in &services {
+        assert!(
+            listed.contains(id.as_str()),
+            "the good source lists {id}:\n{all}"
+        );
+    }
+    assert_eq!(sim.auth_failures(), 1);
+}
+
+// 10. Configuration errors of the auth keys exit 2 before any request and never echo a
+//     secret.
+#[test]
+fn auth_configuration_errors_exit_2_without_requests() {
+    let sim = cloud_sim(1, 5, 116);
+    let secret = "sk-config-Uu77";
+    let cases: Vec<(&str, ConfigText, &str)> = vec![
+        (
+            "aksk without project_id",
+            ConfigText::for_sim(&sim)
+                .remove_source_key("project_id")
+                .auth_of("sim", &aksk_auth(ACCESS_KEY, secret)),
+            "project_id",
+        ),
+        (
+            "secret_key and secret_key_file",
+            ConfigText::for_sim(&sim).auth_of(
+                "sim",
+                &[
+                    ("type", toml_str("aksk")),
+                    ("access_key", toml_str(ACCESS_KEY)),
+                    ("secret_key", toml_str(secret)),
+                    ("secret_key_file", toml_str("secrets/sk")),
+                ],
+            ),
+            "secret_key",
+        ),
+        (
+            "unknown region",
+            ConfigText::for_sim(&sim)
+                .remove_source_key("endpoint")
+                .source_key("region", &toml_str("mars-north-1"))
+                .auth_of("sim", &aksk_auth(ACCESS_KEY, secret)),
+            "eu-de",
+        ),
+        (
+            "password without domain",
+            ConfigText::for_sim(&sim).auth_of(
+                "sim",
+                &[
+                    ("type", toml_str("password")),
+                    ("user", toml_str(USER)),
+                    ("password", toml_str(secret)),
+                    ("iam_endpoint", toml_str(&sim.base_url())),
+                ],
+            ),
+            "domain",
+        ),
+        (
+            "unknown auth type",
+            ConfigText::for_sim(&sim).auth_of(
+                "sim",
+                &[("type", toml_str("kerberos")), ("token", toml_str(secret))],
+            ),
+            "type",
+        ),
+    ];
+    for (what, config, named) in cases {
+        let dir = Dir::new("cloud-config-errors");
+        let config = config.file_sink("archive", FILE);
+        let path = dir.write_config(&config);
+        for command in ["sync", "validate"] {
+            let output = dir
+                .command(&[command, "--config", path.to_str().unwrap()])
+                .run();
+            assert_eq!(
+                output.code(),
+                Some(2),
+                "{what} ({command}):\n{}",
+                output.stderr
+            );
+            assert!(
+                output.stderr.contains(named),
+                "{what}: the error names {named}:\n{}",
+                output.stderr
+            );
+            assert_secret_absent(&output, secret);
+        }
+        assert!(!dir.exists("state"), "{what}: the state was touched");
+    }
+    assert_eq!(
+        sim.request_count(),
+        0,
+        "no request before the config is valid"
+    );
+    assert_eq!(sim.iam_logins(), 0);
 }

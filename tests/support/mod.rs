@@ -727,6 +727,39 @@ pub fn delivered_to(summaries: &[Summary], sink: &str) -> u64 {
         .sum()
 }
 
+// Helpers for configurations with several sources that differ in their keys and auth (the
+// real-cloud access tests): the setters above change every source at once.
+impl ConfigText {
+    /// Removes a key of every source (for example `services` or `project_id`).
+    pub fn remove_source_key(mut self, key: &str) -> Self {
+        for source in &mut self.sources {
+            source.keys.retain(|(existing, _)| existing != key);
+        }
+        self
+    }
+
+    /// Replaces the whole `auth` table of source `name` with `keys` (TOML fragments).
+    pub fn auth_of(mut self, name: &str, keys: &[(&str, String)]) -> Self {
+        self.source_mut(name).auth = keys
+            .iter()
+            .map(|(key, value)| ((*key).to_owned(), value.clone()))
+            .collect();
+        self
+    }
+
+    fn source_mut(&mut self, name: &str) -> &mut SourceText {
+        self.sources
+            .iter_mut()
+            .find(|source| source.name == name)
+            .expect("the source exists")
+    }
+}
+
+/// How many times `needle` occurs in `haystack`.
+pub fn occurrences(haystack: &str, needle: &str) -> usize {
+    haystack.matches(needle).count()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -787,43 +820,4 @@ mod tests {
             Some(sim.token().as_str())
         );
     }
-}
-
-// Helpers for configurations with several sources that differ in their keys and auth (the
-// real-cloud access tests): the setters above change every source at once.
-impl ConfigText {
-    /// Sets (or replaces) a key of source `name` only.
-    pub fn source_key_of(mut self, name: &str, key: &str, value: &str) -> Self {
-        set_key(&mut self.source_mut(name).keys, key, value);
-        self
-    }
-
-    /// Removes a key of every source (for example `services` or `project_id`).
-    pub fn remove_source_key(mut self, key: &str) -> Self {
-        for source in &mut self.sources {
-            source.keys.retain(|(existing, _)| existing != key);
-        }
-        self
-    }
-
-    /// Replaces the whole `auth` table of source `name` with `keys` (TOML fragments).
-    pub fn auth_of(mut self, name: &str, keys: &[(&str, String)]) -> Self {
-        self.source_mut(name).auth = keys
-            .iter()
-            .map(|(key, value)| ((*key).to_owned(), value.clone()))
-            .collect();
-        self
-    }
-
-    fn source_mut(&mut self, name: &str) -> &mut SourceText {
-        self.sources
-            .iter_mut()
-            .find(|source| source.name == name)
-            .expect("the source exists")
-    }
-}
-
-/// How many times `needle` occurs in `haystack`.
-pub fn occurrences(haystack: &str, needle: &str) -> usize {
-    haystack.matches(needle).count()
 }
