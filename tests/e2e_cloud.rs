@@ -1076,3 +1076,121 @@ fn auth_configuration_errors_exit_2_without_requests() {
     );
     assert_eq!(sim.iam_logins(), 0);
 }
+
+// 8c. The same for a wrong password under `run`: one IAM request, however many polls.
+#[test]
+fn run_does_not_retry_a_refused_password() {
+    let dir = Dir::new("cloud-run-no-retry-password");
+    let sim = cloud_sim(1, 5, 117);
+    let wrong = "pw-wrong-Vv88";
+    let config = ConfigText::for_sim(&sim)
+        .auth_of("sim", &password_auth(&sim, wrong))
+        .runner_key("interval", &toml_str("20ms"))
+        .file_sink("archive", FILE);
+    let path = dir.write_config(&config);
+    let running = dir
+        .command(&["run", "--config", path.to_str().unwrap()])
+        .spawn();
+    wait_until("several polls passed over the failed source", || {
+        occurrences(&running.stderr_so_far(), "not tried again") >= 10
+    });
+    running.signal(libc::SIGTERM);
+    let output = running.wait();
+    output.assert_code(0);
+    assert_eq!(sim.iam_logins(), 1, "the password was tried again");
+    assert!(output.stderr.contains("IAM.0062"), "{}", output.stderr);
+    assert_secret_absent(&output, wrong);
+}
+
+// 5d. `sync --service` with a discovering source: a discovered service can be selected; one
+//     that discovery does not match is refused and nothing is delivered for it.
+#[test]
+fn sync_of_one_discovered_service() {
+    let dir = Dir::new("cloud-discover-select");
+    let sim = discovery_sim();
+    add_service_with_events(&sim, PROD_D, "prod-d", "running");
+    let config = ConfigText::for_sim(&sim)
+        .remove_source_key("services")
+        .source_key("discover", &discover_prod_running())
+        .file_sink("archive", FILE);
+    let path = dir.write_config(&config);
+    let config_arg = path.to_str().unwrap();
+    dir.command(&["sync", "--config", config_arg, "--service", PROD_D])
+        .expect_code(0);
+    assert_eq!(delivered_services(&dir), [PROD_D]);
+
+    let refused = dir
+        .command(&["sync", "--config", config_arg, "--service", DEV_C])
+        .run();
+    assert_ne!(refused.code(), Some(0), "{}", refused.stderr);
+    assert!(refused.stderr.contains(DEV_C), "{}", refused.stderr);
+    assert_eq!(delivered_services(&dir), [PROD_D]);
+
+    // Selecting one service does not make the others look gone.
+    let all = dir
+        .command(&["sync", "--config", config_arg])
+        .expect_code(0);
+    assert!(!all.stderr.contains("no longer exists"), "{}", all.stderr);
+    assert_exactly_once(
+        &read_jsonl(&dir.join(FILE)),
+        &truth(&sim, &[PROD_A.to_owned(), PROD_D.to_owned()]),
+        "after a full sync",
+    );
+}
+
+// 11. Secrets from the environment (`${VAR}`) work, a missing variable is a usage error
+//     naming it, and a dry run prints no secret; an IAM endpoint ending in `/v3` is
+//     accepted.
+#[test]
+fn secrets_from_the_environment_and_an_iam_endpoint_with_v3() {
+    let dir = Dir::new("cloud-env-secrets");
+    let sim = cloud_sim(1, 30, 118);
+    let services = sim.service_ids();
+    let mut auth = password_auth(&sim, "${E2E_OTC_PASSWORD}");
+    auth.retain(|(key, _)| *key != "iam_endpoint");
+    auth.push(("iam_endpoint", toml_str(&format!("{}/v3", sim.base_url()))));
+    let config = ConfigText::for_sim(&sim)
+        .auth_of("sim", &auth)
+        .stdout_sink("console")
+        .file_sink("archive", FILE);
+    let path = dir.write_config(&config);
+    let config_arg = path.to_str().unwrap();
+
+    let missing = dir
+        .command(&["sync", "--config", config_arg])
+        .env_remove("E2E_OTC_PASSWORD")
+        .run();
+    assert_eq!(missing.code(), Some(2), "{}", missing.stderr);
+    assert!(
+        missing.stderr.contains("E2E_OTC_PASSWORD"),
+        "{}",
+        missing.stderr
+    );
+    assert_eq!(sim.iam_logins(), 0);
+
+    let dry = dir
+        .command(&["sync", "--config", config_arg, "--dry-run"])
+        .env("E2E_OTC_PASSWORD", PASSWORD)
+        .expect_code(0);
+    assert_eq!(
+        dry.stdout_json().len(),
+        30,
+        "the dry run prints what it would deliver"
+    );
+    assert_secret_absent(&dry, PASSWORD);
+    assert!(
+        read_jsonl(&dir.join(FILE)).is_empty(),
+        "a dry run writes no sink"
+    );
+
+    let real = dir
+        .command(&["sync", "--config", config_arg])
+        .env("E2E_OTC_PASSWORD", PASSWORD)
+        .expect_code(0);
+    assert_secret_absent(&real, PASSWORD);
+    assert_exactly_once(
+        &read_jsonl(&dir.join(FILE)),
+        &truth(&sim, &services),
+        "password from the environment",
+    );
+}
