@@ -243,9 +243,10 @@ fn a_token_expiring_mid_sync_is_renewed() {
     let events = events_requests(&sim).len() as u64;
     eprintln!("expiry: {logins} logins for {events} events requests");
     assert!(logins >= 2, "the token was renewed: {logins} logins");
-    // Renewal happens when the token runs out, not before every request.
+    // Renewal happens when the token runs out, not before every request (loose: a loaded
+    // machine makes each request slower, and so each token cover fewer of them).
     assert!(
-        logins * 4 <= events,
+        logins * 2 <= events,
         "{logins} logins for {events} events requests: a login per request or so"
     );
     assert_secret_absent(&output, PASSWORD);
