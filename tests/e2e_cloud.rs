@@ -503,7 +503,7 @@ fn discovery_follows_matching_services_and_reports_a_gone_one_once() {
     assert!(sim.remove_service(PROD_A));
     let gone = sync(&dir, &config);
     gone.assert_code(0);
-    let report = "no longer exists in the project; stopped following it, its state is kept";
+    let report = "no longer in the project or no longer matches `discover`; stopped following it, its state is kept";
     assert_eq!(
         occurrences(&gone.stderr, report),
         1,
@@ -516,7 +516,7 @@ fn discovery_follows_matching_services_and_reports_a_gone_one_once() {
     let after = sync(&dir, &config);
     after.assert_code(0);
     assert!(
-        !after.stderr.contains(PROD_A) && !after.stderr.contains("no longer exists"),
+        !after.stderr.contains(PROD_A) && !after.stderr.contains("no longer in the project"),
         "reported again:\n{}",
         after.stderr
     );
@@ -562,7 +562,7 @@ fn a_listed_service_that_does_not_exist_fails_naming_it() {
         "stderr names the missing service:\n{}",
         output.stderr
     );
-    assert!(!output.stderr.contains("no longer exists in the project"));
+    assert!(!output.stderr.contains("no longer in the project"));
     assert_exactly_once(
         &read_jsonl(&dir.join(FILE)),
         &truth(&sim, &[PROD_A.to_owned()]),
@@ -879,7 +879,7 @@ fn a_discovered_service_that_stops_matching_and_comes_back_resumes() {
     let stopped = sync(&dir, &config);
     stopped.assert_code(0);
     assert_eq!(
-        occurrences(&stopped.stderr, "no longer exists in the project"),
+        occurrences(&stopped.stderr, "no longer in the project"),
         1,
         "a service that no longer matches is reported once:\n{}",
         stopped.stderr
@@ -887,7 +887,7 @@ fn a_discovered_service_that_stops_matching_and_comes_back_resumes() {
     let again = sync(&dir, &config);
     again.assert_code(0);
     assert!(
-        !again.stderr.contains("no longer exists"),
+        !again.stderr.contains("no longer in the project"),
         "{}",
         again.stderr
     );
@@ -1131,7 +1131,11 @@ fn sync_of_one_discovered_service() {
     let all = dir
         .command(&["sync", "--config", config_arg])
         .expect_code(0);
-    assert!(!all.stderr.contains("no longer exists"), "{}", all.stderr);
+    assert!(
+        !all.stderr.contains("no longer in the project"),
+        "{}",
+        all.stderr
+    );
     assert_exactly_once(
         &read_jsonl(&dir.join(FILE)),
         &truth(&sim, &[PROD_A.to_owned(), PROD_D.to_owned()]),

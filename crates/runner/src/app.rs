@@ -245,7 +245,7 @@ pub fn report(report: &RunReport) -> bool {
     }
     for (source, service) in &report.gone {
         eprintln!(
-            "{source}/{} ({}): no longer exists in the project; stopped following it, its state is kept",
+            "{source}/{} ({}): no longer in the project or no longer matches `discover`; stopped following it, its state is kept",
             service.service_id, service.service_name
         );
     }

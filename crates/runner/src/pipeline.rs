@@ -288,11 +288,16 @@ impl Pipeline {
                 Err(_) => {}
             }
         }
-        if let Err(e) = outcome {
-            return Err(format!(
-                "authentication ({}) failed: {e}",
-                source.client.auth_kind()
-            ));
+        match outcome {
+            Ok(()) => {}
+            // The error names the auth kind and the code already.
+            Err(e @ SourceError::Auth { .. }) => return Err(e.to_string()),
+            Err(e) => {
+                return Err(format!(
+                    "authentication ({}) failed: {e}",
+                    source.client.auth_kind()
+                ));
+            }
         }
         let mut followed: Vec<Followed> = source
             .settings
