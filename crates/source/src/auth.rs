@@ -483,12 +483,12 @@ impl IamLogin {
     async fn login(&self) -> Result<IamToken, SourceError> {
         let mut attempt = 0u32;
         loop {
-            match self.login_once().await {
+            let error = match self.login_once().await {
                 Ok(token) => return Ok(token),
-                Err(error) if error.is_retryable() && attempt < self.backoff.max_retries => {
-                    let delay = self
-                        .backoff
-                        .delay(attempt, error.retry_after(), fastrand::f64());
+                Err(error) => error,
+            };
+            match self.backoff.retry_delay(attempt, &error) {
+                Some(delay) => {
                     warn!(
                         source = %self.source,
                         attempt = attempt + 1,
@@ -499,7 +499,7 @@ impl IamLogin {
                     tokio::time::sleep(delay).await;
                     attempt += 1;
                 }
-                Err(error) => return Err(error),
+                None => return Err(error),
             }
         }
     }

@@ -324,12 +324,9 @@ impl ModelArtsClient {
                 self.auth.after_refusal(&error);
                 return Err(error);
             }
-            if !error.is_retryable() || attempt >= self.backoff.max_retries {
+            let Some(delay) = self.backoff.retry_delay(attempt, &error) else {
                 return Err(error);
-            }
-            let delay = self
-                .backoff
-                .delay(attempt, error.retry_after(), fastrand::f64());
+            };
             warn!(
                 source = %self.source,
                 service_id = service_id.unwrap_or("-"),

@@ -2,6 +2,7 @@
 //! `Retry-After`. Which errors are retried is decided by
 //! [`crate::SourceError::is_retryable`].
 
+use crate::error::SourceError;
 use std::time::Duration;
 
 /// How long to wait before retry number `attempt` (0-based).
@@ -28,6 +29,16 @@ impl Backoff {
             Some(wait) => wait.min(self.max),
             None => jittered,
         }
+    }
+}
+
+impl Backoff {
+    /// How long to wait before retrying `error` at retry number `attempt`
+    /// (0-based), or `None` when it is not retried: not retryable, or the
+    /// retries are used up.
+    pub fn retry_delay(&self, attempt: u32, error: &SourceError) -> Option<Duration> {
+        (error.is_retryable() && attempt < self.max_retries)
+            .then(|| self.delay(attempt, error.retry_after(), fastrand::f64()))
     }
 }
 
