@@ -224,6 +224,8 @@ pub struct Followed {
     pub service_id: String,
     /// Followed only because `discover` matched it (not listed in `services`).
     pub discovered: bool,
+    /// The name in the project's services list (empty when not listed).
+    pub service_name: String,
 }
 
 /// After an authentication failure `run` leaves the source alone this long:
@@ -306,6 +308,7 @@ impl Pipeline {
             .map(|id| Followed {
                 service_id: id.clone(),
                 discovered: false,
+                service_name: String::new(),
             })
             .collect();
         if let Some(discover) = &source.settings.discover {
@@ -317,6 +320,7 @@ impl Pipeline {
                     followed.push(Followed {
                         service_id: service.service_id.clone(),
                         discovered: true,
+                        service_name: service.service_name.clone(),
                     });
                 }
             }
@@ -447,7 +451,7 @@ impl Pipeline {
                     .find(|s| s.source == source && s.service_id == f.service_id);
                 DiscoveredService {
                     service_id: f.service_id.clone(),
-                    service_name: summary.map(|s| s.service_name.clone()).unwrap_or_default(),
+                    service_name: f.service_name.clone(),
                     gone: summary.is_some_and(|s| s.gone),
                 }
             })
