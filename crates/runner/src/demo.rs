@@ -14,6 +14,7 @@ const SAMPLE_SERVICE: &str = "35de3ca9-1bca-4ae7-9cb0-914f30fa7d3e";
 
 /// Runs the demo; keeps its folder at `keep` if given.
 pub async fn run(keep: Option<PathBuf>) -> Result<u8, AppError> {
+    let kept = keep.is_some();
     let temp;
     let dir: PathBuf = match keep {
         Some(dir) => {
@@ -94,7 +95,11 @@ pub async fn run(keep: Option<PathBuf>) -> Result<u8, AppError> {
         file.display(),
         dir.join("state").join("events.db").display()
     );
-    eprintln!("Try: runner state --config {}", config_path.display());
+    if kept {
+        eprintln!("Try: runner state --config {}", config_path.display());
+    } else {
+        eprintln!("The folder is removed now; `runner demo --keep DIR` keeps it to look around.");
+    }
     Ok(second)
 }
 
