@@ -386,7 +386,7 @@ fn run_rereads_rotated_credential_files() {
         )
         // Long enough that the rotation below lands between two polls, never inside one
         // (one access key id holds one secret at a time, in the simulator as in the cloud).
-        .runner_key("interval", &toml_str("500ms"))
+        .runner_key("interval", &toml_str("2s"))
         .file_sink("archive", FILE);
     let path = dir.write_config(&config);
     let running = dir
