@@ -800,3 +800,34 @@ fn a_version_1_file_is_migrated_and_keeps_its_cursors() {
     assert_eq!(cursor.position, Some(42));
     assert!(store.record_discovery("prod", &[]).unwrap().is_empty());
 }
+
+#[test]
+fn a_version_1_file_is_readable_before_a_writer_migrates_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    let mut store = CheckpointStore::open(&path).unwrap();
+    store
+        .commit(&Commit {
+            cursors: vec![CursorCommit {
+                key: key("prod", "svc", "archive"),
+                since: 0,
+                position: Some(7),
+                add_fingerprints: Vec::new(),
+                prune_below: None,
+            }],
+            files: Vec::new(),
+        })
+        .unwrap();
+    drop(store);
+    let conn = raw(&path);
+    conn.execute_batch("DROP TABLE discovered_service; PRAGMA user_version = 1;")
+        .unwrap();
+    drop(conn);
+
+    let reader = CheckpointStore::open_read_only(&path).unwrap().unwrap();
+    let rows = reader.positions().unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].position, Some(7));
+    // Reading did not migrate: that is a writer's job.
+    assert_eq!(schema::user_version(&reader.conn).unwrap(), 1);
+}
