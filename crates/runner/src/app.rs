@@ -675,5 +675,8 @@ fn describe(discover: &Discover) -> String {
     if !discover.status.is_empty() {
         parts.push(format!("status = {:?}", discover.status));
     }
+    if parts.is_empty() {
+        return "{} (every service)".to_owned();
+    }
     format!("{{ {} }}", parts.join(", "))
 }
