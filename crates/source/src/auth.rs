@@ -276,12 +276,7 @@ impl Authenticator {
     /// The secrets requests are signed or sent with now.
     fn credential_in_use(&self) -> Vec<Secret> {
         match &self.method {
-            Method::Token { current, .. } => vec![
-                current
-                    .read()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .clone(),
-            ],
+            Method::Token { current, .. } => vec![read_current(current)],
             Method::Password(_) => Vec::new(),
             Method::Aksk(signer) => signer.current().secrets(),
         }
@@ -313,10 +308,7 @@ impl Authenticator {
         let mut headers = HeaderMap::new();
         match &self.method {
             Method::Token { current, .. } => {
-                let token = current
-                    .read()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .clone();
+                let token = read_current(current);
                 headers.insert("x-auth-token", self.secret_header("token", &token)?);
                 Ok((headers, Presented::Static))
             }
@@ -368,10 +360,7 @@ impl Authenticator {
     pub fn redact(&self, text: &str) -> String {
         match &self.method {
             Method::Token { current, .. } => {
-                let token = current
-                    .read()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .clone();
+                let token = read_current(current);
                 redact(text, &[&token])
             }
             Method::Password(login) => match login.current.try_lock() {
@@ -793,6 +782,15 @@ fn redact(text: &str, secrets: &[&Secret]) -> String {
         }
     }
     out
+}
+
+/// The static token now held. A poisoned lock only means a writer panicked;
+/// the value inside is still a whole token.
+fn read_current(current: &RwLock<Secret>) -> Secret {
+    current
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone()
 }
 
 #[cfg(test)]

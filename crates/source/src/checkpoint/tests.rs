@@ -767,26 +767,7 @@ fn a_discovered_service_that_disappears_is_reported_once_and_comes_back() {
 #[test]
 fn a_version_1_file_is_migrated_and_keeps_its_cursors() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("state.db");
-    let mut store = CheckpointStore::open(&path).unwrap();
-    store
-        .commit(&Commit {
-            cursors: vec![CursorCommit {
-                key: key("prod", "svc", "archive"),
-                since: 0,
-                position: Some(42),
-                add_fingerprints: Vec::new(),
-                prune_below: None,
-            }],
-            files: Vec::new(),
-        })
-        .unwrap();
-    drop(store);
-    // Turn the file back into what the first release wrote.
-    let conn = raw(&path);
-    conn.execute_batch("DROP TABLE discovered_service; PRAGMA user_version = 1;")
-        .unwrap();
-    drop(conn);
+    let path = version_1_file(&dir, 42);
 
     let mut store = CheckpointStore::open(&path).unwrap();
     assert_eq!(
@@ -804,25 +785,7 @@ fn a_version_1_file_is_migrated_and_keeps_its_cursors() {
 #[test]
 fn a_version_1_file_is_readable_before_a_writer_migrates_it() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("state.db");
-    let mut store = CheckpointStore::open(&path).unwrap();
-    store
-        .commit(&Commit {
-            cursors: vec![CursorCommit {
-                key: key("prod", "svc", "archive"),
-                since: 0,
-                position: Some(7),
-                add_fingerprints: Vec::new(),
-                prune_below: None,
-            }],
-            files: Vec::new(),
-        })
-        .unwrap();
-    drop(store);
-    let conn = raw(&path);
-    conn.execute_batch("DROP TABLE discovered_service; PRAGMA user_version = 1;")
-        .unwrap();
-    drop(conn);
+    let path = version_1_file(&dir, 7);
 
     let reader = CheckpointStore::open_read_only(&path).unwrap().unwrap();
     let rows = reader.positions().unwrap();
@@ -830,4 +793,28 @@ fn a_version_1_file_is_readable_before_a_writer_migrates_it() {
     assert_eq!(rows[0].position, Some(7));
     // Reading did not migrate: that is a writer's job.
     assert_eq!(schema::user_version(&reader.conn).unwrap(), 1);
+}
+
+/// A state file as the first release wrote it (schema version 1), with one
+/// cursor at `position`.
+fn version_1_file(dir: &tempfile::TempDir, position: i64) -> PathBuf {
+    let path = dir.path().join("state.db");
+    let mut store = CheckpointStore::open(&path).unwrap();
+    store
+        .commit(&Commit {
+            cursors: vec![CursorCommit {
+                key: key("prod", "svc", "archive"),
+                since: 0,
+                position: Some(position),
+                add_fingerprints: Vec::new(),
+                prune_below: None,
+            }],
+            files: Vec::new(),
+        })
+        .unwrap();
+    drop(store);
+    raw(&path)
+        .execute_batch("DROP TABLE discovered_service; PRAGMA user_version = 1;")
+        .unwrap();
+    path
 }
