@@ -9,6 +9,9 @@
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use std::fmt;
+use std::ops::Deref;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// One service event, normalized, as written by the file and stdout sinks.
@@ -106,6 +109,67 @@ impl EventRecord {
     }
 }
 
+/// A record as the pipeline hands it to sinks: shared by every sink that receives it
+/// (cloning is a reference count), and serialized to its JSON line at most once, by the
+/// first sink that needs it. Dereferences to the [`EventRecord`].
+#[derive(Clone)]
+pub struct SharedRecord(Arc<Shared>);
+
+struct Shared {
+    record: EventRecord,
+    json: OnceLock<Box<str>>,
+}
+
+impl SharedRecord {
+    pub fn new(record: EventRecord) -> Self {
+        SharedRecord(Arc::new(Shared {
+            record,
+            json: OnceLock::new(),
+        }))
+    }
+
+    /// The record.
+    pub fn record(&self) -> &EventRecord {
+        &self.0.record
+    }
+
+    /// The record as one compact JSON line, without the newline; computed once and
+    /// shared by every sink.
+    pub fn json_line(&self) -> &str {
+        self.0
+            .json
+            .get_or_init(|| self.0.record.to_json_line().into())
+    }
+}
+
+impl Deref for SharedRecord {
+    type Target = EventRecord;
+
+    fn deref(&self) -> &EventRecord {
+        &self.0.record
+    }
+}
+
+impl From<EventRecord> for SharedRecord {
+    fn from(record: EventRecord) -> Self {
+        SharedRecord::new(record)
+    }
+}
+
+impl fmt::Debug for SharedRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.record.fmt(f)
+    }
+}
+
+impl PartialEq for SharedRecord {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.record == other.0.record
+    }
+}
+
+impl Eq for SharedRecord {}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -179,5 +243,17 @@ mod tests {
             line.starts_with("{\"id\":\"") && line.contains("\"source\":\"prod\",\"project_id\"")
         );
         assert!(line.contains("\"timestamp\":\"2019-07-08T14:47:31.764Z\""));
+    }
+
+    #[test]
+    fn shared_record_serializes_once_and_matches_the_record() {
+        let r = EventRecord::new("prod", "svc", parts(1));
+        let shared = SharedRecord::new(r.clone());
+        let copy = shared.clone();
+        assert_eq!(shared.json_line(), r.to_json_line());
+        // The clone shares the one serialization.
+        assert!(std::ptr::eq(shared.json_line(), copy.json_line()));
+        assert_eq!(copy.id, r.id);
+        assert_eq!(copy, shared);
     }
 }
