@@ -1,12 +1,14 @@
 //! The checkpoint store: the one SQLite state file per config, shared by all
 //! sources. It owns the positions each (source, service, sink) has
 //! acknowledged, the fingerprints that let a sink skip what it already has
-//! within `lookback`, and the committed length of each file sink. No SQL lives
-//! outside this module.
+//! within `lookback`, and each sink's own state (a JSON text the sink defines,
+//! such as the file sink's committed length) with a count of the records it
+//! dead-lettered. No SQL lives outside this module.
 //!
-//! A commit is one transaction, written with `synchronous=FULL`: the file
-//! sink's exactly-once promise (cut an uncommitted tail at start-up) holds only
-//! if a committed length survives a power cut.
+//! A commit is one transaction, written with `synchronous=FULL`: a sink's
+//! state and its cursors move together or not at all, and the file sink's
+//! exactly-once promise (cut an uncommitted tail at start-up) holds only if a
+//! committed length survives a power cut.
 //!
 //! The methods block; async callers run them on `spawn_blocking`.
 
@@ -25,9 +27,27 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, pa
 pub use error::StateError;
 use schema::Migration;
 
-/// How long a statement waits for another connection's write (a `state` reader
-/// racing a runner's commit) before reporting busy.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a statement waits for another connection's write lock before
+/// failing with "database is locked", unless the caller chooses otherwise with
+/// [`CheckpointStore::open_with_busy_timeout`].
+///
+/// Long enough to ride out a short write lock that is not ours: a backup tool
+/// copying the file, or an operator's `sqlite3` shell. A lock held longer
+/// fails the commit, which the delivery engine handles by rolling the sink
+/// back and failing it for the run; waiting without end would instead stall
+/// every sink behind one stuck lock, silently.
+pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The columns of [`SinkStateRow`], from `sink_state`.
+const SINK_STATE_ROWS: &str = "SELECT sink, kind, state, dead_lettered, updated_at FROM sink_state";
+
+/// The same columns from a file older than [`schema::SINK_STATE_VERSION`],
+/// where only the file sink had state. The JSON is built exactly as migration
+/// 3 builds it, so that a read-only caller sees the same text before and after
+/// a writer migrates the file.
+const SINK_STATE_ROWS_FROM_FILE_OFFSET: &str = "SELECT sink, 'file',
+        json_object('path', path, 'len', len, 'dev', dev, 'ino', ino), 0, updated_at
+     FROM file_offset";
 
 /// The `WHERE` clause of [`CheckpointStore::reset`]: `?1`..`?3` are the
 /// filter's source, service and sink, and NULL matches any.
@@ -73,14 +93,6 @@ pub struct CursorState {
     pub fingerprints: Vec<(String, i64)>,
 }
 
-/// The committed state of a file sink: its length and which file it was.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FileOffset {
-    pub len: u64,
-    pub dev: u64,
-    pub ino: u64,
-}
-
 /// The new state of one cursor, written by [`CheckpointStore::commit`].
 #[derive(Debug, Clone)]
 pub struct CursorCommit {
@@ -93,12 +105,53 @@ pub struct CursorCommit {
     pub prune_below: Option<i64>,
 }
 
+/// A sink's own state to store, replacing its previous one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SinkStateCommit {
+    pub sink: String,
+    /// The sink's type (`"file"`, `"stdout"`, ...), so that a sink whose type
+    /// changed in the config can tell that the state is not its own.
+    pub kind: String,
+    /// JSON defined by the sink; the store does not look inside.
+    pub state: Option<String>,
+}
+
+/// Records a sink dead-lettered, to add to its counter.
+///
+/// A struct rather than a `(sink, count)` pair because the entry may create
+/// the sink's row, which needs a kind. On an existing row the kind is left as
+/// it is: kind and state belong together, and only a [`SinkStateCommit`]
+/// replaces them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLettered {
+    pub sink: String,
+    pub kind: String,
+    pub count: u64,
+}
+
 /// Everything one acknowledgement changes, written atomically.
 #[derive(Debug, Clone, Default)]
 pub struct Commit {
     pub cursors: Vec<CursorCommit>,
-    /// `(sink, path, offset)` of file sinks.
-    pub files: Vec<(String, String, FileOffset)>,
+    /// Sink states to store (kind and JSON replace the previous row;
+    /// `dead_lettered` is kept).
+    pub sink_states: Vec<SinkStateCommit>,
+    /// Records each sink dead-lettered among what this commit acknowledges,
+    /// added to its counter (the state is kept). A sink without a row gets
+    /// one with this kind and no state. Entries for the same sink add up.
+    pub dead_lettered: Vec<DeadLettered>,
+}
+
+/// One sink's row, as `runner state` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SinkStateRow {
+    pub sink: String,
+    pub kind: String,
+    pub state: Option<String>,
+    /// Records dead-lettered over the life of the state file.
+    pub dead_lettered: u64,
+    /// Epoch ms of the last change.
+    pub updated_at: i64,
 }
 
 /// A service that discovery found for a source, and whether it is gone.
@@ -146,6 +199,9 @@ pub enum ResetTo {
 pub struct CheckpointStore {
     conn: Connection,
     path: PathBuf,
+    /// The file's schema version: the supported one after a read-write open,
+    /// possibly older after a read-only one, which picks the tables to read.
+    version: i64,
 }
 
 impl CheckpointStore {
@@ -182,8 +238,16 @@ impl CheckpointStore {
 
     /// Opens the state file read-write, creating it and its parent folders,
     /// and brings its schema up to date. Refuses a file written by a newer
-    /// runner or by another program.
+    /// runner or by another program. Waits [`DEFAULT_BUSY_TIMEOUT`] for
+    /// another connection's write lock.
     pub fn open(path: &Path) -> Result<Self, StateError> {
+        Self::open_with_busy_timeout(path, DEFAULT_BUSY_TIMEOUT)
+    }
+
+    /// [`open`](Self::open), waiting up to `busy_timeout` for another
+    /// connection's write lock (in the migration and in every later write)
+    /// before failing with a retryable [`StateError::Sqlite`].
+    pub fn open_with_busy_timeout(path: &Path, busy_timeout: Duration) -> Result<Self, StateError> {
         create_parent(path)?;
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_CREATE
@@ -192,8 +256,9 @@ impl CheckpointStore {
         let mut store = CheckpointStore {
             conn,
             path: path.to_path_buf(),
+            version: schema::supported_version(),
         };
-        store.configure(true)?;
+        store.configure(true, busy_timeout)?;
         store.check_application_id()?;
         match schema::migrate(&mut store.conn).map_err(sqlite_error(path))? {
             Migration::Done { from } if from < schema::supported_version() => {
@@ -228,11 +293,12 @@ impl CheckpointStore {
         }
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(path, flags).map_err(sqlite_error(path))?;
-        let store = CheckpointStore {
+        let mut store = CheckpointStore {
             conn,
             path: path.to_path_buf(),
+            version: 0,
         };
-        store.configure(false)?;
+        store.configure(false, DEFAULT_BUSY_TIMEOUT)?;
         store.check_application_id()?;
         let found = schema::user_version(&store.conn).map_err(sqlite_error(path))?;
         let supported = schema::supported_version();
@@ -243,9 +309,12 @@ impl CheckpointStore {
                 supported,
             });
         }
-        // Read-only callers (`state`, `--dry-run`) use only the tables of
-        // version 1, which every later version keeps, so a file an older
-        // release wrote is readable before a writer migrates it.
+        // Read-only callers (`state`, `--dry-run`) must work on a file an
+        // older release wrote, before a writer migrates it. They read
+        // `cursor` and `fingerprint`, which every version since 1 has, and
+        // sink state, which lives in `sink_state` from version 3 and in
+        // version 1's `file_offset` before: the version kept here picks the
+        // table. `discovered_service` (version 2) is only used by writers.
         if found < 1 {
             return Err(StateError::Outdated {
                 path: path.to_path_buf(),
@@ -253,6 +322,7 @@ impl CheckpointStore {
                 supported,
             });
         }
+        store.version = found;
         Ok(Some(store))
     }
 
@@ -301,48 +371,35 @@ impl CheckpointStore {
         }))
     }
 
-    /// The committed `(path, offset)` of a file sink, or `None` before its
-    /// first commit.
-    pub fn file_offset(&self, sink: &str) -> Result<Option<(String, FileOffset)>, StateError> {
-        let row = self
+    /// The stored state of `sink`, or `None` before its first commit.
+    pub fn sink_state(&self, sink: &str) -> Result<Option<SinkStateRow>, StateError> {
+        let raw = self
             .conn
-            .query_row(
-                "SELECT path, len, dev, ino FROM file_offset WHERE sink = ?1",
-                [sink],
-                |row| {
-                    Ok((
-                        row.get::<_, String>(0)?,
-                        row.get::<_, i64>(1)?,
-                        row.get::<_, i64>(2)?,
-                        row.get::<_, i64>(3)?,
-                    ))
-                },
-            )
-            .optional()
+            .prepare_cached(&format!("{} WHERE sink = ?1", self.sink_state_rows()))
+            .and_then(|mut stmt| stmt.query_row([sink], raw_sink_state).optional())
             .map_err(self.sqlite())?;
-        let Some((path, len, dev, ino)) = row else {
-            return Ok(None);
-        };
-        let len = u64::try_from(len).map_err(|_| StateError::InvalidValue {
-            path: self.path.clone(),
-            detail: format!("file sink {sink:?} has a negative committed length {len}"),
-        })?;
-        Ok(Some((
-            path,
-            FileOffset {
-                len,
-                // Device and inode numbers are stored bit for bit: they are
-                // identities, not quantities, and may use the top bit.
-                dev: dev.cast_unsigned(),
-                ino: ino.cast_unsigned(),
-            },
-        )))
+        raw.map(|raw| self.sink_state_row(raw)).transpose()
+    }
+
+    /// Every sink's stored state, ordered by sink.
+    pub fn sink_states(&self) -> Result<Vec<SinkStateRow>, StateError> {
+        let raw: Vec<RawSinkState> = self
+            .conn
+            .prepare_cached(&format!("{} ORDER BY sink", self.sink_state_rows()))
+            .and_then(|mut stmt| {
+                stmt.query_map([], raw_sink_state)
+                    .and_then(Iterator::collect)
+            })
+            .map_err(self.sqlite())?;
+        raw.into_iter()
+            .map(|raw| self.sink_state_row(raw))
+            .collect()
     }
 
     /// Writes a whole acknowledgement in one durable transaction: cursors
     /// (since, position, updated_at), new fingerprints (duplicates ignored),
-    /// pruning below each cursor's bound, and file offsets. On error nothing
-    /// is written.
+    /// pruning below each cursor's bound, sink states and dead-letter counts.
+    /// On error nothing is written.
     pub fn commit(&mut self, commit: &Commit) -> Result<(), StateError> {
         let path = self.path.clone();
         let now = now_ms();
@@ -399,34 +456,35 @@ impl CheckpointStore {
                 .map_err(sqlite_error(&path))?;
             }
         }
-        for (sink, file_path, offset) in &commit.files {
-            let len = i64::try_from(offset.len).map_err(|_| StateError::InvalidValue {
-                path: path.clone(),
-                detail: format!(
-                    "file sink {sink:?}: length {} does not fit the state file",
-                    offset.len
-                ),
-            })?;
+        for sink in &commit.sink_states {
             tx.prepare_cached(
-                "INSERT INTO file_offset (sink, path, len, dev, ino, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                "INSERT INTO sink_state (sink, kind, state, updated_at) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (sink) DO UPDATE SET
-                     path = excluded.path,
-                     len = excluded.len,
-                     dev = excluded.dev,
-                     ino = excluded.ino,
+                     kind = excluded.kind,
+                     state = excluded.state,
                      updated_at = excluded.updated_at",
             )
-            .and_then(|mut stmt| {
-                stmt.execute(params![
-                    sink,
-                    file_path,
-                    len,
-                    offset.dev.cast_signed(),
-                    offset.ino.cast_signed(),
-                    now
-                ])
-            })
+            .and_then(|mut stmt| stmt.execute(params![sink.sink, sink.kind, sink.state, now]))
+            .map_err(sqlite_error(&path))?;
+        }
+        for entry in &commit.dead_lettered {
+            let count = i64::try_from(entry.count).map_err(|_| StateError::InvalidValue {
+                path: path.clone(),
+                detail: format!(
+                    "sink {:?}: dead-letter count {} does not fit the state file",
+                    entry.sink, entry.count
+                ),
+            })?;
+            // A sum past i64::MAX becomes a REAL in SQLite, which the STRICT
+            // INTEGER column refuses: the commit fails rather than wraps.
+            tx.prepare_cached(
+                "INSERT INTO sink_state (sink, kind, state, dead_lettered, updated_at)
+                 VALUES (?1, ?2, NULL, ?3, ?4)
+                 ON CONFLICT (sink) DO UPDATE SET
+                     dead_lettered = dead_lettered + excluded.dead_lettered,
+                     updated_at = excluded.updated_at",
+            )
+            .and_then(|mut stmt| stmt.execute(params![entry.sink, entry.kind, count, now]))
             .map_err(sqlite_error(&path))?;
         }
         tx.commit().map_err(sqlite_error(&path))
@@ -462,8 +520,8 @@ impl CheckpointStore {
     }
 
     /// Resets the cursors that match `filter` and returns how many changed.
-    /// File offsets are left alone: the file on disk still holds what was
-    /// written, and cutting it back is the file sink's business.
+    /// Sink states are left alone: what a sink wrote (a file on disk still
+    /// holds it) is the sink's business, not the cursors'.
     pub fn reset(&mut self, filter: &ResetFilter, to: ResetTo) -> Result<usize, StateError> {
         let path = self.path.clone();
         let tx = self
@@ -568,9 +626,9 @@ impl CheckpointStore {
 
     /// Per-connection settings. Journal mode is a property of the file and can
     /// only be set by a writer.
-    fn configure(&self, writable: bool) -> Result<(), StateError> {
+    fn configure(&self, writable: bool, busy_timeout: Duration) -> Result<(), StateError> {
         self.conn
-            .busy_timeout(BUSY_TIMEOUT)
+            .busy_timeout(busy_timeout)
             .map_err(self.sqlite())?;
         self.conn
             .pragma_update(None, "foreign_keys", true)
@@ -614,6 +672,44 @@ impl CheckpointStore {
     fn sqlite(&self) -> impl Fn(rusqlite::Error) -> StateError + '_ {
         sqlite_error(&self.path)
     }
+
+    /// The query of [`SinkStateRow`]s for this file's schema version.
+    fn sink_state_rows(&self) -> &'static str {
+        if self.version >= schema::SINK_STATE_VERSION {
+            SINK_STATE_ROWS
+        } else {
+            SINK_STATE_ROWS_FROM_FILE_OFFSET
+        }
+    }
+
+    fn sink_state_row(&self, raw: RawSinkState) -> Result<SinkStateRow, StateError> {
+        let (sink, kind, state, dead_lettered, updated_at) = raw;
+        let dead_lettered = u64::try_from(dead_lettered).map_err(|_| StateError::InvalidValue {
+            path: self.path.clone(),
+            detail: format!("sink {sink:?} has a negative dead-letter count {dead_lettered}"),
+        })?;
+        Ok(SinkStateRow {
+            sink,
+            kind,
+            state,
+            dead_lettered,
+            updated_at,
+        })
+    }
+}
+
+/// A row of [`SINK_STATE_ROWS`] as SQLite returns it, before the count is
+/// checked.
+type RawSinkState = (String, String, Option<String>, i64, i64);
+
+fn raw_sink_state(row: &rusqlite::Row<'_>) -> rusqlite::Result<RawSinkState> {
+    Ok((
+        row.get(0)?,
+        row.get(1)?,
+        row.get(2)?,
+        row.get(3)?,
+        row.get(4)?,
+    ))
 }
 
 fn sqlite_error(path: &Path) -> impl Fn(rusqlite::Error) -> StateError + '_ {

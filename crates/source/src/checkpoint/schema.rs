@@ -11,8 +11,9 @@ use rusqlite::{Connection, TransactionBehavior};
 /// tables to it.
 pub(super) const APPLICATION_ID: i32 = 0x4d41_4556;
 
-/// Entry `n` takes the schema from version `n` to `n + 1`.
-const MIGRATIONS: &[&str] = &[
+/// Entry `n` takes the schema from version `n` to `n + 1`. Visible to the
+/// tests, which build files of older versions from the released entries.
+pub(super) const MIGRATIONS: &[&str] = &[
     // 1: cursors per (source, service, sink), their fingerprints, file sink offsets.
     "
     CREATE TABLE cursor (
@@ -58,7 +59,30 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (source, service_id)
     ) STRICT, WITHOUT ROWID;
     ",
+    // 3: state of any kind of sink, replacing the file sink's own table: each
+    // sink stores a JSON text of its choosing, committed with its cursors,
+    // and counts the records it dead-lettered. The file sink's offsets move
+    // over as kind 'file'; dev and ino keep their signed 64-bit bit patterns.
+    "
+    CREATE TABLE sink_state (
+        sink          TEXT PRIMARY KEY,
+        kind          TEXT NOT NULL,          -- the sink's type: 'file', 'stdout', ...
+        state         TEXT,                   -- JSON defined by the sink, or NULL
+        dead_lettered INTEGER NOT NULL DEFAULT 0 CHECK (dead_lettered >= 0),
+        updated_at    INTEGER NOT NULL
+    ) STRICT;
+
+    INSERT INTO sink_state (sink, kind, state, updated_at)
+    SELECT sink, 'file', json_object('path', path, 'len', len, 'dev', dev, 'ino', ino), updated_at
+    FROM file_offset;
+
+    DROP TABLE file_offset;
+    ",
 ];
+
+/// The first version with `sink_state`; older files keep the file sink's
+/// state in `file_offset`, which a read-only open must read instead.
+pub(super) const SINK_STATE_VERSION: i64 = 3;
 
 /// The schema version this build writes and reads.
 pub(super) fn supported_version() -> i64 {

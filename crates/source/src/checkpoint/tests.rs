@@ -2,8 +2,11 @@
 #![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::thread;
 
 use rusqlite::Connection;
+use serde_json::{Value, json};
 
 use super::*;
 
@@ -37,6 +40,33 @@ fn cursor_commit(key: CursorKey, position: i64, fps: &[(u64, i64)]) -> CursorCom
     }
 }
 
+fn sink_state(sink: &str, kind: &str, state: Option<&str>) -> SinkStateCommit {
+    SinkStateCommit {
+        sink: sink.into(),
+        kind: kind.into(),
+        state: state.map(Into::into),
+    }
+}
+
+fn dead(sink: &str, kind: &str, count: u64) -> DeadLettered {
+    DeadLettered {
+        sink: sink.into(),
+        kind: kind.into(),
+        count,
+    }
+}
+
+/// `(sink, kind, state, dead_lettered)` of every row, for comparisons that
+/// leave out `updated_at`.
+fn sink_rows(store: &CheckpointStore) -> Vec<(String, String, Option<String>, u64)> {
+    store
+        .sink_states()
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.sink, r.kind, r.state, r.dead_lettered))
+        .collect()
+}
+
 fn raw(path: &Path) -> Connection {
     Connection::open(path).unwrap()
 }
@@ -64,18 +94,21 @@ fn seeded(dir: &tempfile::TempDir) -> CheckpointStore {
                 cursor_commit(key("prod", "svc-b", "archive"), 200, &[(3, 200)]),
                 cursor_commit(key("test", "svc-a", "archive"), 300, &[(4, 300)]),
             ],
-            files: vec![(
-                "archive".into(),
-                "out/events.jsonl".into(),
-                FileOffset {
-                    len: 10,
-                    dev: 1,
-                    ino: 2,
-                },
-            )],
+            sink_states: vec![sink_state("archive", "file", Some(r#"{"len":10}"#))],
+            dead_lettered: vec![dead("archive", "file", 2)],
         })
         .unwrap();
     store
+}
+
+/// The sink rows [`seeded`] stores.
+fn seeded_sink_rows() -> Vec<(String, String, Option<String>, u64)> {
+    vec![(
+        "archive".into(),
+        "file".into(),
+        Some(r#"{"len":10}"#.into()),
+        2,
+    )]
 }
 
 fn remaining(store: &CheckpointStore) -> Vec<(String, String, String, Option<i64>, u64)> {
@@ -101,14 +134,15 @@ fn open_creates_folders_schema_and_version() {
         "cursor",
         "fingerprint",
         "fingerprint_by_time",
-        "file_offset",
         "discovered_service",
+        "sink_state",
     ] {
         assert!(
             names.iter().any(|n| n == expected),
             "{expected} missing in {names:?}"
         );
     }
+    assert!(!names.iter().any(|n| n == "file_offset"), "{names:?}");
     let conn = raw(&path);
     assert_eq!(
         schema::user_version(&conn).unwrap(),
@@ -136,7 +170,7 @@ fn reopen_keeps_data_and_does_not_migrate_again() {
     store
         .commit(&Commit {
             cursors: vec![cursor_commit(key("prod", "svc", "archive"), 42, &[(1, 42)])],
-            files: vec![],
+            ..Commit::default()
         })
         .unwrap();
     drop(store);
@@ -167,7 +201,7 @@ fn newer_user_version_is_refused() {
             err,
             StateError::FutureVersion {
                 found: 99,
-                supported: 2,
+                supported: 3,
                 ..
             }
         ),
@@ -230,20 +264,16 @@ fn journal_is_wal_and_sync_is_full() {
 }
 
 #[test]
-fn commit_round_trips_cursors_fingerprints_and_offsets() {
+fn commit_round_trips_cursors_fingerprints_and_sink_states() {
     let dir = tempfile::tempdir().unwrap();
     let path = state_path(&dir);
     let mut store = CheckpointStore::open(&path).unwrap();
     let k = key("prod", "svc", "archive");
     assert!(store.cursor(&k).unwrap().is_none());
-    assert!(store.file_offset("archive").unwrap().is_none());
+    assert!(store.sink_state("archive").unwrap().is_none());
+    assert!(store.sink_states().unwrap().is_empty());
 
-    let offset = FileOffset {
-        len: 4096,
-        // Identities using the top bit must survive the i64 column.
-        dev: u64::MAX - 1,
-        ino: 1 << 63,
-    };
+    let state = r#"{"path":"out/events.jsonl","len":4096}"#;
     store
         .commit(&Commit {
             cursors: vec![CursorCommit {
@@ -253,7 +283,8 @@ fn commit_round_trips_cursors_fingerprints_and_offsets() {
                 add_fingerprints: vec![(fp(2), 200), (fp(1), 150), (fp(3), 200)],
                 prune_below: None,
             }],
-            files: vec![("archive".into(), "out/events.jsonl".into(), offset)],
+            sink_states: vec![sink_state("archive", "file", Some(state))],
+            dead_lettered: vec![dead("console", "stdout", 3)],
         })
         .unwrap();
     drop(store);
@@ -267,9 +298,24 @@ fn commit_round_trips_cursors_fingerprints_and_offsets() {
         vec![(fp(1), 150), (fp(2), 200), (fp(3), 200)],
         "ordered by occur_time, then id"
     );
+    let archive = store.sink_state("archive").unwrap().unwrap();
     assert_eq!(
-        store.file_offset("archive").unwrap(),
-        Some(("out/events.jsonl".to_string(), offset))
+        archive,
+        SinkStateRow {
+            sink: "archive".into(),
+            kind: "file".into(),
+            state: Some(state.into()),
+            dead_lettered: 0,
+            updated_at: archive.updated_at,
+        }
+    );
+    assert!(archive.updated_at > 1_600_000_000_000);
+    assert_eq!(
+        sink_rows(&store),
+        vec![
+            ("archive".into(), "file".into(), Some(state.into()), 0),
+            ("console".into(), "stdout".into(), None, 3),
+        ]
     );
     // Other keys stay empty.
     assert!(
@@ -278,7 +324,7 @@ fn commit_round_trips_cursors_fingerprints_and_offsets() {
             .unwrap()
             .is_none()
     );
-    assert!(store.file_offset("console").unwrap().is_none());
+    assert!(store.sink_state("elastic").unwrap().is_none());
 }
 
 #[test]
@@ -289,15 +335,8 @@ fn commit_updates_in_place_and_ignores_duplicate_fingerprints() {
     store
         .commit(&Commit {
             cursors: vec![cursor_commit(k.clone(), 100, &[(1, 100)])],
-            files: vec![(
-                "archive".into(),
-                "a.jsonl".into(),
-                FileOffset {
-                    len: 1,
-                    dev: 1,
-                    ino: 1,
-                },
-            )],
+            sink_states: vec![sink_state("archive", "file", Some(r#"{"len":1}"#))],
+            ..Commit::default()
         })
         .unwrap();
     store
@@ -307,15 +346,9 @@ fn commit_updates_in_place_and_ignores_duplicate_fingerprints() {
                 position: None,
                 ..cursor_commit(k.clone(), 0, &[(1, 100), (2, 120)])
             }],
-            files: vec![(
-                "archive".into(),
-                "b.jsonl".into(),
-                FileOffset {
-                    len: 9,
-                    dev: 2,
-                    ino: 3,
-                },
-            )],
+            // The sink's type changed in the config: kind and state both go.
+            sink_states: vec![sink_state("archive", "stdout", None)],
+            ..Commit::default()
         })
         .unwrap();
 
@@ -324,15 +357,8 @@ fn commit_updates_in_place_and_ignores_duplicate_fingerprints() {
     assert_eq!(cursor.position, None);
     assert_eq!(cursor.fingerprints, vec![(fp(1), 100), (fp(2), 120)]);
     assert_eq!(
-        store.file_offset("archive").unwrap(),
-        Some((
-            "b.jsonl".into(),
-            FileOffset {
-                len: 9,
-                dev: 2,
-                ino: 3
-            }
-        ))
+        sink_rows(&store),
+        vec![("archive".into(), "stdout".into(), None, 0)]
     );
     assert_eq!(store.positions().unwrap().len(), 1);
 }
@@ -350,7 +376,7 @@ fn prune_removes_only_below_the_bound_and_only_for_that_cursor() {
                 cursor_commit(pruned.clone(), 151, &old),
                 cursor_commit(other.clone(), 151, &old),
             ],
-            files: vec![],
+            ..Commit::default()
         })
         .unwrap();
     store
@@ -359,7 +385,7 @@ fn prune_removes_only_below_the_bound_and_only_for_that_cursor() {
                 prune_below: Some(150),
                 ..cursor_commit(pruned.clone(), 200, &[(5, 200)])
             }],
-            files: vec![],
+            ..Commit::default()
         })
         .unwrap();
 
@@ -369,61 +395,179 @@ fn prune_removes_only_below_the_bound_and_only_for_that_cursor() {
     assert_eq!(untouched.len(), 4);
 }
 
+/// What [`a_failing_commit_leaves_nothing_behind`] stores before each
+/// failing commit: a cursor, two sink states and two counters, one of them at
+/// the largest count the file holds.
+fn before_failing_commits(store: &mut CheckpointStore) {
+    store
+        .commit(&Commit {
+            cursors: vec![cursor_commit(
+                key("prod", "svc", "archive"),
+                100,
+                &[(1, 100)],
+            )],
+            sink_states: vec![
+                sink_state("archive", "file", Some(r#"{"len":10}"#)),
+                sink_state("full", "stdout", None),
+            ],
+            dead_lettered: vec![
+                dead("archive", "file", 1),
+                dead("full", "stdout", i64::MAX.cast_unsigned()),
+            ],
+        })
+        .unwrap();
+}
+
 #[test]
 fn a_failing_commit_leaves_nothing_behind() {
     let dir = tempfile::tempdir().unwrap();
     let mut store = CheckpointStore::open(&state_path(&dir)).unwrap();
+    before_failing_commits(&mut store);
     let k = key("prod", "svc", "archive");
-    store
-        .commit(&Commit {
-            cursors: vec![cursor_commit(k.clone(), 100, &[(1, 100)])],
-            files: vec![(
-                "archive".into(),
-                "a.jsonl".into(),
-                FileOffset {
-                    len: 10,
-                    dev: 1,
-                    ino: 1,
-                },
-            )],
-        })
-        .unwrap();
-
     let fresh = key("prod", "svc", "console");
-    let mut bad = cursor_commit(k.clone(), 300, &[(2, 300)]);
+    let stored = sink_rows(&store);
+
+    // Every commit carries all three parts, and fails in a different one:
+    // in the cursors, in a count SQLite refuses (the sum passes i64::MAX)
+    // and in a count that does not fit the column at all. Whatever order
+    // the parts are written in, some case fails after the others were.
+    let mut bad_fingerprint = cursor_commit(k.clone(), 300, &[(2, 300)]);
     // The cursor upsert and the first fingerprint succeed; this row breaks
     // the id CHECK, after them.
-    bad.add_fingerprints.push(("ABC".into(), 300));
-    let err = store
-        .commit(&Commit {
-            cursors: vec![cursor_commit(fresh.clone(), 300, &[(9, 300)]), bad],
-            files: vec![(
-                "archive".into(),
-                "a.jsonl".into(),
-                FileOffset {
-                    len: 99,
-                    dev: 1,
-                    ino: 1,
-                },
-            )],
-        })
-        .unwrap_err();
-    assert!(matches!(err, StateError::Sqlite { .. }), "{err:?}");
-    assert!(!err.is_retryable());
+    bad_fingerprint.add_fingerprints.push(("ABC".into(), 300));
+    let failing = [
+        (
+            bad_fingerprint,
+            dead("archive", "file", 5),
+            "fingerprint CHECK",
+            false,
+        ),
+        (
+            cursor_commit(k.clone(), 300, &[(2, 300)]),
+            dead("full", "stdout", 1),
+            "counter overflow",
+            false,
+        ),
+        (
+            cursor_commit(k.clone(), 300, &[(2, 300)]),
+            dead("archive", "file", u64::MAX),
+            "count out of range",
+            true,
+        ),
+    ];
+    // `refused`: the store turns the value down before SQLite sees it.
+    for (cursor, last_count, case, refused) in failing {
+        let err = store
+            .commit(&Commit {
+                cursors: vec![cursor_commit(fresh.clone(), 300, &[(9, 300)]), cursor],
+                sink_states: vec![
+                    sink_state("archive", "file", Some(r#"{"len":99}"#)),
+                    sink_state("elastic", "elasticsearch", Some("{}")),
+                ],
+                dead_lettered: vec![
+                    dead("archive", "file", 5),
+                    dead("elastic", "elasticsearch", 7),
+                    last_count,
+                ],
+            })
+            .unwrap_err();
+        if refused {
+            assert!(
+                matches!(err, StateError::InvalidValue { .. }),
+                "{case}: {err:?}"
+            );
+        } else {
+            assert!(matches!(err, StateError::Sqlite { .. }), "{case}: {err:?}");
+        }
+        assert!(!err.is_retryable(), "{case}: {err:?}");
 
-    assert!(store.cursor(&fresh).unwrap().is_none());
-    let cursor = store.cursor(&k).unwrap().unwrap();
-    assert_eq!(cursor.position, Some(100));
-    assert_eq!(cursor.fingerprints, vec![(fp(1), 100)]);
-    assert_eq!(store.file_offset("archive").unwrap().unwrap().1.len, 10);
+        assert!(store.cursor(&fresh).unwrap().is_none(), "{case}");
+        let cursor = store.cursor(&k).unwrap().unwrap();
+        assert_eq!(cursor.position, Some(100), "{case}");
+        assert_eq!(cursor.fingerprints, vec![(fp(1), 100)], "{case}");
+        assert_eq!(sink_rows(&store), stored, "{case}");
+    }
+
     // The store stays usable after a failed commit.
     store
         .commit(&Commit {
             cursors: vec![cursor_commit(fresh.clone(), 300, &[(9, 300)])],
-            files: vec![],
+            dead_lettered: vec![dead("archive", "file", 5)],
+            ..Commit::default()
         })
         .unwrap();
     assert_eq!(store.cursor(&fresh).unwrap().unwrap().position, Some(300));
+    assert_eq!(
+        store.sink_state("archive").unwrap().unwrap().dead_lettered,
+        6
+    );
+}
+
+#[test]
+fn dead_letter_counts_add_up_and_states_and_counts_keep_each_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = state_path(&dir);
+    let mut store = CheckpointStore::open(&path).unwrap();
+    let only_counts = |counts: Vec<DeadLettered>| Commit {
+        dead_lettered: counts,
+        ..Commit::default()
+    };
+    let only_state = |state: SinkStateCommit| Commit {
+        sink_states: vec![state],
+        ..Commit::default()
+    };
+    let state = r#"{"path":"a.jsonl","len":7}"#;
+
+    // A count for a sink without a row creates one, with its kind and no state.
+    store
+        .commit(&only_counts(vec![dead("archive", "file", 3)]))
+        .unwrap();
+    assert_eq!(
+        sink_rows(&store),
+        vec![("archive".into(), "file".into(), None, 3)]
+    );
+
+    // Storing a state keeps the count.
+    store
+        .commit(&only_state(sink_state("archive", "file", Some(state))))
+        .unwrap();
+    assert_eq!(
+        sink_rows(&store),
+        vec![("archive".into(), "file".into(), Some(state.into()), 3)]
+    );
+
+    // Adding keeps the state and the kind; entries of one commit add up.
+    store
+        .commit(&only_counts(vec![
+            dead("archive", "file", 2),
+            dead("console", "stdout", 1),
+            // A kind that differs from the row's does not replace it.
+            dead("archive", "other", 4),
+        ]))
+        .unwrap();
+    let expected = vec![
+        ("archive".into(), "file".into(), Some(state.into()), 9),
+        ("console".into(), "stdout".into(), None, 1),
+    ];
+    assert_eq!(sink_rows(&store), expected);
+
+    // Replacing the state, even with none, keeps the count.
+    store
+        .commit(&only_state(sink_state("console", "stdout", Some("{}"))))
+        .unwrap();
+    store
+        .commit(&only_state(sink_state("archive", "file", None)))
+        .unwrap();
+    let expected = vec![
+        ("archive".into(), "file".into(), None, 9),
+        ("console".into(), "stdout".into(), Some("{}".into()), 1),
+    ];
+    assert_eq!(sink_rows(&store), expected);
+    drop(store);
+
+    // Durable, and the same through a read-only open.
+    let reader = CheckpointStore::open_read_only(&path).unwrap().unwrap();
+    assert_eq!(sink_rows(&reader), expected);
 }
 
 #[test]
@@ -440,7 +584,7 @@ fn fingerprints_must_be_lowercase_hex_of_64_digits() {
                 add_fingerprints: vec![(bad.clone(), 1)],
                 ..cursor_commit(key("prod", "svc", "archive"), 1, &[])
             }],
-            files: vec![],
+            ..Commit::default()
         };
         assert!(store.commit(&commit).is_err(), "{bad} was accepted");
     }
@@ -496,7 +640,8 @@ fn open_read_only_reads_what_a_writer_committed() {
     writer
         .commit(&Commit {
             cursors: vec![cursor_commit(key("prod", "svc", "archive"), 7, &[(1, 7)])],
-            files: vec![],
+            sink_states: vec![sink_state("archive", "file", Some(r#"{"len":7}"#))],
+            dead_lettered: vec![dead("archive", "file", 1)],
         })
         .unwrap();
 
@@ -508,6 +653,15 @@ fn open_read_only_reads_what_a_writer_committed() {
         .unwrap()
         .unwrap();
     assert_eq!(cursor.position, Some(7));
+    assert_eq!(
+        sink_rows(&reader),
+        vec![(
+            "archive".into(),
+            "file".into(),
+            Some(r#"{"len":7}"#.into()),
+            1
+        )]
+    );
     // Read-only means read-only.
     let write = reader.conn.execute("DELETE FROM cursor", []);
     assert!(write.is_err());
@@ -526,7 +680,7 @@ fn open_read_only_refuses_an_unmigrated_file() {
             err,
             StateError::Outdated {
                 found: 0,
-                supported: 2,
+                supported: 3,
                 ..
             }
         ),
@@ -616,7 +770,7 @@ fn reset_delete_with_each_filter() {
             .map(|&(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
             .collect();
         assert_eq!(keys, expected, "{filter:?}");
-        // Fingerprints of deleted cursors go too, and file offsets stay.
+        // Fingerprints of deleted cursors go too, and sink states stay.
         let fingerprints: i64 = store
             .conn
             .query_row("SELECT count(*) FROM fingerprint", [], |r| r.get(0))
@@ -626,7 +780,7 @@ fn reset_delete_with_each_filter() {
             i64::try_from(left.len()).unwrap(),
             "{filter:?}"
         );
-        assert!(store.file_offset("archive").unwrap().is_some());
+        assert_eq!(sink_rows(&store), seeded_sink_rows(), "{filter:?}");
     }
 }
 
@@ -684,7 +838,7 @@ fn reset_to_since_clears_position_and_fingerprints_of_matches_only() {
         assert!(cursor.position.is_some(), "{k:?}");
         assert_eq!(cursor.fingerprints.len(), 1, "{k:?}");
     }
-    assert_eq!(store.file_offset("archive").unwrap().unwrap().1.len, 10);
+    assert_eq!(sink_rows(&store), seeded_sink_rows());
 }
 
 #[test]
@@ -764,10 +918,100 @@ fn a_discovered_service_that_disappears_is_reported_once_and_comes_back() {
     assert!(store.record_discovery("other", &[]).unwrap().is_empty());
 }
 
+/// A `file_offset` row of a file older than version 3:
+/// `(sink, path, len, dev, ino)`, with dev and ino as the bit patterns the file
+/// sink stored.
+type OldOffset<'a> = (&'a str, &'a str, i64, i64, i64);
+
+/// Offsets for the older-version tests; `archive`'s dev and ino use the top
+/// bit, as real device and inode numbers may.
+const OLD_OFFSETS: &[OldOffset] = &[
+    (
+        "archive",
+        "out/events.jsonl",
+        4096,
+        (u64::MAX - 1).cast_signed(),
+        (1_u64 << 63).cast_signed(),
+    ),
+    ("backup", "out/\"quoted\" é.jsonl", 0, 1, 2),
+];
+
+/// The `updated_at` of every row [`older_file`] writes.
+const OLD_UPDATED_AT: i64 = 1_700_000_000_000;
+
+/// A state file as the release with schema `version` wrote it, built from the
+/// released migrations: one cursor at `position` and a `file_offset` row per
+/// entry of `offsets`.
+fn older_file(
+    dir: &tempfile::TempDir,
+    version: usize,
+    position: i64,
+    offsets: &[OldOffset],
+) -> PathBuf {
+    assert!(
+        (1..schema::MIGRATIONS.len()).contains(&version),
+        "{version} is not an older version"
+    );
+    let path = dir.path().join("state.db");
+    let conn = raw(&path);
+    // Every release set WAL when it created the file.
+    let mode: String = conn
+        .pragma_update_and_check(None, "journal_mode", "wal", |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+    for sql in &schema::MIGRATIONS[..version] {
+        conn.execute_batch(sql).unwrap();
+    }
+    conn.pragma_update(None, "application_id", schema::APPLICATION_ID)
+        .unwrap();
+    conn.pragma_update(None, "user_version", i64::try_from(version).unwrap())
+        .unwrap();
+    conn.execute(
+        "INSERT INTO cursor (source, service_id, sink, since, position, updated_at)
+         VALUES ('prod', 'svc', 'archive', 0, ?1, ?2)",
+        (position, OLD_UPDATED_AT),
+    )
+    .unwrap();
+    for &(sink, file, len, dev, ino) in offsets {
+        conn.execute(
+            "INSERT INTO file_offset (sink, path, len, dev, ino, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            (sink, file, len, dev, ino, OLD_UPDATED_AT),
+        )
+        .unwrap();
+    }
+    path
+}
+
+/// Checks that `rows` are [`OLD_OFFSETS`] as sink states: kind "file", the
+/// JSON holding the same values, dev and ino as the same bit patterns.
+fn assert_old_offsets_as_sink_states(rows: &[SinkStateRow]) {
+    assert_eq!(rows.len(), OLD_OFFSETS.len(), "{rows:?}");
+    for (row, &(sink, file, len, dev, ino)) in rows.iter().zip(OLD_OFFSETS) {
+        assert_eq!(row.sink, sink);
+        assert_eq!(row.kind, "file", "{row:?}");
+        assert_eq!(row.dead_lettered, 0, "{row:?}");
+        assert_eq!(row.updated_at, OLD_UPDATED_AT, "{row:?}");
+        let state: Value = serde_json::from_str(row.state.as_deref().unwrap()).unwrap();
+        assert_eq!(
+            state,
+            json!({"path": file, "len": len, "dev": dev, "ino": ino}),
+            "{row:?}"
+        );
+    }
+    // How the file sink reads them back: i64, cast to the u64 identity.
+    let archive: Value = serde_json::from_str(rows[0].state.as_deref().unwrap()).unwrap();
+    assert_eq!(
+        archive["dev"].as_i64().unwrap().cast_unsigned(),
+        u64::MAX - 1
+    );
+    assert_eq!(archive["ino"].as_i64().unwrap().cast_unsigned(), 1 << 63);
+}
+
 #[test]
-fn a_version_1_file_is_migrated_and_keeps_its_cursors() {
+fn a_version_1_file_is_migrated_and_keeps_its_cursors_and_offsets() {
     let dir = tempfile::tempdir().unwrap();
-    let path = version_1_file(&dir, 42);
+    let path = older_file(&dir, 1, 42, OLD_OFFSETS);
 
     let mut store = CheckpointStore::open(&path).unwrap();
     assert_eq!(
@@ -780,41 +1024,190 @@ fn a_version_1_file_is_migrated_and_keeps_its_cursors() {
         .unwrap();
     assert_eq!(cursor.position, Some(42));
     assert!(store.record_discovery("prod", &[]).unwrap().is_empty());
+    assert_old_offsets_as_sink_states(&store.sink_states().unwrap());
 }
 
 #[test]
-fn a_version_1_file_is_readable_before_a_writer_migrates_it() {
+fn a_version_2_file_moves_its_file_offsets_into_sink_state() {
     let dir = tempfile::tempdir().unwrap();
-    let path = version_1_file(&dir, 7);
+    let path = older_file(&dir, 2, 42, OLD_OFFSETS);
+    // What a read-only caller saw before the migration.
+    let before = CheckpointStore::open_read_only(&path)
+        .unwrap()
+        .unwrap()
+        .sink_states()
+        .unwrap();
 
-    let reader = CheckpointStore::open_read_only(&path).unwrap().unwrap();
-    let rows = reader.positions().unwrap();
-    assert_eq!(rows.len(), 1);
-    assert_eq!(rows[0].position, Some(7));
-    // Reading did not migrate: that is a writer's job.
-    assert_eq!(schema::user_version(&reader.conn).unwrap(), 1);
-}
-
-/// A state file as the first release wrote it (schema version 1), with one
-/// cursor at `position`.
-fn version_1_file(dir: &tempfile::TempDir, position: i64) -> PathBuf {
-    let path = dir.path().join("state.db");
     let mut store = CheckpointStore::open(&path).unwrap();
+    assert_eq!(schema::user_version(&store.conn).unwrap(), 3);
+    let names = table_names(&path);
+    assert!(!names.iter().any(|n| n == "file_offset"), "{names:?}");
+    assert!(names.iter().any(|n| n == "sink_state"), "{names:?}");
+    let rows = store.sink_states().unwrap();
+    assert_old_offsets_as_sink_states(&rows);
+    // The same rows, to the byte of the JSON, as before the migration.
+    assert_eq!(rows, before);
+    assert_eq!(store.sink_state("archive").unwrap().as_ref(), rows.first());
+
+    // The migrated rows take counts and new states like any other.
     store
         .commit(&Commit {
-            cursors: vec![CursorCommit {
-                key: key("prod", "svc", "archive"),
-                since: 0,
-                position: Some(position),
-                add_fingerprints: Vec::new(),
-                prune_below: None,
-            }],
-            files: Vec::new(),
+            dead_lettered: vec![dead("archive", "file", 2)],
+            ..Commit::default()
         })
         .unwrap();
-    drop(store);
-    raw(&path)
-        .execute_batch("DROP TABLE discovered_service; PRAGMA user_version = 1;")
+    let archive = store.sink_state("archive").unwrap().unwrap();
+    assert_eq!(archive.dead_lettered, 2);
+    assert_eq!(archive.state, rows[0].state);
+}
+
+#[test]
+fn an_unmigrated_older_file_is_readable_with_synthesized_sink_states() {
+    for version in [1, 2] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = older_file(&dir, version, 7, OLD_OFFSETS);
+
+        let reader = CheckpointStore::open_read_only(&path).unwrap().unwrap();
+        let rows = reader.positions().unwrap();
+        assert_eq!(rows.len(), 1, "version {version}");
+        assert_eq!(rows[0].position, Some(7), "version {version}");
+        let states = reader.sink_states().unwrap();
+        assert_old_offsets_as_sink_states(&states);
+        assert_eq!(
+            reader.sink_state("backup").unwrap().as_ref(),
+            states.get(1),
+            "version {version}"
+        );
+        assert!(
+            reader.sink_state("console").unwrap().is_none(),
+            "version {version}"
+        );
+        // Reading did not migrate: that is a writer's job.
+        assert_eq!(
+            schema::user_version(&reader.conn).unwrap(),
+            i64::try_from(version).unwrap()
+        );
+        drop(reader);
+        let names = table_names(&path);
+        assert!(names.iter().any(|n| n == "file_offset"), "{names:?}");
+        assert!(!names.iter().any(|n| n == "sink_state"), "{names:?}");
+    }
+}
+
+#[test]
+fn open_uses_the_default_busy_timeout_unless_told_otherwise() {
+    let busy_timeout = |store: &CheckpointStore| -> i64 {
+        store
+            .conn
+            .pragma_query_value(None, "busy_timeout", |r| r.get(0))
+            .unwrap()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = state_path(&dir);
+    let default_ms = i64::try_from(DEFAULT_BUSY_TIMEOUT.as_millis()).unwrap();
+    assert_eq!(
+        busy_timeout(&CheckpointStore::open(&path).unwrap()),
+        default_ms
+    );
+    let store = CheckpointStore::open_with_busy_timeout(&path, Duration::from_millis(250)).unwrap();
+    assert_eq!(busy_timeout(&store), 250);
+    let reader = CheckpointStore::open_read_only(&path).unwrap().unwrap();
+    assert_eq!(busy_timeout(&reader), default_ms);
+}
+
+/// Holds the write lock of the state file at `path` from another connection,
+/// as a backup tool or a `sqlite3` shell would, with a row of its own written
+/// in it. Returns once the lock is held; the thread commits when `release`
+/// yields (a message or a hang-up).
+fn hold_write_lock(path: &Path, release: impl FnOnce() + Send + 'static) -> thread::JoinHandle<()> {
+    let path = path.to_path_buf();
+    let (held_tx, held_rx) = mpsc::channel();
+    let holder = thread::spawn(move || {
+        let mut conn = raw(&path);
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .unwrap();
+        tx.execute(
+            "INSERT INTO sink_state (sink, kind, updated_at) VALUES ('holder', 'test', 0)",
+            [],
+        )
         .unwrap();
-    path
+        held_tx.send(()).unwrap();
+        release();
+        tx.commit().unwrap();
+    });
+    held_rx.recv().unwrap();
+    holder
+}
+
+/// A commit with every part, for the busy-timeout tests.
+fn commit_of_every_part() -> Commit {
+    Commit {
+        cursors: vec![cursor_commit(
+            key("prod", "svc", "archive"),
+            100,
+            &[(1, 100)],
+        )],
+        sink_states: vec![sink_state("archive", "file", Some("{}"))],
+        dead_lettered: vec![dead("console", "stdout", 1)],
+    }
+}
+
+#[test]
+fn a_commit_rides_out_a_short_foreign_write_lock() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = state_path(&dir);
+    let mut store = CheckpointStore::open_with_busy_timeout(&path, Duration::from_secs(5)).unwrap();
+
+    // The lock is held when the commit starts: it succeeds only by waiting.
+    let holder = hold_write_lock(&path, || thread::sleep(Duration::from_millis(200)));
+    store.commit(&commit_of_every_part()).unwrap();
+    holder.join().unwrap();
+
+    assert_eq!(
+        store
+            .cursor(&key("prod", "svc", "archive"))
+            .unwrap()
+            .unwrap()
+            .position,
+        Some(100)
+    );
+    let sinks: Vec<_> = sink_rows(&store).into_iter().map(|r| r.0).collect();
+    assert_eq!(sinks, ["archive", "console", "holder"]);
+}
+
+#[test]
+fn a_write_lock_held_past_the_busy_timeout_fails_the_commit_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = state_path(&dir);
+    let mut store =
+        CheckpointStore::open_with_busy_timeout(&path, Duration::from_millis(100)).unwrap();
+
+    let (release_tx, release_rx) = mpsc::channel::<()>();
+    // Held until the commit has returned.
+    let holder = hold_write_lock(&path, move || {
+        let _ = release_rx.recv();
+    });
+    let result = store.commit(&commit_of_every_part());
+    drop(release_tx);
+    holder.join().unwrap();
+
+    let err = result.unwrap_err();
+    assert!(matches!(err, StateError::Sqlite { .. }), "{err:?}");
+    assert!(err.is_retryable(), "{err:?}");
+    let text = err.to_string();
+    assert!(text.contains("locked") || text.contains("busy"), "{text}");
+    assert!(text.contains(&path.display().to_string()), "{text}");
+    assert!(
+        store
+            .cursor(&key("prod", "svc", "archive"))
+            .unwrap()
+            .is_none()
+    );
+    let sinks: Vec<_> = sink_rows(&store).into_iter().map(|r| r.0).collect();
+    assert_eq!(sinks, ["holder"]);
+
+    // Once the lock is gone, the same commit goes through.
+    store.commit(&commit_of_every_part()).unwrap();
+    assert_eq!(sink_rows(&store).len(), 3);
 }
