@@ -1,7 +1,6 @@
 //! Validated settings of one `[sources.NAME]` table. The runner parses and
 //! checks the TOML; these types carry only values that are already valid.
 
-use crate::Secret;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -59,14 +58,9 @@ pub struct TlsSettings {
     pub insecure_skip_verify: bool,
 }
 
-/// A secret given inline (after `${VAR}` substitution) or as a file to read.
-/// A file is read again whenever the secret is needed anew (each token
-/// renewal), so rotated credentials are picked up.
-#[derive(Debug, Clone)]
-pub enum SecretSource {
-    Inline(Secret),
-    File(PathBuf),
-}
+/// A secret given inline or as a file to read; defined in the shared `secret`
+/// crate (the network sinks use it too).
+pub use ::secret::SecretSource;
 
 /// `[sources.NAME.auth]`.
 #[derive(Debug, Clone)]
