@@ -1,48 +1,61 @@
-//! The delivery side of the shipper: the [`Sink`] trait that the runner drives, the
-//! contract it relies on (acknowledgement, retryable vs permanent failure, per-item
-//! rejection), the per-sink [`SinkFilter`], and the stdout and file sinks.
+//! The delivery side of the shipper: the [`Sink`] trait that the delivery engine drives,
+//! the contract it relies on (acknowledgement, retryable vs permanent failure, per-item
+//! outcomes, committed sink state), the per-sink [`SinkFilter`], the reading of
+//! `[sinks.NAME]` tables ([`config`], [`options`]), the shared HTTP layer of network sinks
+//! ([`http`]), and the sinks themselves, one folder each.
 //!
-//! Every sink receives the same [`EventRecord`]; the runner batches records per sink,
-//! calls [`Sink::send`], and advances that sink's position only for what the returned
-//! [`Delivery`] acknowledges.
+//! Every sink receives the same [`SharedRecord`]s; the engine batches them per sink across
+//! services, calls [`Sink::send`], retries what the sink says is worth retrying, writes
+//! rejected records to the sink's dead-letter file, and commits the sink's positions (and
+//! its [`SinkState`]) only for what the returned [`Delivery`] acknowledges.
 
-use record::EventRecord;
 use std::time::Duration;
 
+pub use record::SharedRecord;
+
+pub mod config;
 pub mod file;
+pub mod http;
+pub mod options;
 pub mod stdout;
 
+pub use config::{BuiltSink, ConfigContext, ConfigIssue, SinkConfig, SinkKind, SinkSettings};
 pub use file::{FileCheckpoint, FileSink, Recovery};
+pub use options::{BatchSettings, RetrySettings, SinkOptions};
 pub use stdout::{StdoutFormat, StdoutSink};
+
+/// The kinds of sink the runner knows. Adding a sink is a folder in this crate and one
+/// line here.
+pub const KINDS: &[SinkKind] = &[stdout::KIND, file::KIND];
 
 /// A destination for event records.
 ///
-/// # Contract the runner relies on
+/// # Contract the engine relies on
 ///
 /// - **Acknowledgement.** `send` returning `Ok(delivery)` means every record of the batch
-///   whose index is *not* in [`Delivery::rejected`] has been accepted durably by the
-///   destination (file: written and fsynced; HTTP sinks: a 2xx answer) and may be
-///   acknowledged, that is, the sink's position may move past it. A sink never returns
-///   `Ok` for a record it is not sure about.
-/// - **Whole-batch failure.** `Err(_)` means *nothing* of the batch is acknowledged; the
-///   runner keeps the sink's position where it was, so the records are offered again
-///   (in this run if the error is [retryable](SinkError::is_retryable), otherwise in a
-///   later run). Sinks must leave the destination consistent after an error (the file sink
-///   cuts a half-written batch back), so a resend cannot produce a torn record.
-/// - **Retryable vs permanent.** [`SinkError::Retryable`] is worth trying again later with
-///   the same batch (I/O hiccup, timeout, 429/5xx), honouring
-///   [`SinkError::retry_after`] when present. [`SinkError::Permanent`] means retrying the
-///   same batch cannot help (bad configuration, a 4xx for the whole request, stdout
-///   closed): the runner stops using the sink for the rest of the run and reports it,
-///   without advancing its position, and without disturbing the other sinks.
-/// - **Per-item rejection.** Bulk APIs can refuse single records (an Elasticsearch
-///   mapping error). Those come back in [`Delivery::rejected`] with their index in the
-///   batch and the reason; the runner writes them to the dead-letter file, counts them,
-///   and acknowledges them like delivered records so they cannot wedge the pipeline.
-/// - **Batch size.** The runner never passes more than [`Sink::max_batch_events`] records
-///   to one `send`.
-/// - **Concurrency.** A sink may be shared between tasks; implementations serialize what
-///   must not interleave (the file sink holds a lock for the whole append).
+///   whose index is in neither [`Delivery::rejected`] nor [`Delivery::retry`] has been
+///   accepted durably by the destination (file: written and fsynced; HTTP sinks: a 2xx
+///   answer, or a per-item success) and may be acknowledged, that is, the sink's position
+///   may move past it. A sink never acknowledges a record it is not sure about.
+/// - **Per-item outcomes.** A record in [`Delivery::rejected`] was refused permanently
+///   (an Elasticsearch mapping error): the engine writes it to the dead-letter file and
+///   then acknowledges it. A record in [`Delivery::retry`] was refused for now (an
+///   Elasticsearch item 429): the engine offers it again, alone, and holds the service's
+///   position for this sink until it is resolved. Each index appears at most once across
+///   both lists and is below the batch's length; anything else is an engine error for
+///   the sink.
+/// - **Whole-batch failure.** `Err(_)` means *nothing* of the batch is acknowledged. A
+///   [retryable](SinkError::is_retryable) error is retried within the run with backoff
+///   (honouring [`SinkError::retry_after`]); a permanent one fails the sink for the run.
+///   Either way the sink must leave the destination consistent (the file sink cuts a
+///   half-written batch back), so a resend cannot produce a torn record.
+/// - **State.** A sink with durable output of its own (the file sink) returns in
+///   [`Delivery::state`] the [`SinkState`] that describes its output after this send;
+///   the engine commits it in the same SQLite transaction as the positions, and hands
+///   the last committed one back to [`Sink::rollback`] when that transaction fails.
+/// - **Concurrency.** The engine calls `send` from one task per sink, with at most the
+///   sink's configured number of sends in flight (1 unless `request.concurrency` says
+///   otherwise), and commits in the order the batches were formed.
 #[async_trait::async_trait]
 pub trait Sink: Send + Sync {
     /// The configured name (`[sinks.NAME]`), used in errors, logs and the state.
@@ -51,18 +64,21 @@ pub trait Sink: Send + Sync {
     /// The kind of sink (`"stdout"`, `"file"`, ...), as written in `type = ...`.
     fn kind(&self) -> &'static str;
 
-    /// The most records one `send` should carry; the runner splits larger batches.
-    fn max_batch_events(&self) -> usize {
-        1000
-    }
-
     /// A cheap check that the sink can accept writes (file: the path can be opened for
-    /// appending; HTTP sinks: the endpoint answers). Used by `runner validate --check`
-    /// and before a run.
+    /// appending; HTTP sinks: the endpoint answers). Used by `runner validate --check`.
     async fn healthcheck(&self) -> Result<(), SinkError>;
 
     /// Delivers a batch. See the trait documentation for what `Ok` and each error promise.
-    async fn send(&self, batch: &[EventRecord]) -> Result<Delivery, SinkError>;
+    async fn send(&self, batch: &[SharedRecord]) -> Result<Delivery, SinkError>;
+
+    /// The commit that should have covered the sends since `committed` failed: undo their
+    /// output where the destination allows it (the file sink cuts back to the committed
+    /// length), so that the next run's re-delivery does not duplicate it. Sinks that
+    /// cannot take output back (stdout, HTTP) keep the default, which does nothing.
+    async fn rollback(&self, committed: Option<&SinkState>) -> Result<(), SinkError> {
+        let _ = committed;
+        Ok(())
+    }
 
     /// Called once before the process exits, after the last `send`.
     async fn flush(&self) -> Result<(), SinkError> {
@@ -70,19 +86,19 @@ pub trait Sink: Send + Sync {
     }
 }
 
-/// The outcome of a successful [`Sink::send`].
+/// The outcome of a [`Sink::send`] that reached the destination.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Delivery {
-    /// Records the destination refused one by one; every other record of the batch is
-    /// durably accepted.
+    /// Records the destination refused permanently, one by one.
     pub rejected: Vec<Rejection>,
-    /// For the file sink: the checkpoint to commit together with the sink's position, so
-    /// that start-up can cut a tail written after the last commit.
-    pub file: Option<FileCheckpoint>,
+    /// Records the destination refused for now; worth offering again alone.
+    pub retry: Vec<ItemRetry>,
+    /// The sink's state after this send, to commit with the positions.
+    pub state: Option<SinkState>,
 }
 
 impl Delivery {
-    /// Every record of the batch accepted, nothing else to commit.
+    /// Every record of the batch accepted, no state to commit.
     pub fn all_accepted() -> Self {
         Self::default()
     }
@@ -95,60 +111,120 @@ pub struct Rejection {
     pub index: usize,
     /// Why it was refused, as the destination said it (goes to the dead-letter file).
     pub reason: String,
+    /// The destination's status for the item, if it gave one.
+    pub status: Option<u16>,
+    /// A refusal the sink expects in normal operation (Loki's "entry too far behind"
+    /// during a backfill): dead-lettered like any other, but it does not fail the run.
+    pub expected: bool,
 }
 
-/// Why a whole batch was not delivered. Nothing of the batch is acknowledged.
+/// One record a destination refused for now (for example an Elasticsearch item 429).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ItemRetry {
+    /// Index of the record in the batch passed to `send`.
+    pub index: usize,
+    /// Why it was refused, as the destination said it.
+    pub reason: String,
+    /// The destination's status for the item, if it gave one.
+    pub status: Option<u16>,
+}
+
+/// What a sink keeps in the state file beside its positions, as JSON it defines (the
+/// file sink: path, committed length and the file's identity). Committed in the same
+/// transaction as the positions of the records it covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SinkState(pub String);
+
+/// Whether a failed send is worth trying again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The same batch may succeed later (I/O hiccup, timeout, transport error, 429, 5xx).
+    Retryable,
+    /// Retrying the same batch cannot help (bad configuration, 401/403/404, stdout closed).
+    Permanent,
+}
+
+/// Why a whole batch was not delivered. Nothing of the batch is acknowledged. Carries
+/// the destination's HTTP status when there was one, and the underlying cause.
 #[derive(Debug, thiserror::Error)]
-pub enum SinkError {
-    /// Worth retrying the same batch later (I/O hiccup, timeout, 429/5xx).
-    #[error("sink {sink}: {message} (retryable)")]
-    Retryable {
-        sink: String,
-        message: String,
-        /// How long the destination asked us to wait (`Retry-After`), if it did.
-        retry_after: Option<Duration>,
-    },
-    /// Retrying the same batch cannot help (bad configuration, 4xx, stdout closed).
-    #[error("sink {sink}: {message}")]
-    Permanent { sink: String, message: String },
+#[error("sink {sink}: {message}{}", status_note(*.status, *.kind))]
+pub struct SinkError {
+    pub sink: String,
+    pub kind: ErrorKind,
+    pub message: String,
+    /// The destination's HTTP status, if it answered.
+    pub status: Option<u16>,
+    /// How long the destination asked us to wait (`Retry-After`), if it did.
+    pub retry_after: Option<Duration>,
+    #[source]
+    pub source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+fn status_note(status: Option<u16>, kind: ErrorKind) -> String {
+    match (status, kind) {
+        (Some(status), ErrorKind::Retryable) => format!(" (HTTP {status}, retryable)"),
+        (Some(status), ErrorKind::Permanent) => format!(" (HTTP {status})"),
+        (None, ErrorKind::Retryable) => " (retryable)".to_owned(),
+        (None, ErrorKind::Permanent) => String::new(),
+    }
 }
 
 impl SinkError {
-    /// A retryable error without a server-given delay.
-    pub fn retryable(sink: &str, message: impl Into<String>) -> Self {
-        SinkError::Retryable {
+    fn new(sink: &str, kind: ErrorKind, message: impl Into<String>) -> Self {
+        SinkError {
             sink: sink.to_owned(),
+            kind,
             message: message.into(),
+            status: None,
             retry_after: None,
+            source: None,
         }
+    }
+
+    /// An error worth retrying, without a status or a server-given delay.
+    pub fn retryable(sink: &str, message: impl Into<String>) -> Self {
+        Self::new(sink, ErrorKind::Retryable, message)
     }
 
     /// An error that retrying the same batch cannot fix.
     pub fn permanent(sink: &str, message: impl Into<String>) -> Self {
-        SinkError::Permanent {
-            sink: sink.to_owned(),
-            message: message.into(),
-        }
+        Self::new(sink, ErrorKind::Permanent, message)
+    }
+
+    /// The same error with the destination's HTTP status.
+    pub fn with_status(mut self, status: u16) -> Self {
+        self.status = Some(status);
+        self
+    }
+
+    /// The same error with the delay the destination asked for.
+    pub fn with_retry_after(mut self, wait: Option<Duration>) -> Self {
+        self.retry_after = wait;
+        self
+    }
+
+    /// The same error with its underlying cause.
+    pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(Box::new(source));
+        self
     }
 
     /// Whether the same batch is worth sending again later.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, SinkError::Retryable { .. })
+        self.kind == ErrorKind::Retryable
     }
 
-    /// The delay the destination asked for, if any.
+    /// The delay the destination asked for, if any (only for retryable errors).
     pub fn retry_after(&self) -> Option<Duration> {
-        match self {
-            SinkError::Retryable { retry_after, .. } => *retry_after,
-            SinkError::Permanent { .. } => None,
+        match self.kind {
+            ErrorKind::Retryable => self.retry_after,
+            ErrorKind::Permanent => None,
         }
     }
 
     /// The name of the sink that failed.
     pub fn sink(&self) -> &str {
-        match self {
-            SinkError::Retryable { sink, .. } | SinkError::Permanent { sink, .. } => sink,
-        }
+        &self.sink
     }
 }
 
@@ -169,20 +245,23 @@ impl SinkFilter {
         Self::default()
     }
 
+    /// Whether the sink takes records of the source named `source` at all.
+    pub fn takes_source(&self, source: &str) -> bool {
+        self.inputs
+            .as_ref()
+            .is_none_or(|inputs| inputs.iter().any(|i| i == source))
+    }
+
     /// Whether the sink should receive `record`. Source names match exactly (they are
     /// config names); event types match ignoring ASCII case, because the API's casing is
     /// not documented and `abnormal` in a config should catch `ABNORMAL` too.
-    pub fn accepts(&self, record: &EventRecord) -> bool {
-        let input_ok = self
-            .inputs
-            .as_ref()
-            .is_none_or(|inputs| inputs.contains(&record.source));
+    pub fn accepts(&self, record: &record::EventRecord) -> bool {
         let type_ok = self.event_types.as_ref().is_none_or(|types| {
             types
                 .iter()
                 .any(|t| t.eq_ignore_ascii_case(&record.event_type))
         });
-        input_ok && type_ok
+        self.takes_source(&record.source) && type_ok
     }
 }
 
@@ -190,6 +269,7 @@ impl SinkFilter {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use record::EventRecord;
 
     fn record(source: &str, event_type: &str) -> EventRecord {
         EventRecord::new(
@@ -222,6 +302,7 @@ mod tests {
         assert!(f.accepts(&record("prod", "normal")));
         assert!(f.accepts(&record("staging", "abnormal")));
         assert!(!f.accepts(&record("dev", "normal")));
+        assert!(!f.takes_source("dev"));
         // Source names are config names: no case folding.
         assert!(!f.accepts(&record("Prod", "normal")));
     }
@@ -255,18 +336,34 @@ mod tests {
     }
 
     #[test]
-    fn error_classification_and_retry_after() {
-        let e = SinkError::Retryable {
-            sink: "loki".into(),
-            message: "429".into(),
-            retry_after: Some(Duration::from_secs(3)),
-        };
+    fn error_classification_status_and_retry_after() {
+        let e = SinkError::retryable("loki", "too many requests")
+            .with_status(429)
+            .with_retry_after(Some(Duration::from_secs(3)));
         assert!(e.is_retryable());
         assert_eq!(e.retry_after(), Some(Duration::from_secs(3)));
         assert_eq!(e.sink(), "loki");
+        assert_eq!(
+            e.to_string(),
+            "sink loki: too many requests (HTTP 429, retryable)"
+        );
         let p = SinkError::permanent("console", "stdout was closed");
         assert!(!p.is_retryable());
         assert_eq!(p.retry_after(), None);
         assert_eq!(p.to_string(), "sink console: stdout was closed");
+        // A permanent error never asks for a retry, whatever it carries.
+        let forbidden = SinkError::permanent("es", "forbidden")
+            .with_status(403)
+            .with_retry_after(Some(Duration::from_secs(9)));
+        assert_eq!(forbidden.retry_after(), None);
+        assert_eq!(forbidden.to_string(), "sink es: forbidden (HTTP 403)");
+    }
+
+    #[test]
+    fn error_keeps_its_cause() {
+        let io = std::io::Error::other("disk on fire");
+        let e = SinkError::retryable("archive", "cannot append").with_source(io);
+        let cause = std::error::Error::source(&e).map(ToString::to_string);
+        assert_eq!(cause.as_deref(), Some("disk on fire"));
     }
 }

@@ -2,7 +2,7 @@
 //! committed checkpoint (cut an uncommitted tail; never cut a rotated or truncated file).
 #![allow(clippy::unwrap_used)]
 
-use record::EventRecord;
+use record::{EventRecord, SharedRecord};
 use sink::{FileCheckpoint, FileSink, Recovery, Sink};
 use std::fs::{self, OpenOptions};
 use std::io::Write;
@@ -10,10 +10,10 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::Arc;
 
-fn batch(from: i64, count: i64) -> Vec<EventRecord> {
+fn batch(from: i64, count: i64) -> Vec<SharedRecord> {
     (from..from + count)
         .map(|i| {
-            EventRecord::new(
+            SharedRecord::new(EventRecord::new(
                 "prod",
                 "svc",
                 record::IdParts {
@@ -24,20 +24,20 @@ fn batch(from: i64, count: i64) -> Vec<EventRecord> {
                     event_info: &format!("event {i} with \"quotes\"\nand a newline"),
                     twin: 1,
                 },
-            )
+            ))
         })
         .collect()
 }
 
 /// Every line of the file, parsed; fails on a torn or foreign line.
-fn read_records(path: &Path) -> Vec<EventRecord> {
+fn read_records(path: &Path) -> Vec<SharedRecord> {
     let text = fs::read_to_string(path).unwrap();
     assert!(
         text.is_empty() || text.ends_with('\n'),
         "file ends mid-line"
     );
     text.lines()
-        .map(|l| serde_json::from_str(l).unwrap())
+        .map(|l| SharedRecord::new(serde_json::from_str(l).unwrap()))
         .collect()
 }
 
@@ -55,10 +55,15 @@ fn append_raw(path: &Path, bytes: &[u8]) {
     f.write_all(bytes).unwrap();
 }
 
-async fn send(sink: &FileSink, records: &[EventRecord]) -> FileCheckpoint {
+async fn send(sink: &FileSink, records: &[SharedRecord]) -> FileCheckpoint {
     let delivery = sink.send(records).await.unwrap();
-    assert!(delivery.rejected.is_empty());
-    delivery.file.unwrap()
+    assert!(delivery.rejected.is_empty() && delivery.retry.is_empty());
+    let state = delivery
+        .state
+        .expect("the file sink always returns its state");
+    FileCheckpoint::from_state(&state, sink.path())
+        .unwrap()
+        .expect("the state names the sink's own path")
 }
 
 #[tokio::test]
@@ -230,7 +235,7 @@ async fn truncation_mid_line_keeps_the_bytes_and_starts_a_new_line() {
         .unwrap()
         .to_owned();
     assert_eq!(
-        serde_json::from_str::<EventRecord>(&last_line).unwrap(),
+        SharedRecord::new(serde_json::from_str::<EventRecord>(&last_line).unwrap()),
         batch(5, 1)[0]
     );
 }
@@ -267,7 +272,7 @@ async fn existing_file_without_a_checkpoint_is_appended_to() {
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines[0], "{\"older\":true}");
     assert_eq!(
-        serde_json::from_str::<EventRecord>(lines[1]).unwrap(),
+        SharedRecord::new(serde_json::from_str::<EventRecord>(lines[1]).unwrap()),
         batch(0, 1)[0]
     );
 
@@ -326,7 +331,7 @@ async fn concurrent_sends_never_interleave() {
     let mut got = read_records(&path);
     assert_eq!(got.len(), 400);
     got.sort_by_key(|r| r.occur_time);
-    let mut want: Vec<EventRecord> = (0..8).flat_map(|t| batch(t * 100, 50)).collect();
+    let mut want: Vec<SharedRecord> = (0..8).flat_map(|t| batch(t * 100, 50)).collect();
     want.sort_by_key(|r| r.occur_time);
     assert_eq!(got, want);
     assert_eq!(sink.checkpoint().await, on_disk(&path));
@@ -370,4 +375,60 @@ async fn a_folder_at_the_path_is_a_permanent_error() {
     let err = FileSink::open("archive", dir.path(), None).err().unwrap();
     assert!(!err.is_retryable());
     assert!(err.to_string().contains("is a directory"), "{err}");
+}
+
+// A commit that failed: the engine hands back the last committed state and the sink cuts
+// everything written after it at once, so the next run's re-delivery does not duplicate.
+#[tokio::test]
+async fn rollback_cuts_back_to_the_committed_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.jsonl");
+    let (sink, _, _) = FileSink::open("archive", &path, None).unwrap();
+    let committed = sink.send(&batch(0, 2)).await.unwrap().state.unwrap();
+    send(&sink, &batch(2, 3)).await;
+    assert_eq!(read_records(&path).len(), 5);
+
+    sink.rollback(Some(&committed)).await.unwrap();
+    assert_eq!(read_records(&path), batch(0, 2));
+    assert_eq!(sink.checkpoint().await, on_disk(&path));
+    // Writing goes on after the committed records.
+    send(&sink, &batch(7, 1)).await;
+    assert_eq!(read_records(&path), [batch(0, 2), batch(7, 1)].concat());
+}
+
+// Before the first commit there is no committed state: a rollback goes back to the file as
+// it was when the sink opened it, never further.
+#[tokio::test]
+async fn rollback_without_a_committed_state_goes_back_to_the_file_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.jsonl");
+    let (first, _, _) = FileSink::open("archive", &path, None).unwrap();
+    send(&first, &batch(0, 2)).await;
+    drop(first);
+    let (sink, _, _) = FileSink::open("archive", &path, Some(on_disk(&path))).unwrap();
+    send(&sink, &batch(2, 2)).await;
+    sink.rollback(None).await.unwrap();
+    assert_eq!(read_records(&path), batch(0, 2));
+}
+
+// A state taken for another path says nothing about this file; an unreadable one is an
+// error, never a guess.
+#[test]
+fn state_round_trips_and_names_its_path() {
+    let cp = FileCheckpoint {
+        len: 42,
+        dev: u64::MAX - 1,
+        ino: 1 << 63,
+    };
+    let state = cp.to_state(Path::new("/data/a.jsonl"));
+    assert_eq!(
+        FileCheckpoint::from_state(&state, Path::new("/data/a.jsonl")).unwrap(),
+        Some(cp)
+    );
+    assert_eq!(
+        FileCheckpoint::from_state(&state, Path::new("/data/b.jsonl")).unwrap(),
+        None
+    );
+    let garbage = sink::SinkState("{\"len\":".to_owned());
+    assert!(FileCheckpoint::from_state(&garbage, Path::new("/data/a.jsonl")).is_err());
 }

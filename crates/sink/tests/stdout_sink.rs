@@ -2,7 +2,7 @@
 //! pipe is reported.
 #![allow(clippy::unwrap_used)]
 
-use record::EventRecord;
+use record::{EventRecord, SharedRecord};
 use sink::{Sink, StdoutFormat, StdoutSink};
 use std::io::{self, Write};
 use std::sync::{Arc, Mutex};
@@ -27,8 +27,8 @@ impl Captured {
     }
 }
 
-fn records() -> Vec<EventRecord> {
-    vec![
+fn records() -> Vec<SharedRecord> {
+    [
         EventRecord::new(
             "prod",
             "svc-name",
@@ -54,6 +54,9 @@ fn records() -> Vec<EventRecord> {
             },
         ),
     ]
+    .into_iter()
+    .map(SharedRecord::new)
+    .collect()
 }
 
 #[tokio::test]
@@ -63,7 +66,7 @@ async fn json_format_writes_one_record_per_line() {
     assert_eq!((sink.name(), sink.kind()), ("console", "stdout"));
     let batch = records();
     let delivery = sink.send(&batch).await.unwrap();
-    assert!(delivery.rejected.is_empty() && delivery.file.is_none());
+    assert!(delivery == sink::Delivery::all_accepted());
 
     let text = out.text();
     assert!(text.ends_with('\n'));
@@ -73,7 +76,8 @@ async fn json_format_writes_one_record_per_line() {
         .iter()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(parsed, batch);
+    let sent: Vec<EventRecord> = batch.iter().map(|r| r.record().clone()).collect();
+    assert_eq!(parsed, sent);
     assert_eq!(lines[0], batch[0].to_json_line());
 }
 

@@ -1,18 +1,8 @@
-//! The file sink: JSON lines appended to one file, **exactly once even across SIGKILL**.
-//!
-//! Every `send` appends the batch with one write and `fdatasync`s it, then hands back a
-//! [`FileCheckpoint`] (length and identity of the file). The runner commits that
-//! checkpoint in SQLite in the same transaction as the sink's position. A process killed
-//! after the fsync but before the commit leaves a tail the state does not know about;
-//! [`FileSink::open`] cuts exactly that tail at start-up, and the runner delivers those
-//! records again. A file that another tool rotated (new inode) or truncated (shorter than
-//! committed) is never cut: the sink appends to it and reports [`Recovery::StartedAfresh`].
-//!
-//! The file belongs to the sink: bytes that another writer appends to the same inode after
-//! the last commit are treated like an uncommitted tail and cut.
+//! The file sink itself: appends with one write and an `fdatasync` per batch, start-up
+//! recovery against the committed checkpoint, and rollback to it when a commit fails.
 
-use crate::{Delivery, Sink, SinkError};
-use record::EventRecord;
+use crate::{Delivery, SharedRecord, Sink, SinkError, SinkState};
+use serde::{Deserialize, Serialize};
 use std::fs::{self, File, Metadata, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -20,14 +10,54 @@ use std::sync::Arc;
 use tokio::sync::Mutex;
 use tracing::{error, warn};
 
-/// What the runner stores for a file sink: the committed length and which file it
-/// belongs to. `dev` and `ino` are the device and inode numbers (0 on platforms without
-/// them, where only the length protects the file).
+/// What the engine commits for a file sink: the length and which file it belongs to.
+/// `dev` and `ino` are the device and inode numbers (0 on platforms without them, where
+/// only the length protects the file).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FileCheckpoint {
     pub len: u64,
     pub dev: u64,
     pub ino: u64,
+}
+
+/// A [`FileCheckpoint`] as JSON in the state file, with the path it was taken for.
+/// Device and inode numbers are stored bit for bit as signed integers (SQLite's), since
+/// they are identities, not quantities, and may use the top bit.
+#[derive(Serialize, Deserialize)]
+struct StoredCheckpoint {
+    path: String,
+    len: u64,
+    dev: i64,
+    ino: i64,
+}
+
+impl FileCheckpoint {
+    /// The checkpoint as the sink state committed for the file at `path`.
+    pub fn to_state(&self, path: &Path) -> SinkState {
+        let stored = StoredCheckpoint {
+            path: path.to_string_lossy().into_owned(),
+            len: self.len,
+            dev: self.dev.cast_signed(),
+            ino: self.ino.cast_signed(),
+        };
+        // A struct of a string and integers always serializes.
+        SinkState(serde_json::to_string(&stored).unwrap_or_default())
+    }
+
+    /// The checkpoint committed for the file at `path`: `Ok(None)` when the state was
+    /// taken for another path (the config changed; it says nothing about this file).
+    pub fn from_state(state: &SinkState, path: &Path) -> Result<Option<FileCheckpoint>, String> {
+        let stored: StoredCheckpoint = serde_json::from_str(&state.0)
+            .map_err(|e| format!("the committed file sink state is not readable ({e})"))?;
+        if stored.path != path.to_string_lossy() {
+            return Ok(None);
+        }
+        Ok(Some(FileCheckpoint {
+            len: stored.len,
+            dev: stored.dev.cast_unsigned(),
+            ino: stored.ino.cast_unsigned(),
+        }))
+    }
 }
 
 /// What [`FileSink::open`] found and did.
@@ -57,6 +87,8 @@ struct OpenFile {
     file: File,
     /// Length after the last successful append (or recovery), and the file's identity.
     checkpoint: FileCheckpoint,
+    /// The checkpoint at open, where a rollback without a committed state goes back to.
+    opened: FileCheckpoint,
 }
 
 impl FileSink {
@@ -84,7 +116,7 @@ impl FileSink {
         let (mut file, existed) = open_for_append(name, path)?;
         let meta = file
             .metadata()
-            .map_err(|e| io_error(name, path, "inspect", &e))?;
+            .map_err(|e| io_error(name, path, "inspect", e))?;
         let found = identity(meta.len(), &meta);
         let recovery = match committed {
             None if !existed || found.len == 0 => Recovery::Created,
@@ -111,7 +143,7 @@ impl FileSink {
             },
             Some(c) if found.len > c.len => {
                 cut_to(&file, c.len)
-                    .map_err(|e| io_error(name, path, "cut the uncommitted tail of", &e))?;
+                    .map_err(|e| io_error(name, path, "cut the uncommitted tail of", e))?;
                 Recovery::CutTail {
                     committed: c.len,
                     found: found.len,
@@ -122,14 +154,18 @@ impl FileSink {
         let len = match recovery {
             Recovery::CutTail { committed, .. } => committed,
             Recovery::StartedAfresh { .. } => end_with_newline(&mut file, found.len)
-                .map_err(|e| io_error(name, path, "append a newline to", &e))?,
+                .map_err(|e| io_error(name, path, "append a newline to", e))?,
             Recovery::Created | Recovery::Resumed => found.len,
         };
         let checkpoint = FileCheckpoint { len, ..found };
         let sink = FileSink {
             name: name.to_owned(),
             path: path.to_owned(),
-            state: Arc::new(Mutex::new(OpenFile { file, checkpoint })),
+            state: Arc::new(Mutex::new(OpenFile {
+                file,
+                checkpoint,
+                opened: checkpoint,
+            })),
         };
         Ok((sink, checkpoint, recovery))
     }
@@ -165,19 +201,19 @@ impl OpenFile {
         let meta = self
             .file
             .metadata()
-            .map_err(|e| io_error(name, path, "inspect", &e))?;
+            .map_err(|e| io_error(name, path, "inspect", e))?;
         let expected = self.checkpoint.len;
         if meta.len() > expected {
             // Bytes we did not acknowledge: a cut that failed earlier, or another writer.
             // Start-up would cut them too; do it now so lines stay whole.
             warn!(sink = %name, path = %path.display(), found = meta.len(), expected,
                 "File is longer than the sink wrote; cutting the unacknowledged bytes.");
-            cut_to(&self.file, expected).map_err(|e| io_error(name, path, "cut", &e))?;
+            cut_to(&self.file, expected).map_err(|e| io_error(name, path, "cut", e))?;
         } else if meta.len() < expected {
             warn!(sink = %name, path = %path.display(), found = meta.len(), expected,
                 "File was truncated by another tool; appending at its new end.");
             self.checkpoint.len = end_with_newline(&mut self.file, meta.len())
-                .map_err(|e| io_error(name, path, "append a newline to", &e))?;
+                .map_err(|e| io_error(name, path, "append a newline to", e))?;
         }
         let base = self.checkpoint.len;
         if let Err(e) = self
@@ -192,15 +228,40 @@ impl OpenFile {
                 error!(sink = %name, path = %path.display(), error = %cut, len = base,
                     "Could not cut a failed write back; the file may hold a torn line until the next send.");
             }
-            return Err(io_error(name, path, "append to", &e));
+            return Err(io_error(name, path, "append to", e));
         }
         let len = self
             .file
             .metadata()
-            .map_err(|e| io_error(name, path, "inspect", &e))?
+            .map_err(|e| io_error(name, path, "inspect", e))?
             .len();
         self.checkpoint.len = len;
         Ok(self.checkpoint)
+    }
+
+    /// Goes back to `committed` (the last checkpoint the engine committed): the bytes
+    /// written after it are cut, so that the re-delivery of their records next run does
+    /// not duplicate them. The in-memory length goes back even when the cut fails, so the
+    /// next append (or start-up recovery) cuts instead. A file that is no longer the one
+    /// committed (rotated meanwhile) is left alone.
+    fn rollback(
+        &mut self,
+        name: &str,
+        path: &Path,
+        committed: FileCheckpoint,
+    ) -> Result<(), SinkError> {
+        if (committed.dev, committed.ino) != (self.checkpoint.dev, self.checkpoint.ino) {
+            return Ok(());
+        }
+        if committed.len >= self.checkpoint.len {
+            return Ok(());
+        }
+        let written = self.checkpoint.len;
+        self.checkpoint.len = committed.len;
+        cut_to(&self.file, committed.len).map_err(|e| io_error(name, path, "cut back", e))?;
+        warn!(sink = %name, path = %path.display(), committed = committed.len, written,
+            "Cut the file back to its committed length; those events will be delivered again.");
+        Ok(())
     }
 
     /// Reopens the path if another tool moved or replaced the file while we run
@@ -209,7 +270,7 @@ impl OpenFile {
         let current = match fs::metadata(path) {
             Ok(meta) => Some(identity(meta.len(), &meta)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-            Err(e) => return Err(io_error(name, path, "inspect", &e)),
+            Err(e) => return Err(io_error(name, path, "inspect", e)),
         };
         if current.is_some_and(|c| (c.dev, c.ino) == (self.checkpoint.dev, self.checkpoint.ino)) {
             return Ok(());
@@ -218,9 +279,9 @@ impl OpenFile {
         let (mut file, _) = open_for_append(name, path)?;
         let meta = file
             .metadata()
-            .map_err(|e| io_error(name, path, "inspect", &e))?;
+            .map_err(|e| io_error(name, path, "inspect", e))?;
         let len = end_with_newline(&mut file, meta.len())
-            .map_err(|e| io_error(name, path, "append a newline to", &e))?;
+            .map_err(|e| io_error(name, path, "append a newline to", e))?;
         self.file = file;
         self.checkpoint = identity(len, &meta);
         Ok(())
@@ -240,23 +301,23 @@ fn open_for_append(name: &str, path: &Path) -> Result<(File, bool), SinkError> {
         }
         Ok(_) => true,
         Err(e) if e.kind() == io::ErrorKind::NotFound => false,
-        Err(e) => return Err(io_error(name, path, "inspect", &e)),
+        Err(e) => return Err(io_error(name, path, "inspect", e)),
     };
     let parent = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
     if !existed {
-        fs::create_dir_all(parent).map_err(|e| io_error(name, parent, "create the folder", &e))?;
+        fs::create_dir_all(parent).map_err(|e| io_error(name, parent, "create the folder", e))?;
     }
     let file = OpenOptions::new()
         .read(true)
         .append(true)
         .create(true)
         .open(path)
-        .map_err(|e| io_error(name, path, "open", &e))?;
+        .map_err(|e| io_error(name, path, "open", e))?;
     if !existed {
-        sync_folder(parent).map_err(|e| io_error(name, parent, "fsync the folder", &e))?;
+        sync_folder(parent).map_err(|e| io_error(name, parent, "fsync the folder", e))?;
     }
     Ok((file, existed))
 }
@@ -317,9 +378,9 @@ fn end_with_newline(file: &mut File, len: u64) -> io::Result<u64> {
 
 /// Maps an I/O error to a sink error naming the sink and the path. Errors a retry cannot
 /// fix without a human (permissions, a file where a folder should be) are permanent.
-fn io_error(name: &str, path: &Path, action: &str, e: &io::Error) -> SinkError {
+fn io_error(name: &str, path: &Path, action: &str, e: io::Error) -> SinkError {
     let message = format!("cannot {action} {}: {e}", path.display());
-    match e.kind() {
+    let error = match e.kind() {
         io::ErrorKind::PermissionDenied
         | io::ErrorKind::NotADirectory
         | io::ErrorKind::IsADirectory
@@ -327,6 +388,29 @@ fn io_error(name: &str, path: &Path, action: &str, e: &io::Error) -> SinkError {
         | io::ErrorKind::InvalidFilename
         | io::ErrorKind::InvalidInput => SinkError::permanent(name, message),
         _ => SinkError::retryable(name, message),
+    };
+    error.with_source(e)
+}
+
+impl FileSink {
+    /// Runs `f` on the open file in a blocking task. The guard moves into the task, so a
+    /// cancelled call still finishes (or cuts back) its write before the next one starts.
+    async fn with_file<T: Send + 'static>(
+        &self,
+        action: &str,
+        f: impl FnOnce(&mut OpenFile, &str, &Path) -> Result<T, SinkError> + Send + 'static,
+    ) -> Result<T, SinkError> {
+        let mut state = self.state.clone().lock_owned().await;
+        let (name, path) = (self.name.clone(), self.path.clone());
+        tokio::task::spawn_blocking(move || f(&mut state, &name, &path))
+            .await
+            .map_err(|e| {
+                SinkError::retryable(
+                    &self.name,
+                    format!("{action} {}: the task did not finish", self.path.display()),
+                )
+                .with_source(e)
+            })?
     }
 }
 
@@ -337,56 +421,47 @@ impl Sink for FileSink {
     }
 
     fn kind(&self) -> &'static str {
-        "file"
+        super::KIND.name
     }
 
     async fn healthcheck(&self) -> Result<(), SinkError> {
-        let (name, path) = (self.name.clone(), self.path.clone());
-        tokio::task::spawn_blocking(move || FileSink::check_path(&name, &path))
+        self.with_file("checking", |_, name, path| FileSink::check_path(name, path))
             .await
-            .map_err(|e| {
-                SinkError::retryable(
-                    &self.name,
-                    format!(
-                        "checking {}: the task did not finish: {e}",
-                        self.path.display()
-                    ),
-                )
-            })?
     }
 
     /// Appends the batch as JSON lines with one write, fsyncs, and returns the checkpoint
     /// to commit. Nothing is acknowledged on error, and the file is left as it was.
-    async fn send(&self, batch: &[EventRecord]) -> Result<Delivery, SinkError> {
-        let mut state = self.state.clone().lock_owned().await;
-        if batch.is_empty() {
-            return Ok(Delivery {
-                rejected: Vec::new(),
-                file: Some(state.checkpoint),
-            });
-        }
-        let mut bytes = Vec::with_capacity(batch.len() * 320);
+    async fn send(&self, batch: &[SharedRecord]) -> Result<Delivery, SinkError> {
+        let mut bytes = Vec::with_capacity(batch.iter().map(|r| r.json_line().len() + 1).sum());
         for record in batch {
-            bytes.extend_from_slice(record.to_json_line().as_bytes());
+            bytes.extend_from_slice(record.json_line().as_bytes());
             bytes.push(b'\n');
         }
-        let (name, path) = (self.name.clone(), self.path.clone());
-        // The guard moves into the blocking task, so a cancelled send still finishes (or
-        // cuts back) its append before the next one can start.
-        let checkpoint = tokio::task::spawn_blocking(move || state.append(&name, &path, &bytes))
-            .await
-            .map_err(|e| {
-                SinkError::retryable(
-                    &self.name,
-                    format!(
-                        "appending to {}: the task did not finish: {e}",
-                        self.path.display()
-                    ),
-                )
-            })??;
+        let checkpoint = self
+            .with_file("appending to", move |file, name, path| {
+                if bytes.is_empty() {
+                    Ok(file.checkpoint)
+                } else {
+                    file.append(name, path, &bytes)
+                }
+            })
+            .await?;
         Ok(Delivery {
-            rejected: Vec::new(),
-            file: Some(checkpoint),
+            state: Some(checkpoint.to_state(&self.path)),
+            ..Delivery::default()
         })
+    }
+
+    async fn rollback(&self, committed: Option<&SinkState>) -> Result<(), SinkError> {
+        let committed = match committed {
+            None => None,
+            Some(state) => FileCheckpoint::from_state(state, &self.path)
+                .map_err(|e| SinkError::permanent(&self.name, e))?,
+        };
+        self.with_file("cutting back", move |file, name, path| {
+            let to = committed.unwrap_or(file.opened);
+            file.rollback(name, path, to)
+        })
+        .await
     }
 }

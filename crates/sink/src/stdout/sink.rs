@@ -1,21 +1,16 @@
-//! The stdout sink: one record per line on standard output, as JSON (for `jq` and pipes)
-//! or as text (for humans watching a terminal).
-//!
-//! Delivery is **at least once**: a record is acknowledged once its bytes are written and
-//! flushed to the stdout file descriptor, but a crash between that write and the runner's
-//! state commit repeats the batch on the next run. Standard output has no way to take a
-//! line back.
+//! The stdout sink itself: the encoder (JSON lines, or text for people) and the blocking
+//! writes, kept off the async threads.
 
-use crate::{Delivery, Sink, SinkError};
+use crate::{Delivery, SharedRecord, Sink, SinkError};
 use record::EventRecord;
 use std::fmt::Write as _;
 use std::io::{self, Write};
-use std::str::FromStr;
 use std::sync::Arc;
 use tokio::sync::Mutex;
 
-/// How the stdout sink renders a record.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// How the stdout sink renders a record (`format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum StdoutFormat {
     /// The record as one compact JSON object per line (the default).
     #[default]
@@ -23,20 +18,6 @@ pub enum StdoutFormat {
     /// `timestamp  type  service  info`, abnormal events in capitals, control characters
     /// escaped so one record stays one line.
     Text,
-}
-
-impl FromStr for StdoutFormat {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "json" => Ok(StdoutFormat::Json),
-            "text" => Ok(StdoutFormat::Text),
-            other => Err(format!(
-                "unknown stdout format {other:?} (expected \"json\" or \"text\")"
-            )),
-        }
-    }
 }
 
 type SharedWriter = Arc<Mutex<Box<dyn Write + Send>>>;
@@ -68,11 +49,11 @@ impl StdoutSink {
         self.format
     }
 
-    fn encode(&self, batch: &[EventRecord]) -> Vec<u8> {
+    fn encode(&self, batch: &[SharedRecord]) -> Vec<u8> {
         let mut out = String::with_capacity(batch.len() * 256);
         for record in batch {
             match self.format {
-                StdoutFormat::Json => out.push_str(&record.to_json_line()),
+                StdoutFormat::Json => out.push_str(record.json_line()),
                 StdoutFormat::Text => push_text_line(&mut out, record),
             }
             out.push('\n');
@@ -90,15 +71,16 @@ impl StdoutSink {
         let outcome = tokio::task::spawn_blocking(move || f(&mut **writer)).await;
         match outcome {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(self.io_error(action, &e)),
+            Ok(Err(e)) => Err(self.io_error(action, e)),
             Err(join) => Err(SinkError::retryable(
                 &self.name,
-                format!("{action} stdout: the writing task did not finish: {join}"),
-            )),
+                format!("{action} stdout: the writing task did not finish"),
+            )
+            .with_source(join)),
         }
     }
 
-    fn io_error(&self, action: &str, e: &io::Error) -> SinkError {
+    fn io_error(&self, action: &str, e: io::Error) -> SinkError {
         if e.kind() == io::ErrorKind::BrokenPipe {
             // The reader is gone (`runner sync | head`); nothing will ever read again.
             SinkError::permanent(
@@ -108,6 +90,7 @@ impl StdoutSink {
         } else {
             SinkError::retryable(&self.name, format!("{action} stdout: {e}"))
         }
+        .with_source(e)
     }
 }
 
@@ -167,7 +150,7 @@ impl Sink for StdoutSink {
         self.with_writer_blocking("flush", |w| w.flush()).await
     }
 
-    async fn send(&self, batch: &[EventRecord]) -> Result<Delivery, SinkError> {
+    async fn send(&self, batch: &[SharedRecord]) -> Result<Delivery, SinkError> {
         if batch.is_empty() {
             return Ok(Delivery::all_accepted());
         }
@@ -241,12 +224,5 @@ mod tests {
         let mut r = record("WARNING", "x");
         r.service_name.clear();
         assert_eq!(text(&r), "2019-07-08T14:47:31.764Z  WARNING   35de3ca9  x");
-    }
-
-    #[test]
-    fn format_parses_config_words() {
-        assert_eq!("json".parse::<StdoutFormat>(), Ok(StdoutFormat::Json));
-        assert_eq!("text".parse::<StdoutFormat>(), Ok(StdoutFormat::Text));
-        assert!("yaml".parse::<StdoutFormat>().is_err());
     }
 }

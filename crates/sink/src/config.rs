@@ -1,0 +1,271 @@
+//! Reading one `[sinks.NAME]` table of the config file into a sink's validated settings,
+//! and building the sink from them.
+//!
+//! The runner reads the keys every sink has (`type`, `inputs`, `event_types` and the
+//! [options](crate::options): `batch`, `retry`, `healthcheck`, `dead_letter_*`) with
+//! [`SinkProbe`], removes them ([`COMMON_KEYS`]), and hands the rest of the table to the
+//! [`SinkKind`] named by `type`. The kind's own table struct has `deny_unknown_fields`,
+//! so a key that neither knows is an error naming it and its line.
+//!
+//! Reading is pure (no I/O besides the `${VAR}` lookups of [`ConfigContext::expand`]);
+//! [`SinkConfig::build`] does the I/O: opening files, reading secret files, creating
+//! HTTP clients.
+
+use crate::options::{BatchTable, HealthcheckTable, RetryTable};
+use crate::{BatchSettings, Sink, SinkError, SinkFilter, SinkOptions, SinkState};
+use serde::{Deserialize, Deserializer};
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use toml::Spanned;
+use toml::de::DeTable;
+
+/// A sink's table as parsed, with the spans of the file.
+pub type Table<'a> = Spanned<DeTable<'a>>;
+
+/// A problem with one key of a sink's table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigIssue {
+    /// The full dotted key (`sinks.archive.batch.max_events`).
+    pub key: String,
+    /// Where the value is in the config file (byte offsets), for the line number.
+    pub span: Range<usize>,
+    pub message: String,
+}
+
+/// Why a sink's table could not be read.
+#[derive(Debug)]
+pub enum ReadError {
+    /// The table does not have the expected shape (unknown key, wrong type); the runner
+    /// turns it into a message with the key and line.
+    Toml(toml::de::Error),
+    /// A value has the right type but is not acceptable.
+    Invalid(ConfigIssue),
+}
+
+impl From<ConfigIssue> for ReadError {
+    fn from(issue: ConfigIssue) -> Self {
+        ReadError::Invalid(issue)
+    }
+}
+
+/// What reading a sink's table needs from the config file around it.
+pub trait ConfigContext {
+    /// The sink's name (`[sinks.NAME]`).
+    fn sink_name(&self) -> &str;
+
+    /// The value with `${VAR}` placeholders replaced from the environment. `field` is
+    /// the key below the sink (`path`, `auth.token`), for errors.
+    fn expand(&self, value: &Spanned<String>, field: &str) -> Result<String, ConfigIssue>;
+
+    /// The expanded value as a path, resolved against the config file's folder. Not read.
+    fn path(&self, value: &Spanned<String>, field: &str) -> Result<PathBuf, ConfigIssue>;
+
+    /// The folder of the state file (default dead-letter files go there).
+    fn state_dir(&self) -> &Path;
+
+    /// The full dotted key of `field` (`sinks.NAME.field`).
+    fn key(&self, field: &str) -> String {
+        format!("sinks.{}.{field}", self.sink_name())
+    }
+
+    /// An issue with `field` at `span`.
+    fn issue(&self, span: Range<usize>, field: &str, message: String) -> ConfigIssue {
+        ConfigIssue {
+            key: self.key(field),
+            span,
+            message,
+        }
+    }
+}
+
+/// Reads a kind's table (common keys removed) into its validated settings.
+pub type ReadFn =
+    for<'a> fn(Table<'a>, &dyn ConfigContext) -> Result<Box<dyn SinkConfig>, ReadError>;
+
+/// One kind of sink: what `type = "..."` names, its default batching, and how its
+/// table is read.
+pub struct SinkKind {
+    /// The `type` value.
+    pub name: &'static str,
+    /// Batching when the table says nothing (`batch.*`).
+    pub batch: BatchSettings,
+    /// Reads the table (common keys already removed) into validated settings.
+    pub read: ReadFn,
+}
+
+impl fmt::Debug for SinkKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SinkKind")
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
+/// One `[sinks.NAME]`, read and validated: what the engine needs to open and drive it.
+#[derive(Debug, Clone)]
+pub struct SinkSettings {
+    pub name: String,
+    /// `inputs` and `event_types`.
+    pub filter: SinkFilter,
+    /// `batch`, `retry`, `healthcheck`, `dead_letter_*`.
+    pub options: SinkOptions,
+    /// The kind's own keys.
+    pub config: Arc<dyn SinkConfig>,
+}
+
+impl SinkSettings {
+    /// The kind (`type`).
+    pub fn kind(&self) -> &'static str {
+        self.config.kind()
+    }
+}
+
+/// A file a sink writes, so that the runner can refuse two writers of one file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WrittenPath {
+    /// The key below the sink (`path`).
+    pub field: String,
+    pub path: PathBuf,
+    pub span: Range<usize>,
+}
+
+/// A sink ready for delivery, and the state to commit for it right away (the file
+/// sink's length after start-up recovery), if it differs from the committed one.
+pub struct BuiltSink {
+    pub sink: Arc<dyn Sink>,
+    pub state: Option<SinkState>,
+}
+
+/// The validated settings of one kind of sink (its own keys; the common ones are in
+/// [`crate::SinkOptions`]).
+#[async_trait::async_trait]
+pub trait SinkConfig: fmt::Debug + Send + Sync {
+    /// The kind (`type`).
+    fn kind(&self) -> &'static str;
+
+    /// The settings as their own type, for callers that know the kind (tests).
+    fn as_any(&self) -> &dyn std::any::Any;
+
+    /// Files this sink writes.
+    fn written_paths(&self) -> Vec<WrittenPath> {
+        Vec::new()
+    }
+
+    /// How many sends the engine may have in flight at once (`request.concurrency`);
+    /// commits stay in the order the batches were formed.
+    fn concurrency(&self) -> usize {
+        1
+    }
+
+    /// Opens the sink: the I/O that reading the config does not do. `committed` is the
+    /// state last committed for this sink (`None` before its first commit, or when the
+    /// sink's kind changed).
+    async fn build(&self, name: &str, committed: Option<SinkState>)
+    -> Result<BuiltSink, SinkError>;
+
+    /// `runner validate --check`: whether the sink could deliver now, without changing
+    /// anything a run would depend on (no start-up recovery, nothing written).
+    async fn check(&self, name: &str) -> Result<(), SinkError>;
+}
+
+/// The keys every sink has, read before the kind's own table.
+#[derive(Deserialize)]
+pub struct SinkProbe {
+    #[serde(rename = "type")]
+    pub kind: Spanned<String>,
+    pub inputs: Option<Spanned<Vec<Spanned<String>>>>,
+    pub event_types: Option<Spanned<Vec<Spanned<String>>>>,
+    pub batch: Option<Spanned<BatchTable>>,
+    pub retry: Option<Spanned<RetryTable>>,
+    pub healthcheck: Option<Spanned<HealthcheckTable>>,
+    pub dead_letter_path: Option<Spanned<String>>,
+    pub dead_letter_max_bytes: Option<Spanned<i64>>,
+}
+
+/// The keys of [`SinkProbe`], removed before the kind's table is read.
+pub const COMMON_KEYS: &[&str] = &[
+    "type",
+    "inputs",
+    "event_types",
+    "batch",
+    "retry",
+    "healthcheck",
+    "dead_letter_path",
+    "dead_letter_max_bytes",
+];
+
+/// Reads `table` into the kind's table struct `T` (which has `deny_unknown_fields`).
+pub fn deserialize<'a, T: Deserialize<'a>>(table: Table<'a>) -> Result<T, ReadError> {
+    T::deserialize(toml::de::Deserializer::from(table)).map_err(ReadError::Toml)
+}
+
+/// A humantime duration string (`"500ms"`, `"30s"`, `"10m"`), parsed while
+/// deserializing so that a bad one is reported at its value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HumanDuration(pub Duration);
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = HumanDuration;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a duration string such as \"500ms\", \"30s\" or \"10m\"")
+            }
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<HumanDuration, E> {
+                humantime::parse_duration(text)
+                    .map(HumanDuration)
+                    .map_err(|error| {
+                        E::custom(format!(
+                            "invalid duration {text:?} ({error}); write e.g. \"500ms\", \"30s\" or \"10m\""
+                        ))
+                    })
+            }
+        }
+        deserializer.deserialize_str(Visitor)
+    }
+}
+
+/// An integer key that must be at least `min`, or its default.
+pub fn integer<T: TryFrom<i64>>(
+    ctx: &dyn ConfigContext,
+    value: &Option<Spanned<i64>>,
+    field: &str,
+    default: T,
+    min: i64,
+) -> Result<T, ConfigIssue> {
+    let Some(value) = value else {
+        return Ok(default);
+    };
+    let number = *value.get_ref();
+    if number < min {
+        return Err(ctx.issue(
+            value.span(),
+            field,
+            format!("must be at least {min}, got {number}"),
+        ));
+    }
+    T::try_from(number)
+        .map_err(|_| ctx.issue(value.span(), field, format!("{number} is too large")))
+}
+
+/// A duration key, or its default; zero only where `zero_allowed`.
+pub fn duration(
+    ctx: &dyn ConfigContext,
+    value: &Option<Spanned<HumanDuration>>,
+    field: &str,
+    default: Duration,
+    zero_allowed: bool,
+) -> Result<Duration, ConfigIssue> {
+    let Some(value) = value else {
+        return Ok(default);
+    };
+    let duration = value.get_ref().0;
+    if duration.is_zero() && !zero_allowed {
+        return Err(ctx.issue(value.span(), field, "must be longer than 0".to_owned()));
+    }
+    Ok(duration)
+}
