@@ -1,19 +1,21 @@
-//! The commands: build sources, sinks and the state from a loaded config,
-//! run them, and turn the outcome into an exit code.
+//! The commands: build sources, sinks and the state from a loaded config, run them
+//! through the pipeline, and turn the outcome into an exit code.
 
-use crate::config::{Config, SinkKind, StdoutFormat as ConfigFormat};
-use crate::pipeline::{Mode, Pipeline, RunReport, Selection, SinkLane, SourceRuntime, StateHandle};
-use sink::{FileCheckpoint, FileSink, Recovery, Sink, StdoutFormat, StdoutSink};
-use source::checkpoint::{
-    CheckpointStore, Commit, CursorCommit, CursorKey, FileOffset, ResetFilter, ResetTo, StateError,
-    StateLock,
+use crate::config::{Config, ConfigError};
+use pipeline::replay::{self, ReplayError};
+use pipeline::{
+    Mode, Pipeline, RunReport, Selection, SinkRuntime, SourceRuntime, StateFailure, StateHandle,
 };
-use source::{Discover, ModelArtsClient, ServerModel, discovery};
+use source::checkpoint::{
+    CheckpointStore, Commit, CursorCommit, CursorKey, ResetFilter, ResetTo, StateError, StateLock,
+};
+use source::{Discover, ModelArtsClient, SourceError, discovery};
 use std::collections::HashSet;
-use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::watch;
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 
 /// Exit codes of the contract.
 pub mod exit {
@@ -29,36 +31,42 @@ pub mod exit {
     pub const INTERRUPTED: u8 = 130;
 }
 
-/// An error with the exit code it maps to.
-#[derive(Debug)]
-pub struct AppError {
-    pub code: u8,
-    pub message: String,
+/// Why a command could not do its job; [`AppError::code`] is its exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A command-line value names nothing the config has.
+    #[error("{0}")]
+    Usage(String),
+    /// A source could not be set up from its configuration.
+    #[error(transparent)]
+    SourceSetup(SourceError),
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    StateTask(#[from] StateFailure),
+    #[error(transparent)]
+    Replay(#[from] ReplayError),
+    /// Local I/O a command needs (the demo's folder, its simulator).
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
+    #[error(
+        "shutdown_timeout ({0}) passed with a batch still in flight; it will be delivered again on the next run"
+    )]
+    ShutdownTimeout(String),
 }
 
 impl AppError {
-    pub fn new(code: u8, message: impl Into<String>) -> Self {
-        AppError {
-            code,
-            message: message.into(),
+    pub fn code(&self) -> u8 {
+        match self {
+            AppError::Config(_) | AppError::Usage(_) | AppError::SourceSetup(_) => exit::CONFIG,
+            AppError::State(StateError::Locked { .. }) => exit::LOCKED,
+            _ => exit::FAILED,
         }
-    }
-}
-
-impl fmt::Display for AppError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl From<StateError> for AppError {
-    fn from(e: StateError) -> Self {
-        let code = if matches!(e, StateError::Locked { .. }) {
-            exit::LOCKED
-        } else {
-            exit::FAILED
-        };
-        AppError::new(code, e.to_string())
     }
 }
 
@@ -67,13 +75,10 @@ pub fn check_selection(config: &Config, selection: &Selection) -> Result<(), App
     if let Some(name) = &selection.source
         && !config.sources.iter().any(|s| &s.name == name)
     {
-        return Err(AppError::new(
-            exit::CONFIG,
-            format!(
-                "--source {name}: no such source in {}",
-                config.file.display()
-            ),
-        ));
+        return Err(AppError::Usage(format!(
+            "--source {name}: no such source in {}",
+            config.file.display()
+        )));
     }
     for service in &selection.services {
         // A source with `discover` may follow it; that is known only after
@@ -84,131 +89,36 @@ pub fn check_selection(config: &Config, selection: &Selection) -> Result<(), App
             .filter(|s| selection.source.as_ref().is_none_or(|n| n == &s.name))
             .any(|s| s.services.contains(service) || s.discover.is_some());
         if !followed {
-            return Err(AppError::new(
-                exit::CONFIG,
-                format!("--service {service}: no selected source follows this service"),
-            ));
+            return Err(AppError::Usage(format!(
+                "--service {service}: no selected source follows this service"
+            )));
         }
     }
     Ok(())
 }
 
+/// `--sink NAME` must name a sink of the config.
+fn check_sink(config: &Config, sink: &str) -> Result<(), AppError> {
+    if config.sinks.iter().any(|s| s.name == sink) {
+        return Ok(());
+    }
+    Err(AppError::Usage(format!(
+        "--sink {sink}: no such sink in {}",
+        config.file.display()
+    )))
+}
+
 /// Builds one client per source (reads `token_file`s). Failing here is a
 /// configuration error, found before the state is touched.
-pub fn build_sources(config: &Config) -> Result<Vec<SourceRuntime>, AppError> {
+pub fn build_sources(config: &Config) -> Result<Vec<Arc<SourceRuntime>>, AppError> {
     config
         .sources
         .iter()
         .map(|settings| {
-            let client = ModelArtsClient::new(settings)
-                .map_err(|e| AppError::new(exit::CONFIG, e.to_string()))?;
-            Ok(SourceRuntime {
-                settings: settings.clone(),
-                client: Arc::new(client),
-                model: Arc::new(Mutex::new(ServerModel::default())),
-            })
+            let client = ModelArtsClient::new(settings).map_err(AppError::SourceSetup)?;
+            Ok(Arc::new(SourceRuntime::new(settings.clone(), client)))
         })
         .collect()
-}
-
-fn stdout_format(format: ConfigFormat) -> StdoutFormat {
-    match format {
-        ConfigFormat::Json => StdoutFormat::Json,
-        ConfigFormat::Text => StdoutFormat::Text,
-    }
-}
-
-/// Lanes without sinks, for `--dry-run`.
-pub fn dry_run_lanes(config: &Config) -> Vec<Arc<SinkLane>> {
-    config
-        .sinks
-        .iter()
-        .map(|s| Arc::new(SinkLane::new(&s.name, None, s.filter(), None)))
-        .collect()
-}
-
-/// Opens every sink. The file sink recovers against its committed length
-/// (cutting an uncommitted tail) and the new length is committed at once.
-pub async fn open_sinks(
-    config: &Config,
-    state: &StateHandle,
-) -> Result<Vec<Arc<SinkLane>>, AppError> {
-    let mut lanes = Vec::new();
-    for settings in &config.sinks {
-        let filter = settings.filter();
-        let lane = match &settings.kind {
-            SinkKind::Stdout { format } => {
-                let sink: Arc<dyn Sink> =
-                    Arc::new(StdoutSink::new(&settings.name, stdout_format(*format)));
-                SinkLane::new(&settings.name, Some(sink), filter, None)
-            }
-            SinkKind::File { path } => {
-                let path_text = path.display().to_string();
-                let stored = state
-                    .file_offset(settings.name.clone())
-                    .await
-                    .map_err(|e| AppError::new(exit::FAILED, e))?;
-                // A checkpoint for another path (the config changed) says
-                // nothing about this file.
-                let committed = stored
-                    .filter(|(stored_path, _)| stored_path == &path_text)
-                    .map(|(_, o)| FileCheckpoint {
-                        len: o.len,
-                        dev: o.dev,
-                        ino: o.ino,
-                    });
-                let name = settings.name.clone();
-                let open_path = path.clone();
-                let opened = tokio::task::spawn_blocking(move || {
-                    FileSink::open(&name, &open_path, committed)
-                })
-                .await
-                .map_err(|e| AppError::new(exit::FAILED, format!("sink {}: {e}", settings.name)))?;
-                let (sink, checkpoint, recovery) = match opened {
-                    Ok(opened) => opened,
-                    Err(e) => {
-                        // One sink's trouble stays its own: the others go on
-                        // and this one keeps its position for the next run.
-                        error!(sink = %settings.name, error = %e, "Cannot open the file sink; it receives nothing this run.");
-                        lanes.push(Arc::new(SinkLane::broken(
-                            &settings.name,
-                            filter,
-                            e.to_string(),
-                        )));
-                        continue;
-                    }
-                };
-                match &recovery {
-                    Recovery::CutTail { committed, found } => warn!(
-                        sink = %settings.name, path = %path_text, committed, found,
-                        "Cut an uncommitted tail left by an interrupted run; those events will be delivered again."
-                    ),
-                    Recovery::StartedAfresh { reason } => warn!(
-                        sink = %settings.name, path = %path_text, %reason, "Starting the file afresh."
-                    ),
-                    Recovery::Created | Recovery::Resumed => {}
-                }
-                if committed != Some(checkpoint) {
-                    let FileCheckpoint { len, dev, ino } = checkpoint;
-                    state
-                        .commit(Commit {
-                            cursors: Vec::new(),
-                            files: vec![(
-                                settings.name.clone(),
-                                path_text.clone(),
-                                FileOffset { len, dev, ino },
-                            )],
-                        })
-                        .await
-                        .map_err(|e| AppError::new(exit::FAILED, e))?;
-                }
-                let sink: Arc<dyn Sink> = Arc::new(sink);
-                SinkLane::new(&settings.name, Some(sink), filter, Some(path_text))
-            }
-        };
-        lanes.push(Arc::new(lane));
-    }
-    Ok(lanes)
 }
 
 /// Everything `sync` and `run` need, with the state locked.
@@ -218,16 +128,27 @@ pub struct Delivering {
     _lock: StateLock,
 }
 
-/// Builds sources, locks and opens the state, opens the sinks.
+/// Locks and opens the state file.
+async fn open_state(config: &Config) -> Result<(StateLock, StateHandle), AppError> {
+    let lock = CheckpointStore::lock(&config.state_path)?;
+    let (path, busy) = (config.state_path.clone(), config.state_busy_timeout);
+    let store = StateHandle::new(
+        tokio::task::spawn_blocking(move || CheckpointStore::open_with_busy_timeout(&path, busy))
+            .await
+            .map_err(StateFailure::from)??,
+    );
+    Ok((lock, store))
+}
+
+/// Builds sources, locks and opens the state, opens the sinks (the file sink recovers
+/// against its committed state first).
 pub async fn prepare(config: &Config) -> Result<Delivering, AppError> {
     let sources = build_sources(config)?;
-    let lock = CheckpointStore::lock(&config.state_path)?;
-    let path = config.state_path.clone();
-    let store = tokio::task::spawn_blocking(move || CheckpointStore::open(&path))
-        .await
-        .map_err(|e| AppError::new(exit::FAILED, format!("state: {e}")))??;
-    let state = StateHandle::new(store);
-    let sinks = open_sinks(config, &state).await?;
+    let (lock, state) = open_state(config).await?;
+    let mut sinks = Vec::with_capacity(config.sinks.len());
+    for settings in &config.sinks {
+        sinks.push(Arc::new(SinkRuntime::open(settings, &state).await?));
+    }
     Ok(Delivering {
         pipeline: Pipeline::new(sources, sinks, config.runner.concurrency),
         mode: Arc::new(Mode::Deliver { state }),
@@ -237,27 +158,18 @@ pub async fn prepare(config: &Config) -> Result<Delivering, AppError> {
 
 /// Prints the end-of-run summary on stderr and says whether all went well.
 pub fn report(report: &RunReport) -> bool {
-    for problem in &report.sources {
-        eprintln!("{}: FAILED: {}", problem.source, problem.message);
-    }
-    for summary in &report.services {
-        eprintln!("{}", summary.line());
-    }
-    for (source, service) in &report.gone {
-        eprintln!(
-            "{source}/{} ({}): no longer in the project or no longer matches `discover`; stopped following it, its state is kept",
-            service.service_id, service.service_name
-        );
+    for line in report.lines() {
+        eprintln!("{line}");
     }
     report.ok()
 }
 
 async fn flush_sinks(pipeline: &Pipeline) {
-    for lane in &pipeline.sinks {
-        if let Some(sink) = &lane.sink
-            && let Err(e) = sink.flush().await
+    for sink in &pipeline.sinks {
+        if let Some(handle) = sink.sink()
+            && let Err(e) = handle.flush().await
         {
-            warn!(sink = %lane.name, error = %e, "Flush failed.");
+            warn!(sink = %sink.name, error = %e, "Flush failed.");
         }
     }
 }
@@ -302,7 +214,7 @@ pub async fn sync(config: &Config, selection: Selection, dry_run: bool) -> Resul
     }
     let delivering = prepare(config).await?;
     let (stop, shutdown) = shutdown_signal();
-    let interrupted = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let interrupted = Arc::new(AtomicBool::new(false));
     let flag = interrupted.clone();
     let watcher = tokio::spawn(async move {
         let name = wait_for_signal().await;
@@ -310,7 +222,7 @@ pub async fn sync(config: &Config, selection: Selection, dry_run: bool) -> Resul
             signal = name,
             "Interrupted; finishing the batches in flight, then stopping."
         );
-        flag.store(true, std::sync::atomic::Ordering::SeqCst);
+        flag.store(true, Ordering::SeqCst);
         let _ = stop.send(true);
         // A second signal stops at once; committed work is safe.
         wait_for_signal().await;
@@ -323,7 +235,7 @@ pub async fn sync(config: &Config, selection: Selection, dry_run: bool) -> Resul
     watcher.abort();
     flush_sinks(&delivering.pipeline).await;
     let ok = report(&outcome);
-    Ok(if interrupted.load(std::sync::atomic::Ordering::SeqCst) {
+    Ok(if interrupted.load(Ordering::SeqCst) {
         exit::INTERRUPTED
     } else if ok {
         exit::OK
@@ -337,8 +249,13 @@ async fn dry_run_sync(config: &Config, selection: &Selection) -> Result<u8, AppE
     let path = config.state_path.clone();
     let store = tokio::task::spawn_blocking(move || CheckpointStore::open_read_only(&path))
         .await
-        .map_err(|e| AppError::new(exit::FAILED, format!("state: {e}")))??;
-    let pipeline = Pipeline::new(sources, dry_run_lanes(config), config.runner.concurrency);
+        .map_err(StateFailure::from)??;
+    let sinks = config
+        .sinks
+        .iter()
+        .map(|s| Arc::new(SinkRuntime::dry(s)))
+        .collect();
+    let pipeline = Pipeline::new(sources, sinks, config.runner.concurrency);
     let mode = Arc::new(Mode::DryRun {
         state: store.map(StateHandle::new),
     });
@@ -374,10 +291,9 @@ pub async fn run(config: &Config) -> Result<u8, AppError> {
                     Ok(outcome) => outcome,
                     Err(_) => {
                         flush_sinks(&delivering.pipeline).await;
-                        return Err(AppError::new(exit::FAILED, format!(
-                            "shutdown_timeout ({}) passed with a batch still in flight; it will be delivered again on the next run",
-                            humantime::format_duration(config.runner.shutdown_timeout)
-                        )));
+                        return Err(AppError::ShutdownTimeout(
+                            humantime::format_duration(config.runner.shutdown_timeout).to_string(),
+                        ));
                     }
                 }
             }
@@ -422,20 +338,16 @@ pub async fn validate(config: &Config, check: bool) -> Result<u8, AppError> {
         }
     }
     for settings in &config.sinks {
-        let result = match &settings.kind {
-            SinkKind::Stdout { format } => {
-                StdoutSink::new(&settings.name, stdout_format(*format))
-                    .healthcheck()
-                    .await
-            }
-            SinkKind::File { path } => FileSink::check_path(&settings.name, path),
-        };
-        match result {
-            Ok(()) => eprintln!(
-                "sink {} ({}): ready.",
+        if !settings.options.healthcheck {
+            eprintln!(
+                "sink {} ({}): healthcheck disabled (healthcheck.enabled = false).",
                 settings.name,
-                settings.kind.type_name()
-            ),
+                settings.kind()
+            );
+            continue;
+        }
+        match settings.config.check(&settings.name).await {
+            Ok(()) => eprintln!("sink {} ({}): ready.", settings.name, settings.kind()),
             Err(e) => {
                 ok = false;
                 eprintln!("sink {}: FAILED: {e}", settings.name);
@@ -450,12 +362,12 @@ pub async fn show_state(config: &Config, json: bool) -> Result<u8, AppError> {
     let path = config.state_path.clone();
     let store = tokio::task::spawn_blocking(move || CheckpointStore::open_read_only(&path))
         .await
-        .map_err(|e| AppError::new(exit::FAILED, format!("state: {e}")))??;
+        .map_err(StateFailure::from)??;
     let Some(store) = store else {
         if json {
             println!(
                 "{}",
-                serde_json::json!({"state": config.state_path.display().to_string(), "positions": [], "files": []})
+                serde_json::json!({"state": config.state_path.display().to_string(), "positions": [], "files": [], "sinks": []})
             );
         } else {
             eprintln!(
@@ -466,10 +378,40 @@ pub async fn show_state(config: &Config, json: bool) -> Result<u8, AppError> {
         return Ok(exit::OK);
     };
     let rows = store.positions()?;
+    let sink_rows = store.sink_states()?;
+    // Per configured sink: kind, dead-lettered so far, entries in its dead-letter file now,
+    // and for file sinks the committed (path, length).
+    let mut sinks = Vec::new();
     let mut files = Vec::new();
     for settings in &config.sinks {
-        if let Some((path, offset)) = store.file_offset(&settings.name)? {
-            files.push((settings.name.clone(), path, offset));
+        let row = sink_rows.iter().find(|r| r.sink == settings.name);
+        let dead_letter = pipeline::DeadLetterFile::new(
+            &settings.name,
+            settings.options.dead_letter_path.clone(),
+            settings.options.dead_letter_max_bytes,
+        );
+        let pending = tokio::task::spawn_blocking(move || dead_letter.read())
+            .await
+            .map_err(StateFailure::from)?
+            .map(|d| d.entries.len())
+            .unwrap_or(0);
+        sinks.push((
+            settings.name.clone(),
+            settings.kind(),
+            row.map_or(0, |r| r.dead_lettered),
+            settings.options.dead_letter_path.clone(),
+            pending,
+        ));
+        if let Some(file) = row
+            .filter(|r| r.kind == "file")
+            .and_then(|r| r.state.as_deref())
+            .and_then(|s| serde_json::from_str::<serde_json::Value>(s).ok())
+        {
+            files.push((
+                settings.name.clone(),
+                file["path"].as_str().unwrap_or_default().to_owned(),
+                file["len"].as_u64().unwrap_or_default(),
+            ));
         }
     }
     let time = |ms: Option<i64>| {
@@ -489,11 +431,20 @@ pub async fn show_state(config: &Config, json: bool) -> Result<u8, AppError> {
             .collect();
         let files: Vec<_> = files
             .iter()
-            .map(|(sink, path, o)| serde_json::json!({"sink": sink, "path": path, "committed_bytes": o.len}))
+            .map(|(sink, path, len)| serde_json::json!({"sink": sink, "path": path, "committed_bytes": len}))
+            .collect();
+        let sinks: Vec<_> = sinks
+            .iter()
+            .map(|(sink, kind, dead_lettered, path, pending)| {
+                serde_json::json!({
+                    "sink": sink, "kind": kind, "dead_lettered": dead_lettered,
+                    "dead_letter_path": path.display().to_string(), "dead_letter_entries": pending,
+                })
+            })
             .collect();
         println!(
             "{}",
-            serde_json::json!({"state": config.state_path.display().to_string(), "positions": positions, "files": files})
+            serde_json::json!({"state": config.state_path.display().to_string(), "positions": positions, "files": files, "sinks": sinks})
         );
         return Ok(exit::OK);
     }
@@ -517,8 +468,17 @@ pub async fn show_state(config: &Config, json: bool) -> Result<u8, AppError> {
             r.fingerprints
         );
     }
-    for (sink, path, offset) in &files {
-        println!("file sink {sink}: {path}, {} bytes committed", offset.len);
+    for (sink, path, len) in &files {
+        println!("file sink {sink}: {path}, {len} bytes committed");
+    }
+    for (sink, kind, dead_lettered, path, pending) in &sinks {
+        if *dead_lettered > 0 || *pending > 0 {
+            println!(
+                "sink {sink} ({kind}): {dead_lettered} record(s) dead-lettered so far; {pending} entr{} in {}",
+                if *pending == 1 { "y" } else { "ies" },
+                path.display()
+            );
+        }
     }
     Ok(exit::OK)
 }
@@ -538,16 +498,12 @@ pub async fn reset_state(
             services: filter.service_id.iter().cloned().collect(),
         },
     )?;
-    if let Some(sink) = &filter.sink
-        && !config.sinks.iter().any(|s| &s.name == sink)
-    {
-        return Err(AppError::new(
-            exit::CONFIG,
-            format!("--sink {sink}: no such sink in {}", config.file.display()),
-        ));
+    if let Some(sink) = &filter.sink {
+        check_sink(config, sink)?;
     }
     let _lock = CheckpointStore::lock(&config.state_path)?;
-    let mut store = CheckpointStore::open(&config.state_path)?;
+    let mut store =
+        CheckpointStore::open_with_busy_timeout(&config.state_path, config.state_busy_timeout)?;
     let to_kind = to.unwrap_or(ResetTo::Delete);
     let changed = store.reset(&filter, to_kind)?;
     // `--to` also applies to cursors that do not exist yet, so that
@@ -570,10 +526,7 @@ pub async fn reset_state(
                             .as_ref()
                             .is_none_or(|s| s == &key.service_id)
                         && filter.sink.as_ref().is_none_or(|s| s == &key.sink)
-                        && sink
-                            .inputs
-                            .as_ref()
-                            .is_none_or(|i| i.contains(&source.name));
+                        && sink.filter.takes_source(&source.name);
                     if matches && seen.insert(key.clone()) && store.cursor(&key)?.is_none() {
                         cursors.push(CursorCommit {
                             key,
@@ -589,7 +542,7 @@ pub async fn reset_state(
         created = cursors.len();
         store.commit(&Commit {
             cursors,
-            files: Vec::new(),
+            ..Commit::default()
         })?;
     }
     eprintln!(
@@ -679,4 +632,113 @@ fn describe(discover: &Discover) -> String {
         return "{} (every service)".to_owned();
     }
     format!("{{ {} }}", parts.join(", "))
+}
+
+/// The dead-letter file of `--sink NAME`.
+fn dead_letter_file(config: &Config, sink: &str) -> Result<pipeline::DeadLetterFile, AppError> {
+    check_sink(config, sink)?;
+    let settings = config
+        .sinks
+        .iter()
+        .find(|s| s.name == sink)
+        .ok_or_else(|| AppError::Usage(format!("--sink {sink}: no such sink")))?;
+    Ok(pipeline::DeadLetterFile::new(
+        sink,
+        settings.options.dead_letter_path.clone(),
+        settings.options.dead_letter_max_bytes,
+    ))
+}
+
+/// `runner dead-letter show`: the entries of a sink's dead-letter file, one per line
+/// (or the raw JSON lines with `--json`, on stdout for `jq`).
+pub async fn dead_letter_show(config: &Config, sink: &str, json: bool) -> Result<u8, AppError> {
+    let file = dead_letter_file(config, sink)?;
+    let path: PathBuf = file.path().to_owned();
+    let found = tokio::task::spawn_blocking(move || file.read())
+        .await
+        .map_err(StateFailure::from)?
+        .map_err(|e| AppError::Replay(ReplayError::DeadLetter(e)))?;
+    if json {
+        for (_, entry) in &found.entries {
+            println!(
+                "{}",
+                serde_json::json!({
+                    "record": entry.record, "sink": entry.sink, "reason": entry.reason,
+                    "status": entry.status, "time": entry.time,
+                })
+            );
+        }
+    } else {
+        for (line, entry) in &found.entries {
+            let status = entry
+                .status
+                .map_or_else(|| "-".to_owned(), |s| s.to_string());
+            println!(
+                "{line:>6}  {}  {status:>3}  {}/{} {}  {}  {}",
+                entry.time,
+                entry.record.source,
+                entry.record.service_id,
+                entry.record.timestamp,
+                entry.record.id,
+                entry.reason
+            );
+        }
+    }
+    for (line, _) in &found.unreadable {
+        eprintln!(
+            "{}:{line}: not a dead-letter entry (a line torn by a crash, or foreign text); kept as it is",
+            path.display()
+        );
+    }
+    eprintln!(
+        "{}: {} entr{}.",
+        path.display(),
+        found.entries.len(),
+        if found.entries.len() == 1 { "y" } else { "ies" }
+    );
+    Ok(exit::OK)
+}
+
+/// `runner dead-letter replay`: offers a sink's dead-lettered records to it again.
+pub async fn dead_letter_replay(config: &Config, sink: &str) -> Result<u8, AppError> {
+    check_sink(config, sink)?;
+    let settings = config
+        .sinks
+        .iter()
+        .find(|s| s.name == sink)
+        .ok_or_else(|| AppError::Usage(format!("--sink {sink}: no such sink")))?;
+    let (_lock, state) = open_state(config).await?;
+    let runtime = SinkRuntime::open(settings, &state).await?;
+    let (stop, shutdown) = shutdown_signal();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        let _ = stop.send(true);
+    });
+    let done = replay::replay(&runtime, &state, shutdown).await?;
+    if let Some(handle) = runtime.sink()
+        && let Err(e) = handle.flush().await
+    {
+        warn!(sink = %runtime.name, error = %e, "Flush failed.");
+    }
+    eprintln!(
+        "sink {sink}: offered {}, accepted {} (removed from {}), refused again {}, kept {}{}",
+        done.offered,
+        done.accepted,
+        runtime.dead_letter.path().display(),
+        done.refused,
+        done.kept,
+        if done.unreadable > 0 {
+            format!(", {} unreadable line(s) kept", done.unreadable)
+        } else {
+            String::new()
+        }
+    );
+    if let Some(failure) = &done.failure {
+        eprintln!("sink {sink}: FAILED: {failure}; the entries not accepted stay in the file");
+    }
+    Ok(if done.failure.is_none() && done.refused == 0 {
+        exit::OK
+    } else {
+        exit::FAILED
+    })
 }

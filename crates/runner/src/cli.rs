@@ -1,5 +1,5 @@
 //! The command line: `runner sync | run | validate | state | state reset |
-//! services | demo`, parsed with clap into [`Cli`]. Parsing only: what each
+//! services | dead-letter show | dead-letter replay | demo`, parsed with clap into [`Cli`]. Parsing only: what each
 //! command does lives elsewhere, and so does mapping outcomes to exit codes.
 
 use crate::config::parse_start_at;
@@ -43,6 +43,10 @@ pub enum Command {
     StateReset(StateResetArgs),
     /// `runner services`: list the services each source follows.
     Services(ServicesArgs),
+    /// `runner dead-letter show`: list a sink's dead-lettered records.
+    DeadLetterShow(DeadLetterShowArgs),
+    /// `runner dead-letter replay`: offer a sink's dead-lettered records to it again.
+    DeadLetterReplay(DeadLetterReplayArgs),
     /// `runner demo`: the real pipeline against a built-in simulator.
     Demo(DemoArgs),
 }
@@ -134,6 +138,28 @@ pub struct ServicesArgs {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct DeadLetterShowArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// The sink whose dead-letter file to show (a [sinks.NAME] of the config).
+    #[arg(long, value_name = "NAME")]
+    pub sink: String,
+    /// Print the entries as JSON lines on stdout (for jq) instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+#[command(after_help = EXIT_CODES)]
+pub struct DeadLetterReplayArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// The sink whose dead-lettered records to offer again (a [sinks.NAME] of the config).
+    #[arg(long, value_name = "NAME")]
+    pub sink: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
 pub struct DemoArgs {
     /// Keep the demo's files (config, state, output) in DIR instead of a temporary
     /// folder that is deleted at the end.
@@ -181,6 +207,10 @@ impl Cli {
                 })
             }
             ClapCommand::Services(args) => Command::Services(args),
+            ClapCommand::DeadLetter(DeadLetterAction::Show(args)) => Command::DeadLetterShow(args),
+            ClapCommand::DeadLetter(DeadLetterAction::Replay(args)) => {
+                Command::DeadLetterReplay(args)
+            }
             ClapCommand::Demo(args) => Command::Demo(args),
         };
         Ok(Cli {
@@ -229,8 +259,22 @@ enum ClapCommand {
     State(ClapState),
     /// List the services each source follows.
     Services(ServicesArgs),
+    /// Show a sink's dead-lettered records (refused by the destination for good), or
+    /// offer them to it again once the cause is fixed.
+    #[command(subcommand)]
+    DeadLetter(DeadLetterAction),
     /// Run the real pipeline against a built-in ModelArts simulator; needs nothing.
     Demo(DemoArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum DeadLetterAction {
+    /// List the entries of a sink's dead-letter file: time, status, record, reason.
+    /// Only reads.
+    Show(DeadLetterShowArgs),
+    /// Offer the entries to the sink again, with its batching and retries; an entry
+    /// leaves the file only when the destination accepted it. Takes the state lock.
+    Replay(DeadLetterReplayArgs),
 }
 
 #[derive(Debug, Args)]

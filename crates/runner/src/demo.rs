@@ -6,7 +6,7 @@
 
 use crate::app::{self, AppError, exit};
 use crate::config;
-use crate::pipeline::Selection;
+use pipeline::Selection;
 use simulator::{SimConfig, SimEvent, Simulator};
 use std::path::{Path, PathBuf};
 
@@ -18,11 +18,9 @@ pub async fn run(keep: Option<PathBuf>) -> Result<u8, AppError> {
     let temp;
     let dir: PathBuf = match keep {
         Some(dir) => {
-            std::fs::create_dir_all(&dir).map_err(|e| {
-                AppError::new(
-                    exit::FAILED,
-                    format!("cannot create {}: {e}", dir.display()),
-                )
+            std::fs::create_dir_all(&dir).map_err(|source| AppError::Io {
+                what: format!("cannot create {}", dir.display()),
+                source,
             })?;
             dir
         }
@@ -30,11 +28,9 @@ pub async fn run(keep: Option<PathBuf>) -> Result<u8, AppError> {
             temp = tempfile::Builder::new()
                 .prefix("modelarts-demo-")
                 .tempdir()
-                .map_err(|e| {
-                    AppError::new(
-                        exit::FAILED,
-                        format!("cannot create a temporary folder: {e}"),
-                    )
+                .map_err(|source| AppError::Io {
+                    what: "cannot create a temporary folder".to_owned(),
+                    source,
                 })?;
             temp.path().to_owned()
         }
@@ -49,7 +45,10 @@ pub async fn run(keep: Option<PathBuf>) -> Result<u8, AppError> {
             ..SimConfig::default()
         },
     )
-    .map_err(|e| AppError::new(exit::FAILED, format!("cannot start the simulator: {e}")))?;
+    .map_err(|source| AppError::Io {
+        what: "cannot start the simulator".to_owned(),
+        source,
+    })?;
     eprintln!("== ModelArts event shipper demo ==");
     eprintln!("Simulator (a local ModelArts API) at {}", sim.base_url());
     let config_path = write_config(
@@ -60,8 +59,7 @@ pub async fn run(keep: Option<PathBuf>) -> Result<u8, AppError> {
         &sim.service_ids(),
     )?;
     eprintln!("Config: {}", config_path.display());
-    let config =
-        config::load(&config_path).map_err(|e| AppError::new(exit::CONFIG, e.to_string()))?;
+    let config = config::load(&config_path)?;
 
     eprintln!("\n-- First sync: every event so far goes to stdout (below) and to events.jsonl --");
     let first = app::sync(&config, Selection::default(), false).await?;
@@ -141,11 +139,9 @@ path = "out/events.jsonl"
 "#
     );
     let path = dir.join("demo.toml");
-    std::fs::write(&path, text).map_err(|e| {
-        AppError::new(
-            exit::FAILED,
-            format!("cannot write {}: {e}", path.display()),
-        )
+    std::fs::write(&path, text).map_err(|source| AppError::Io {
+        what: format!("cannot write {}", path.display()),
+        source,
     })?;
     Ok(path)
 }

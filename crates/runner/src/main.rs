@@ -2,13 +2,12 @@
 //!
 //! The binary only parses the command line, loads the config, runs the
 //! command and maps its outcome to an exit code; the work lives in the
-//! `source` and `sink` crates and in [`pipeline`].
+//! `source`, `sink` and `pipeline` crates.
 
 mod app;
 mod cli;
 mod config;
 mod demo;
-mod pipeline;
 
 use app::{AppError, exit};
 use cli::{Cli, Command, LogFormat};
@@ -36,7 +35,7 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(error) => {
             eprintln!("error: {error}");
-            ExitCode::from(error.code)
+            ExitCode::from(error.code())
         }
     }
 }
@@ -56,7 +55,7 @@ fn init_logging(format: LogFormat, demo: bool) {
 }
 
 fn load(path: &Path) -> Result<config::Config, AppError> {
-    config::load(path).map_err(|e| AppError::new(exit::CONFIG, e.to_string()))
+    Ok(config::load(path)?)
 }
 
 async fn execute(command: Command) -> Result<u8, AppError> {
@@ -89,6 +88,12 @@ async fn execute(command: Command) -> Result<u8, AppError> {
             app::reset_state(&config, filter, to).await
         }
         Command::Services(args) => app::services(&load(&args.config.config)?).await,
+        Command::DeadLetterShow(args) => {
+            app::dead_letter_show(&load(&args.config.config)?, &args.sink, args.json).await
+        }
+        Command::DeadLetterReplay(args) => {
+            app::dead_letter_replay(&load(&args.config.config)?, &args.sink).await
+        }
         Command::Demo(args) => demo::run(args.keep).await,
     }
 }

@@ -35,16 +35,19 @@ pub use error::ConfigError;
 pub use timestamp::parse_start_at;
 
 use raw::{
-    AkskAuthTable, AuthKind, CloudName, DiscoverTable, EventTypeName, FileTable, HumanDuration,
-    KindProbe, ModelArtsTable, OffsetUnitName, PasswordAuthTable, RunnerTable, SINK_COMMON_KEYS,
-    SinkKindName, SinkProbe, SourceKind, StdoutTable, TokenAuthTable, TopTable,
+    AkskAuthTable, AuthKind, CloudName, DiscoverTable, EventTypeName, HumanDuration, KindProbe,
+    ModelArtsTable, OffsetUnitName, PasswordAuthTable, RunnerTable, SourceKind, TokenAuthTable,
+    TopTable,
 };
 use serde::Deserialize;
+use sink::config::{COMMON_KEYS, ConfigContext, ConfigIssue, ReadError, SinkProbe, WrittenPath};
+use sink::{SinkFilter, SinkOptions, SinkSettings};
 use source::regions::{self, Cloud, RegionEndpoints};
 use source::{AuthSettings, Discover, OffsetUnit, Secret, SecretSource, SourceSettings, StartAt};
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
@@ -66,6 +69,8 @@ pub mod defaults {
     pub const MAX_RESPONSE_BYTES: u64 = 64 * 1024 * 1024;
     pub const RETRY_INITIAL_BACKOFF: Duration = Duration::from_secs(1);
     pub const RETRY_MAX_BACKOFF: Duration = Duration::from_secs(60);
+    /// How long a state commit waits for another process's write lock.
+    pub const STATE_BUSY_TIMEOUT: Duration = source::checkpoint::DEFAULT_BUSY_TIMEOUT;
 }
 
 /// A loaded and validated configuration file.
@@ -75,6 +80,9 @@ pub struct Config {
     pub file: PathBuf,
     /// `[state] path`, resolved against the config file's folder.
     pub state_path: PathBuf,
+    /// `[state] busy_timeout`: how long a commit waits for another process holding the
+    /// state file's write lock (a backup tool, an `sqlite3` shell).
+    pub state_busy_timeout: Duration,
     pub runner: RunnerSettings,
     /// Sorted by name.
     pub sources: Vec<SourceSettings>,
@@ -101,57 +109,6 @@ impl Default for RunnerSettings {
             shutdown_timeout: defaults::SHUTDOWN_TIMEOUT,
         }
     }
-}
-
-/// `[sinks.NAME]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SinkSettings {
-    pub name: String,
-    /// Source names this sink receives from; `None` means all sources.
-    pub inputs: Option<Vec<String>>,
-    /// Event types this sink receives; `None` means all.
-    pub event_types: Option<Vec<String>>,
-    pub kind: SinkKind,
-}
-
-impl SinkSettings {
-    /// The sink's `inputs` and `event_types` as the pipeline applies them.
-    pub fn filter(&self) -> sink::SinkFilter {
-        sink::SinkFilter {
-            inputs: self.inputs.clone(),
-            event_types: self.event_types.clone(),
-        }
-    }
-}
-
-/// What a sink is, with its kind's settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SinkKind {
-    /// One record per line on stdout.
-    Stdout { format: StdoutFormat },
-    /// JSON lines appended to a file (resolved against the config file's folder).
-    File { path: PathBuf },
-}
-
-impl SinkKind {
-    /// The `type` value of this kind.
-    pub fn type_name(&self) -> &'static str {
-        match self {
-            SinkKind::Stdout { .. } => "stdout",
-            SinkKind::File { .. } => "file",
-        }
-    }
-}
-
-/// `format` of a stdout sink.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum StdoutFormat {
-    /// One JSON object per line.
-    #[default]
-    Json,
-    /// One line per record for humans.
-    Text,
 }
 
 /// Loads `path`, replacing `${VAR}` from the process environment.
@@ -215,6 +172,12 @@ impl<'a> Reader<'a> {
             ));
         };
         let state_path = self.path(&state.get_ref().path, "state.path")?;
+        let state_busy_timeout = self.duration(
+            &state.get_ref().busy_timeout,
+            "state.busy_timeout",
+            defaults::STATE_BUSY_TIMEOUT,
+            false,
+        )?;
         let runner = self.runner(top.runner)?;
 
         if top.sources.is_empty() {
@@ -244,18 +207,30 @@ impl<'a> Reader<'a> {
             normalized(&state_path),
             "the state file (state.path)".to_owned(),
         );
+        let state_dir = state_path
+            .parent()
+            .map_or_else(|| self.base_dir.clone(), Path::to_owned);
         let mut sinks = Vec::with_capacity(top.sinks.len());
         for (name, table) in &top.sinks {
             self.check_name("sinks", name, table.span())?;
-            let (sink, path_span) = self.sink(name, &source_names)?;
-            if let SinkKind::File { path } = &sink.kind {
-                let key = format!("sinks.{name}.path");
-                if let Some(other) = writers.insert(normalized(path), format!("sink `{name}`")) {
+            let (sink, written) = self.sink(name, table.span(), &source_names, &state_dir)?;
+            for WrittenPath {
+                field: key,
+                path,
+                span,
+            } in written
+            {
+                let what = if key.ends_with(".dead_letter_path") {
+                    format!("the dead-letter file of sink `{name}`")
+                } else {
+                    format!("sink `{name}`")
+                };
+                if let Some(other) = writers.insert(normalized(&path), what) {
                     return Err(self.error(
-                        path_span,
+                        span,
                         key,
                         format!(
-                            "{} is also written by {other}; give each file sink its own file",
+                            "{} is also written by {other}; give each its own file",
                             path.display()
                         ),
                     ));
@@ -267,6 +242,7 @@ impl<'a> Reader<'a> {
         Ok(Config {
             file: self.file.to_owned(),
             state_path,
+            state_busy_timeout,
             runner,
             sources,
             sinks,
@@ -737,12 +713,16 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// Returns the sink and, for a file sink, the span of its `path`.
+    /// Reads `[sinks.NAME]`: the keys every sink has here, the kind's own keys by the
+    /// kind (see [`sink::KINDS`]). Returns the sink and the files it writes (with their
+    /// full keys), so that two writers of one file can be refused.
     fn sink(
         &self,
         name: &str,
+        span: Range<usize>,
         sources: &BTreeSet<&str>,
-    ) -> Result<(SinkSettings, Range<usize>), ConfigError> {
+        state_dir: &Path,
+    ) -> Result<(SinkSettings, Vec<WrittenPath>), ConfigError> {
         let path = ["sinks", name];
         let probe: SinkProbe = self.deserialize(self.table(&path)?)?;
         let key = |field: &str| format!("sinks.{name}.{field}");
@@ -771,36 +751,68 @@ impl<'a> Reader<'a> {
             None => None,
             Some(list) => Some(self.distinct_list(list, &key("event_types"), true)?),
         };
-
-        let (kind, path_span) = match probe.kind.into_inner() {
-            SinkKindName::Stdout => {
-                let table: StdoutTable = self.kind_table(&path, SINK_COMMON_KEYS)?;
-                (
-                    SinkKind::Stdout {
-                        format: table.format.unwrap_or_default(),
-                    },
-                    0..0,
-                )
-            }
-            SinkKindName::File => {
-                let table: FileTable = self.kind_table(&path, SINK_COMMON_KEYS)?;
-                (
-                    SinkKind::File {
-                        path: self.path(&table.path, &key("path"))?,
-                    },
-                    table.path.span(),
-                )
-            }
+        let type_name = probe.kind.get_ref();
+        let Some(kind) = sink::KINDS.iter().find(|k| k.name == type_name) else {
+            let known: Vec<String> = sink::KINDS
+                .iter()
+                .map(|k| format!("{:?}", k.name))
+                .collect();
+            return Err(self.error(
+                probe.kind.span(),
+                key("type"),
+                format!(
+                    "unknown sink type {type_name:?} (the types are: {})",
+                    known.join(", ")
+                ),
+            ));
         };
+        let context = SinkContext {
+            reader: self,
+            name,
+            state_dir,
+        };
+        let options = SinkOptions::read(&probe, kind.batch, &context).map_err(|i| self.issue(i))?;
+        let table = self.table(&path)?;
+        let mut rest = table.clone();
+        for common in COMMON_KEYS {
+            rest.get_mut().remove(*common);
+        }
+        let config = (kind.read)(rest, &context).map_err(|e| match e {
+            ReadError::Toml(e) => error::from_toml(&e, self.text, self.root.get_ref(), self.file),
+            ReadError::Invalid(issue) => self.issue(issue),
+        })?;
+        let mut written: Vec<WrittenPath> = config
+            .written_paths()
+            .into_iter()
+            .map(|w| WrittenPath {
+                field: key(&w.field),
+                ..w
+            })
+            .collect();
+        written.push(WrittenPath {
+            field: key("dead_letter_path"),
+            path: options.dead_letter_path.clone(),
+            span: probe
+                .dead_letter_path
+                .as_ref()
+                .map_or(span, |value| value.span()),
+        });
         Ok((
             SinkSettings {
                 name: name.to_owned(),
-                inputs,
-                event_types,
-                kind,
+                filter: SinkFilter {
+                    inputs,
+                    event_types,
+                },
+                options,
+                config: Arc::from(config),
             },
-            path_span,
+            written,
         ))
+    }
+
+    fn issue(&self, issue: ConfigIssue) -> ConfigError {
+        self.error(issue.span, issue.key, issue.message)
     }
 
     // ---- values ----
@@ -991,12 +1003,17 @@ impl<'a> Reader<'a> {
         if text.is_empty() {
             return Err(self.error(value.span(), key, "is empty"));
         }
-        let path = Path::new(&text);
-        Ok(if path.is_absolute() {
+        Ok(self.resolve(&text))
+    }
+
+    /// A path as written, resolved against the config file's folder.
+    fn resolve(&self, text: &str) -> PathBuf {
+        let path = Path::new(text);
+        if path.is_absolute() {
             path.to_owned()
         } else {
             self.base_dir.join(path)
-        })
+        }
     }
 
     fn expand(&self, value: &Spanned<String>, key: &str) -> Result<String, ConfigError> {
@@ -1082,6 +1099,39 @@ impl<'a> Reader<'a> {
             table.get_mut().remove(*key);
         }
         self.deserialize(table)
+    }
+}
+
+/// What a sink's table needs from the file around it.
+struct SinkContext<'r, 'a> {
+    reader: &'r Reader<'a>,
+    name: &'r str,
+    state_dir: &'r Path,
+}
+
+impl ConfigContext for SinkContext<'_, '_> {
+    fn sink_name(&self) -> &str {
+        self.name
+    }
+
+    fn expand(&self, value: &Spanned<String>, field: &str) -> Result<String, ConfigIssue> {
+        placeholder::expand(value.get_ref(), self.reader.env).map_err(|e| ConfigIssue {
+            key: self.key(field),
+            span: value.span(),
+            message: e.to_string(),
+        })
+    }
+
+    fn path(&self, value: &Spanned<String>, field: &str) -> Result<PathBuf, ConfigIssue> {
+        let text = self.expand(value, field)?;
+        if text.is_empty() {
+            return Err(self.issue(value.span(), field, "is empty".to_owned()));
+        }
+        Ok(self.reader.resolve(&text))
+    }
+
+    fn state_dir(&self) -> &Path {
+        self.state_dir
     }
 }
 

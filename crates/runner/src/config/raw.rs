@@ -9,10 +9,10 @@
 //! `Reader::kind_table`). Probes are the only structs without
 //! `deny_unknown_fields`: the kind's struct rejects what neither knows.
 
+use serde::Deserialize;
 use serde::de::IgnoredAny;
-use serde::{Deserialize, Deserializer};
+pub(super) use sink::config::HumanDuration;
 use std::collections::BTreeMap;
-use std::time::Duration;
 use toml::Spanned;
 
 /// The top level. Sources and sinks are read table by table, once their kind is known.
@@ -32,6 +32,7 @@ pub(super) struct TopTable {
 #[serde(deny_unknown_fields)]
 pub(super) struct StateTable {
     pub path: Spanned<String>,
+    pub busy_timeout: Option<Spanned<HumanDuration>>,
 }
 
 /// `[runner]`.
@@ -156,64 +157,4 @@ pub(super) struct AkskAuthTable {
     pub secret_key_file: Option<Spanned<String>>,
     pub security_token: Option<Spanned<String>>,
     pub security_token_file: Option<Spanned<String>>,
-}
-
-/// The keys every sink has.
-#[derive(Deserialize)]
-pub(super) struct SinkProbe {
-    #[serde(rename = "type")]
-    pub kind: Spanned<SinkKindName>,
-    pub inputs: Option<Spanned<Vec<Spanned<String>>>>,
-    pub event_types: Option<Spanned<Vec<Spanned<String>>>>,
-}
-
-/// Keys of [`SinkProbe`], removed from the table before the kind's struct reads it.
-pub(super) const SINK_COMMON_KEYS: &[&str] = &["type", "inputs", "event_types"];
-
-#[derive(Deserialize, Clone, Copy)]
-#[serde(rename_all = "lowercase")]
-pub(super) enum SinkKindName {
-    Stdout,
-    File,
-}
-
-/// `[sinks.NAME]` of `type = "stdout"`, without the common keys.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct StdoutTable {
-    pub format: Option<super::StdoutFormat>,
-}
-
-/// `[sinks.NAME]` of `type = "file"`, without the common keys.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct FileTable {
-    pub path: Spanned<String>,
-}
-
-/// A humantime duration string (`"500ms"`, `"30s"`, `"10m"`), parsed while
-/// deserializing so that a bad one is reported at its value.
-#[derive(Clone, Copy)]
-pub(super) struct HumanDuration(pub Duration);
-
-impl<'de> Deserialize<'de> for HumanDuration {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Visitor;
-        impl serde::de::Visitor<'_> for Visitor {
-            type Value = HumanDuration;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a duration string such as \"500ms\", \"30s\" or \"10m\"")
-            }
-            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<HumanDuration, E> {
-                humantime::parse_duration(text)
-                    .map(HumanDuration)
-                    .map_err(|error| {
-                        E::custom(format!(
-                            "invalid duration {text:?} ({error}); write e.g. \"500ms\", \"30s\" or \"10m\""
-                        ))
-                    })
-            }
-        }
-        deserializer.deserialize_str(Visitor)
-    }
 }

@@ -1,29 +1,34 @@
 //! The test harness shared by the integration tests: a simulator with one
 //! service, source settings pointed at it, and a full "sync" of that service
-//! done the way the runner does it (cursor floor from the SQLite state file,
-//! pull every batch, id per event, keep what the cursor calls new,
-//! acknowledge and commit), so that exactly-once can be checked across runs.
+//! through the real pipeline (the `pipeline` crate: cursors from the SQLite
+//! state file, the pull, the delivery engine, commits) into a real file sink,
+//! so that exactly-once can be checked across runs.
 //!
-//! Each sync opens the state file, the client and the server model afresh,
-//! like a cron-started `runner sync`; only the state file carries over.
+//! Each sync opens the state file, the client, the server model and the sink
+//! afresh, like a cron-started `runner sync`; only the state file and the
+//! sink's file carry over.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
+use pipeline::{Followed, Mode, Pipeline, ServiceFailure, SinkRuntime, SourceRuntime, StateHandle};
+use record::EventRecord;
 use simulator::{Behaviour, SimConfig, SimEvent, SimHandle, Simulator};
-use source::checkpoint::{CheckpointStore, Commit, CursorKey};
+use sink::file::FileConfig;
+use sink::{RetrySettings, SinkFilter, SinkOptions, SinkSettings};
+use source::checkpoint::CheckpointStore;
 use source::{
     AuthSettings, ModelArtsClient, OffsetUnit, PullOptions, Secret, SecretSource, ServerModel,
-    ServicePull, SinkCursor, SourceError, SourceSettings, StartAt, TlsSettings,
+    ServicePull, SourceError, SourceSettings, StartAt, TlsSettings,
 };
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
-use std::sync::Mutex;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tempfile::TempDir;
 
 /// The id of the one service every harness serves.
 pub const SERVICE: &str = "5f1e2d3c-0000-4000-8000-00000000c0de";
-/// The cursor's source and sink names (they are not part of the id).
+/// The source and sink names (they are not part of the id).
 const SOURCE_NAME: &str = "sim";
 const SINK_NAME: &str = "archive";
 
@@ -90,80 +95,81 @@ impl Harness {
         outcome
     }
 
-    /// One run of the runner's loop for the service: read the cursor, pull
-    /// from its floor, deliver what is new, acknowledge each batch through
-    /// its last `occur_time`, and commit to the state file (also when the
-    /// pull failed: what was delivered before stays delivered).
+    /// One run of the pipeline for the service, into the file sink (also when the pull
+    /// fails: what was delivered before stays delivered). What it delivered is read back
+    /// from the file.
     pub async fn try_sync(&self) -> SyncOutcome {
         let _lock = CheckpointStore::lock(&self.state_path).unwrap();
-        let mut store = CheckpointStore::open(&self.state_path).unwrap();
-        let key = CursorKey {
-            source: SOURCE_NAME.to_owned(),
-            service_id: SERVICE.to_owned(),
-            sink: SINK_NAME.to_owned(),
-        };
-        let stored = store.cursor(&key).unwrap();
-        let mut cursor = SinkCursor::new(key, stored, 0, self.settings.lookback);
+        let state = StateHandle::new(CheckpointStore::open(&self.state_path).unwrap());
+        let out = self.out_path();
+        let before = std::fs::metadata(&out).map_or(0, |m| m.len());
+        let sink = SinkRuntime::open(&file_sink(&out), &state).await.unwrap();
+        assert!(
+            sink.unavailable().is_none(),
+            "the file sink cannot open {out:?}"
+        );
         let client = ModelArtsClient::new(&self.settings).unwrap();
-        let model = Mutex::new(ServerModel::default());
-        let options = PullOptions {
-            page_size: self.settings.page_size,
-            event_type: self.settings.event_type.clone(),
-            offset_unit: self.settings.offset_unit,
+        let source = Arc::new(SourceRuntime::new(self.settings.clone(), client));
+        let pipeline = Pipeline::new(vec![source.clone()], vec![Arc::new(sink)], 1);
+        let followed = Followed {
+            service_id: SERVICE.to_owned(),
+            discovered: false,
+            service_name: String::new(),
         };
-        let mut pull = ServicePull::new(&client, &model, SERVICE, Some(cursor.floor()), options);
-        let mut outcome = SyncOutcome {
-            delivered: Vec::new(),
-            malformed: 0,
-            requests: 0,
-            error: None,
-        };
-        let mut commits = Vec::new();
-        loop {
-            let batch = match pull.next_batch().await {
-                Ok(Some(batch)) => batch,
-                Ok(None) => break,
-                Err(error) => {
-                    outcome.error = Some(error);
-                    break;
-                }
-            };
-            outcome.malformed += batch.malformed.len();
-            let through = batch.events.last().map(|e| e.occur_time);
-            let mut acked = Vec::new();
-            for event in batch.events {
-                let id = record::event_id(record::IdParts {
-                    project_id: self.settings.project_id.as_deref().unwrap_or_default(),
-                    service_id: SERVICE,
-                    occur_time: event.occur_time,
-                    event_type: &event.event_type,
-                    event_info: &event.event_info,
-                    twin: event.twin,
-                });
-                if cursor.is_new(event.occur_time, &id) {
-                    acked.push((id.clone(), event.occur_time));
-                    outcome.delivered.push(Delivered {
-                        occur_time: event.occur_time,
-                        event_type: event.event_type,
-                        event_info: event.event_info,
-                        twin: event.twin,
-                        id,
-                    });
-                }
-            }
-            commits.extend(cursor.acknowledge(acked, through));
+        let (_stop, shutdown) = tokio::sync::watch::channel(false);
+        let report = pipeline
+            .sync_services(
+                &Arc::new(Mode::Deliver { state }),
+                vec![(source, followed)],
+                shutdown,
+            )
+            .await;
+        for sink in &report.sinks {
+            assert!(sink.failure.is_none(), "{}", sink.line());
         }
-        // The runner commits after each batch; one transaction at the end
-        // leaves the same state (the changes apply in order) with one fsync
-        // instead of dozens, and no test here stops a sync half-way.
-        store
-            .commit(&Commit {
-                cursors: commits,
-                files: Vec::new(),
+        let service = report.services.into_iter().next().expect("one service");
+        let delivered = new_lines(&out, before)
+            .iter()
+            .map(|record| self.delivered(record))
+            .collect();
+        SyncOutcome {
+            delivered,
+            malformed: usize::try_from(service.malformed).unwrap(),
+            requests: service.requests,
+            error: service.failure.map(|failure| match failure {
+                ServiceFailure::Source(error) => error,
+                other => panic!("the sync failed outside the pull: {other}"),
+            }),
+        }
+    }
+
+    /// The file the harness's sink writes.
+    pub fn out_path(&self) -> PathBuf {
+        self.state_path.with_file_name("events.jsonl")
+    }
+
+    /// A record as delivered, with its twin number recovered from the pinned id.
+    fn delivered(&self, record: &EventRecord) -> Delivered {
+        let project_id = self.settings.project_id.as_deref().unwrap_or_default();
+        let twin = (1..=100_000)
+            .find(|&twin| {
+                record::event_id(record::IdParts {
+                    project_id,
+                    service_id: SERVICE,
+                    occur_time: record.occur_time,
+                    event_type: &record.event_type,
+                    event_info: &record.event_info,
+                    twin,
+                }) == record.id
             })
-            .unwrap();
-        outcome.requests = pull.requests();
-        outcome
+            .unwrap_or_else(|| panic!("no twin number gives the id of {record:?}"));
+        Delivered {
+            occur_time: record.occur_time,
+            event_type: record.event_type.clone(),
+            event_info: record.event_info.clone(),
+            twin,
+            id: record.id.clone(),
+        }
     }
 
     /// What a correct shipper delivers: the simulator's ground truth with
@@ -175,6 +181,39 @@ impl Harness {
             truth,
         )
     }
+}
+
+/// The harness's file sink writing `out`, with the engine's defaults.
+fn file_sink(out: &Path) -> SinkSettings {
+    SinkSettings {
+        name: SINK_NAME.to_owned(),
+        filter: SinkFilter::all(),
+        options: SinkOptions {
+            batch: sink::file::KIND.batch,
+            retry: RetrySettings::default(),
+            healthcheck: true,
+            dead_letter_path: out.with_file_name("dead-letter.jsonl"),
+            dead_letter_max_bytes: 1 << 20,
+        },
+        config: Arc::new(FileConfig {
+            path: out.to_owned(),
+            path_span: 0..0,
+        }),
+    }
+}
+
+/// The records appended to `out` after its first `from` bytes; a torn line fails.
+fn new_lines(out: &Path, from: u64) -> Vec<EventRecord> {
+    let bytes = std::fs::read(out).unwrap_or_default();
+    let tail = &bytes[usize::try_from(from).unwrap().min(bytes.len())..];
+    let text = std::str::from_utf8(tail).unwrap();
+    assert!(
+        text.is_empty() || text.ends_with('\n'),
+        "a torn line in {out:?}"
+    );
+    text.lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
 }
 
 /// Numbers identical events within each millisecond and computes ids.

@@ -1,0 +1,847 @@
+//! One sink's driver for one sync cycle: it takes the records service jobs offer over a
+//! bounded channel, forms batches across services, sends them with retries, writes
+//! rejected records to the dead-letter file, and commits what was acknowledged.
+//!
+//! - **Batches** hold at most `batch.max_events` records and about `batch.max_bytes` of
+//!   JSON. A batch is sealed when it is full, when `batch.timeout` has passed since its
+//!   first record, or as soon as every feed (one per service job that feeds this sink)
+//!   is waiting on the driver or closed: a one-shot `sync` never waits for a timer.
+//! - **Sends**: at most the sink's concurrency at once; outcomes are taken in the order
+//!   the batches were sealed, and each is committed before the next, so positions and the
+//!   sink's state are committed in order.
+//! - **Retries** within the cycle: a retryable error retries the whole batch, an item
+//!   retry retries those records alone; exponential backoff with jitter
+//!   ([`source::retry::Backoff`]), honouring `Retry-After`, at most `retry.max_attempts`
+//!   tries. When they are spent, or on a permanent error, the sink fails once for the
+//!   cycle; the records it did not acknowledge hold its positions.
+//! - **Order of durability** after a send: dead letters appended and fsynced, then one
+//!   SQLite transaction with the positions of every cursor that moved, the sink's state
+//!   and its dead-letter count. When that transaction fails the sink is rolled back to
+//!   its last committed state and fails for the cycle.
+//! - **Back-pressure**: while a sealed batch waits for a send slot the driver stops
+//!   taking offers; the channel fills, and a job that waits longer than `batch.timeout`
+//!   to offer leaves this sink behind (see [`crate::job`]).
+
+use crate::dead_letter::DeadLetterEntry;
+use crate::error::SinkFailure;
+use crate::ledger::{Ledger, LedgerStart, Resolution};
+use crate::sinks::SinkRuntime;
+use crate::state::StateHandle;
+use futures_util::StreamExt;
+use futures_util::stream::FuturesOrdered;
+use record::SharedRecord;
+use sink::{Delivery, RetrySettings, Sink, SinkError, SinkState};
+use source::checkpoint::{Commit, CursorKey, DeadLettered, SinkStateCommit};
+use source::retry::Backoff;
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+use tokio::sync::{Notify, mpsc, watch};
+use tokio::time::Instant;
+use tracing::{error, info, warn};
+
+/// Messages per driver channel. An offer is one page's records for one sink, so this
+/// bounds what waits in the channel to a few pages.
+const CHANNEL_CAPACITY: usize = 2;
+
+/// What a service job sends its sinks' drivers.
+pub(crate) enum Message {
+    /// The first message of a feed: where its cursor stands.
+    Open { feed: usize, start: LedgerStart },
+    /// What the sink lacked in one page, and the newest `occur_time` of that page.
+    Offer {
+        feed: usize,
+        records: Vec<SharedRecord>,
+        through: Option<i64>,
+    },
+}
+
+/// What jobs and the driver share.
+struct Shared {
+    sink: Arc<SinkRuntime>,
+    failed: AtomicBool,
+    open_feeds: AtomicUsize,
+    waiting_feeds: AtomicUsize,
+    next_feed: AtomicUsize,
+    notify: Notify,
+}
+
+impl Shared {
+    /// Every feed is waiting on the driver or closed: nothing more is coming for now.
+    fn feeds_idle(&self) -> bool {
+        self.waiting_feeds.load(Ordering::SeqCst) >= self.open_feeds.load(Ordering::SeqCst)
+    }
+}
+
+/// The sending side of a driver, cloned into every job that feeds it.
+#[derive(Clone)]
+pub struct DriverHandle {
+    tx: mpsc::Sender<Message>,
+    shared: Arc<Shared>,
+}
+
+/// One job's channel into one driver, counted open until dropped, so the driver knows
+/// when nothing more is coming.
+pub struct Feed {
+    id: usize,
+    shared: Arc<Shared>,
+    waiting: bool,
+}
+
+impl Feed {
+    /// Marks the feed as waiting on the driver (blocked on a full channel, or left
+    /// behind) or not.
+    pub(crate) fn set_waiting(&mut self, waiting: bool) {
+        if waiting == self.waiting {
+            return;
+        }
+        self.waiting = waiting;
+        if waiting {
+            self.shared.waiting_feeds.fetch_add(1, Ordering::SeqCst);
+        } else {
+            self.shared.waiting_feeds.fetch_sub(1, Ordering::SeqCst);
+        }
+        self.shared.notify.notify_one();
+    }
+}
+
+impl Drop for Feed {
+    fn drop(&mut self) {
+        self.set_waiting(false);
+        self.shared.open_feeds.fetch_sub(1, Ordering::SeqCst);
+        self.shared.notify.notify_one();
+    }
+}
+
+/// What became of an offer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Offered {
+    Taken,
+    /// The channel stayed full for longer than the patience given.
+    Slow,
+    /// The driver failed for this cycle (or is gone).
+    Gone,
+}
+
+impl DriverHandle {
+    pub(crate) fn is_failed(&self) -> bool {
+        self.shared.failed.load(Ordering::SeqCst)
+    }
+
+    /// A new feed; register it before the job starts, so that the driver does not take
+    /// a job that waits for its turn for one that is done.
+    pub(crate) fn register(&self) -> Feed {
+        self.shared.open_feeds.fetch_add(1, Ordering::SeqCst);
+        Feed {
+            id: self.shared.next_feed.fetch_add(1, Ordering::SeqCst),
+            shared: self.shared.clone(),
+            waiting: false,
+        }
+    }
+
+    pub(crate) async fn open(
+        &self,
+        feed: &mut Feed,
+        start: LedgerStart,
+        patience: Option<Duration>,
+    ) -> Offered {
+        let message = Message::Open {
+            feed: feed.id,
+            start,
+        };
+        self.send(feed, message, patience).await
+    }
+
+    pub(crate) async fn offer(
+        &self,
+        feed: &mut Feed,
+        records: Vec<SharedRecord>,
+        through: Option<i64>,
+        patience: Option<Duration>,
+    ) -> Offered {
+        let message = Message::Offer {
+            feed: feed.id,
+            records,
+            through,
+        };
+        self.send(feed, message, patience).await
+    }
+
+    /// Hands `message` over, waiting at most `patience` for room (`None`: as long as it
+    /// takes).
+    async fn send(&self, feed: &mut Feed, message: Message, patience: Option<Duration>) -> Offered {
+        if self.is_failed() {
+            return Offered::Gone;
+        }
+        let message = match self.tx.try_send(message) {
+            Ok(()) => return Offered::Taken,
+            Err(mpsc::error::TrySendError::Closed(_)) => return Offered::Gone,
+            Err(mpsc::error::TrySendError::Full(message)) => message,
+        };
+        feed.set_waiting(true);
+        let sent = match patience {
+            Some(patience) => tokio::time::timeout(patience, self.tx.send(message)).await,
+            None => Ok(self.tx.send(message).await),
+        };
+        feed.set_waiting(false);
+        match sent {
+            Ok(Ok(())) => Offered::Taken,
+            Ok(Err(_)) => Offered::Gone,
+            Err(_) => Offered::Slow,
+        }
+    }
+}
+
+/// One record in a batch: which feed offered it, in which of its segments.
+#[derive(Clone)]
+struct Entry {
+    record: SharedRecord,
+    feed: usize,
+    seq: u64,
+}
+
+/// What became of one record of a batch.
+#[derive(Debug, Clone)]
+pub(crate) enum ItemOutcome {
+    Delivered,
+    Rejected {
+        reason: String,
+        status: Option<u16>,
+        expected: bool,
+    },
+}
+
+/// The result of sending one batch, with its retries.
+pub(crate) struct BatchOutcome {
+    /// Per record; `None`: not acknowledged (the sink failed before it was).
+    pub outcomes: Vec<Option<ItemOutcome>>,
+    /// The sink's state after the last send that reached it.
+    pub state: Option<SinkState>,
+    pub failure: Option<SinkFailure>,
+    pub attempts: u32,
+}
+
+type Sending = Pin<Box<dyn Future<Output = (Vec<Entry>, BatchOutcome)> + Send>>;
+
+/// What a driver did in one cycle.
+#[derive(Debug)]
+pub struct DriverReport {
+    pub sink: String,
+    /// (cursor key, delivered, dead-lettered), committed in this cycle.
+    pub per_cursor: Vec<(CursorKey, u64, u64)>,
+    /// Dead-lettered records the sink did not declare expected.
+    pub unexpected_dead_lettered: u64,
+    pub batches: u64,
+    /// Sends, counting retries.
+    pub requests: u64,
+    pub failure: Option<SinkFailure>,
+}
+
+/// The batch being formed.
+#[derive(Default)]
+struct Forming {
+    entries: Vec<Entry>,
+    bytes: usize,
+    deadline: Option<Instant>,
+}
+
+/// The receiving side: one task per sink per cycle.
+pub struct SinkDriver {
+    shared: Arc<Shared>,
+    rx: mpsc::Receiver<Message>,
+    state: StateHandle,
+    shutdown: watch::Receiver<bool>,
+    ledgers: HashMap<usize, Ledger>,
+    forming: Forming,
+    sealed: VecDeque<Vec<Entry>>,
+    in_flight: FuturesOrdered<Sending>,
+    /// When positions without records (pages the sink had everything of) are due for a
+    /// commit of their own.
+    positions_due: Option<Instant>,
+    failure: Option<SinkFailure>,
+    commit_failed: bool,
+    unexpected_dead_lettered: u64,
+    batches: u64,
+    requests: u64,
+}
+
+/// Starts the driver of `sink` for one cycle.
+pub fn spawn(
+    sink: Arc<SinkRuntime>,
+    state: StateHandle,
+    shutdown: watch::Receiver<bool>,
+) -> (DriverHandle, tokio::task::JoinHandle<DriverReport>) {
+    let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
+    let shared = Arc::new(Shared {
+        sink,
+        failed: AtomicBool::new(false),
+        open_feeds: AtomicUsize::new(0),
+        waiting_feeds: AtomicUsize::new(0),
+        next_feed: AtomicUsize::new(0),
+        notify: Notify::new(),
+    });
+    let driver = SinkDriver {
+        shared: shared.clone(),
+        rx,
+        state,
+        shutdown,
+        ledgers: HashMap::new(),
+        forming: Forming::default(),
+        sealed: VecDeque::new(),
+        in_flight: FuturesOrdered::new(),
+        positions_due: None,
+        failure: None,
+        commit_failed: false,
+        unexpected_dead_lettered: 0,
+        batches: 0,
+        requests: 0,
+    };
+    (DriverHandle { tx, shared }, tokio::spawn(driver.run()))
+}
+
+impl SinkDriver {
+    fn sink(&self) -> &SinkRuntime {
+        &self.shared.sink
+    }
+
+    async fn run(mut self) -> DriverReport {
+        let mut closed = false;
+        loop {
+            self.start_sends();
+            if closed
+                && self.forming.entries.is_empty()
+                && self.sealed.is_empty()
+                && self.in_flight.is_empty()
+            {
+                break;
+            }
+            // A sealed batch waiting for a send slot stops the intake: that is the
+            // back-pressure a slow sink puts on the pull.
+            let receiving = !closed && self.sealed.is_empty();
+            let deadline = match (self.forming.deadline, self.positions_due) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let waiting_on_feeds = !self.forming.entries.is_empty();
+            tokio::select! {
+                biased;
+                Some((entries, outcome)) = self.in_flight.next(), if !self.in_flight.is_empty() => {
+                    self.finish(entries, outcome).await;
+                }
+                message = self.rx.recv(), if receiving => match message {
+                    Some(message) => self.accept(message),
+                    None => closed = true,
+                },
+                () = sleep_until(deadline), if deadline.is_some() => self.on_deadline().await,
+                () = self.shared.notify.notified(), if waiting_on_feeds => {}
+            }
+            if !self.forming.entries.is_empty() && (closed || self.shared.feeds_idle()) {
+                self.seal();
+            }
+        }
+        // What is left: positions over pages without records, and new cursors.
+        self.commit(None, 0).await;
+        let per_cursor = self
+            .ledgers
+            .values()
+            .map(|l| {
+                let (delivered, dead_lettered) = l.totals();
+                (l.key().clone(), delivered, dead_lettered)
+            })
+            .collect();
+        DriverReport {
+            sink: self.sink().name.clone(),
+            per_cursor,
+            unexpected_dead_lettered: self.unexpected_dead_lettered,
+            batches: self.batches,
+            requests: self.requests,
+            failure: self.failure,
+        }
+    }
+
+    fn accept(&mut self, message: Message) {
+        match message {
+            Message::Open { feed, start } => {
+                if !start.stored {
+                    self.positions_due_in_time();
+                }
+                self.ledgers.insert(feed, Ledger::new(start));
+            }
+            Message::Offer { .. } if self.failure.is_some() => {}
+            Message::Offer {
+                feed,
+                records,
+                through,
+            } => {
+                let Some(ledger) = self.ledgers.get_mut(&feed) else {
+                    self.fail(SinkFailure::Malformed(format!(
+                        "an offer for feed {feed}, which was never opened (an engine bug)"
+                    )));
+                    return;
+                };
+                let seq = ledger.offer(records.len(), through);
+                if records.is_empty() {
+                    self.positions_due_in_time();
+                }
+                let batch = self.sink().options.batch;
+                for record in records {
+                    let bytes = record.json_line().len() + 1;
+                    if self.forming.entries.is_empty() {
+                        self.forming.deadline = Some(Instant::now() + batch.timeout);
+                    }
+                    self.forming.entries.push(Entry { record, feed, seq });
+                    self.forming.bytes += bytes;
+                    if self.forming.entries.len() >= batch.max_events
+                        || self.forming.bytes >= batch.max_bytes
+                    {
+                        self.seal();
+                    }
+                }
+            }
+        }
+    }
+
+    fn positions_due_in_time(&mut self) {
+        if self.positions_due.is_none() {
+            self.positions_due = Some(Instant::now() + self.sink().options.batch.timeout);
+        }
+    }
+
+    async fn on_deadline(&mut self) {
+        let now = Instant::now();
+        if self.forming.deadline.is_some_and(|d| d <= now) {
+            self.seal();
+        }
+        if self.positions_due.is_some_and(|d| d <= now) && self.in_flight.is_empty() {
+            self.commit(None, 0).await;
+        }
+    }
+
+    fn seal(&mut self) {
+        let forming = std::mem::take(&mut self.forming);
+        if !forming.entries.is_empty() && self.failure.is_none() {
+            self.sealed.push_back(forming.entries);
+        }
+    }
+
+    fn start_sends(&mut self) {
+        if self.failure.is_some() {
+            self.sealed.clear();
+            return;
+        }
+        let Some(sink) = self.sink().sink().cloned() else {
+            self.sealed.clear();
+            return;
+        };
+        while self.in_flight.len() < self.sink().concurrency {
+            let Some(entries) = self.sealed.pop_front() else {
+                break;
+            };
+            self.batches += 1;
+            let retry = self.sink().options.retry;
+            let shutdown = self.shutdown.clone();
+            let sink = sink.clone();
+            self.in_flight.push_back(Box::pin(async move {
+                let records = entries.iter().map(|e| e.record.clone()).collect();
+                let outcome = send_batch(sink, records, retry, shutdown).await;
+                (entries, outcome)
+            }));
+        }
+    }
+
+    /// Dead letters, then positions, for one sent batch.
+    async fn finish(&mut self, entries: Vec<Entry>, outcome: BatchOutcome) {
+        self.requests += u64::from(outcome.attempts);
+        let rejected: Vec<DeadLetterEntry> = entries
+            .iter()
+            .zip(&outcome.outcomes)
+            .filter_map(|(entry, outcome)| match outcome {
+                Some(ItemOutcome::Rejected { reason, status, .. }) => Some(DeadLetterEntry {
+                    record: entry.record.clone(),
+                    reason: reason.clone(),
+                    status: *status,
+                }),
+                _ => None,
+            })
+            .collect();
+        let dead_letters_written =
+            rejected.is_empty() || self.write_dead_letters(&outcome, rejected).await;
+        let mut dead_lettered = 0u64;
+        for (entry, item) in entries.iter().zip(&outcome.outcomes) {
+            let how = match item {
+                Some(ItemOutcome::Delivered) => Resolution::Delivered,
+                Some(ItemOutcome::Rejected { expected, .. }) if dead_letters_written => {
+                    dead_lettered += 1;
+                    if !expected {
+                        self.unexpected_dead_lettered += 1;
+                    }
+                    Resolution::DeadLettered
+                }
+                // Not acknowledged: it holds its service's position for this sink.
+                _ => continue,
+            };
+            let resolved = self.ledgers.get_mut(&entry.feed).is_some_and(|ledger| {
+                ledger.resolve(entry.seq, &entry.record.id, entry.record.occur_time, how)
+            });
+            if !resolved {
+                self.fail(SinkFailure::Malformed(format!(
+                    "record {} was resolved twice or for an unknown segment (an engine bug)",
+                    entry.record.id
+                )));
+            }
+        }
+        if let Some(failure) = outcome.failure {
+            self.fail(failure);
+        }
+        self.commit(outcome.state, dead_lettered).await;
+    }
+
+    /// Appends the rejected records to the dead-letter file, fsynced; returns whether
+    /// they are there.
+    async fn write_dead_letters(
+        &mut self,
+        outcome: &BatchOutcome,
+        rejected: Vec<DeadLetterEntry>,
+    ) -> bool {
+        let file = self.sink().dead_letter.clone();
+        let count = rejected.len();
+        let (first_reason, first_status) = (rejected[0].reason.clone(), rejected[0].status);
+        let expected = outcome.outcomes.iter().all(|o| match o {
+            Some(ItemOutcome::Rejected { expected, .. }) => *expected,
+            _ => true,
+        });
+        match tokio::task::spawn_blocking(move || file.append(&rejected)).await {
+            Ok(Ok(())) => {
+                let sink = &self.sink().name;
+                let path = self.sink().dead_letter.path().display();
+                if expected {
+                    warn!(sink = %sink, count, path = %path, reason = %first_reason,
+                        "The destination refused records it is expected to refuse; they are in the dead-letter file.");
+                } else {
+                    error!(sink = %sink, count, path = %path, status = ?first_status, reason = %first_reason,
+                        "The destination refused records; they are in the dead-letter file. Fix the cause, then run `runner dead-letter replay`.");
+                }
+                true
+            }
+            Ok(Err(e)) => {
+                self.fail(SinkFailure::DeadLetter(e));
+                false
+            }
+            Err(join) => {
+                let e = SinkError::retryable(
+                    &self.sink().name,
+                    "writing the dead-letter file: the task did not finish",
+                )
+                .with_source(join);
+                self.fail(SinkFailure::Permanent(e));
+                false
+            }
+        }
+    }
+
+    /// One transaction with every cursor that moved, the sink's state and its new dead
+    /// letters. On failure the sink is rolled back to its last committed state and fails.
+    async fn commit(&mut self, state: Option<SinkState>, dead_lettered: u64) {
+        self.positions_due = None;
+        if self.commit_failed {
+            return;
+        }
+        let mut feeds = Vec::new();
+        let mut cursors = Vec::new();
+        let mut taken = Vec::new();
+        for (feed, ledger) in &mut self.ledgers {
+            if let Some(commit) = ledger.take_commit() {
+                cursors.push(commit.cursor.clone());
+                feeds.push(*feed);
+                taken.push(commit);
+            }
+        }
+        if cursors.is_empty() && state.is_none() && dead_lettered == 0 {
+            return;
+        }
+        let sink = self.sink();
+        let commit = Commit {
+            cursors,
+            sink_states: state
+                .iter()
+                .map(|s| SinkStateCommit {
+                    sink: sink.name.clone(),
+                    kind: sink.kind.to_owned(),
+                    state: Some(s.0.clone()),
+                })
+                .collect(),
+            dead_lettered: if dead_lettered > 0 {
+                vec![DeadLettered {
+                    sink: sink.name.clone(),
+                    kind: sink.kind.to_owned(),
+                    count: dead_lettered,
+                }]
+            } else {
+                Vec::new()
+            },
+        };
+        match self.state.commit(commit).await {
+            Ok(()) => {
+                for (feed, commit) in feeds.iter().zip(&taken) {
+                    if let Some(ledger) = self.ledgers.get_mut(feed) {
+                        ledger.committed(commit);
+                    }
+                }
+                if let Some(state) = state {
+                    self.sink().set_committed_state(state);
+                }
+            }
+            Err(e) => {
+                self.commit_failed = true;
+                let sink = self.sink();
+                error!(sink = %sink.name, error = %e,
+                    "Could not commit the sink's positions; rolling its output back to the last commit. \
+                     Its records are delivered again next run.");
+                if let Some(handle) = sink.sink()
+                    && let Err(rollback) = handle.rollback(sink.committed_state().as_ref()).await
+                {
+                    error!(sink = %sink.name, error = %rollback,
+                        "Could not roll the sink back; start-up recovery of the next run does it.");
+                }
+                self.fail(SinkFailure::Commit(e));
+            }
+        }
+    }
+
+    fn fail(&mut self, failure: SinkFailure) {
+        if self.failure.is_some() {
+            return;
+        }
+        let sink = self.sink();
+        error!(sink = %sink.name, error = %failure,
+            "Sink failed for this cycle; it keeps its positions and catches up from them later. The other sinks go on.");
+        if failure.is_permanent() {
+            sink.hold(&failure);
+        }
+        self.failure = Some(failure);
+        self.shared.failed.store(true, Ordering::SeqCst);
+        self.forming = Forming::default();
+        self.sealed.clear();
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Sends one batch: the whole of it, then what the sink asks to retry, with backoff,
+/// until every record has an outcome or the sink failed.
+pub(crate) async fn send_batch(
+    sink: Arc<dyn Sink>,
+    batch: Vec<SharedRecord>,
+    retry: RetrySettings,
+    mut shutdown: watch::Receiver<bool>,
+) -> BatchOutcome {
+    let backoff = Backoff {
+        initial: retry.initial_backoff,
+        max: retry.max_backoff,
+        max_retries: retry.max_attempts.saturating_sub(1),
+    };
+    let mut outcome = BatchOutcome {
+        outcomes: vec![None; batch.len()],
+        state: None,
+        failure: None,
+        attempts: 0,
+    };
+    // Indices into `batch` still to send.
+    let mut pending: Vec<usize> = (0..batch.len()).collect();
+    loop {
+        outcome.attempts += 1;
+        let attempt = outcome.attempts;
+        let records: Vec<SharedRecord> = pending.iter().map(|&i| batch[i].clone()).collect();
+        let (wait, cause) = match sink.send(&records).await {
+            Ok(delivery) => {
+                if let Err(why) = check(&delivery, records.len()) {
+                    outcome.failure = Some(SinkFailure::Malformed(why));
+                    return outcome;
+                }
+                if delivery.state.is_some() {
+                    outcome.state = delivery.state.clone();
+                }
+                let again = apply(&delivery, &pending, &mut outcome.outcomes);
+                let Some(first) = delivery.retry.first() else {
+                    return outcome;
+                };
+                let (reason, status) = (first.reason.clone(), first.status);
+                if attempt >= retry.max_attempts {
+                    outcome.failure = Some(SinkFailure::ItemsRetried {
+                        count: again.len(),
+                        attempts: attempt,
+                        reason,
+                        status,
+                    });
+                    return outcome;
+                }
+                pending = again;
+                let e = SinkError::retryable(
+                    sink.name(),
+                    format!("{} record(s) refused for now: {reason}", pending.len()),
+                );
+                let e = match status {
+                    Some(status) => e.with_status(status),
+                    None => e,
+                };
+                (backoff.delay(attempt - 1, None, fastrand::f64()), e)
+            }
+            Err(e) if !e.is_retryable() => {
+                outcome.failure = Some(SinkFailure::Permanent(e));
+                return outcome;
+            }
+            Err(e) if attempt >= retry.max_attempts => {
+                outcome.failure = Some(SinkFailure::RetriesSpent {
+                    error: e,
+                    attempts: attempt,
+                });
+                return outcome;
+            }
+            Err(e) => (
+                backoff.delay(attempt - 1, e.retry_after(), fastrand::f64()),
+                e,
+            ),
+        };
+        warn!(sink = %sink.name(), attempt, of = retry.max_attempts, wait = ?wait, error = %cause,
+            "Delivery failed; retrying.");
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            _ = shutdown.wait_for(|stop| *stop) => {
+                info!(sink = %sink.name(), "Stopping: not retrying the batch; its records stay unacknowledged.");
+                outcome.failure = Some(SinkFailure::Interrupted(cause));
+                return outcome;
+            }
+        }
+    }
+}
+
+/// Checks that a delivery's per-item outcomes fit a batch of `len` records.
+fn check(delivery: &Delivery, len: usize) -> Result<(), String> {
+    let mut seen = vec![false; len];
+    let indices = delivery
+        .rejected
+        .iter()
+        .map(|r| r.index)
+        .chain(delivery.retry.iter().map(|r| r.index));
+    for index in indices {
+        match seen.get_mut(index) {
+            None => {
+                return Err(format!("an outcome for record {index} of a batch of {len}"));
+            }
+            Some(true) => return Err(format!("two outcomes for record {index}")),
+            Some(slot) => *slot = true,
+        }
+    }
+    Ok(())
+}
+
+/// Records a checked delivery's outcomes for the records sent (`sent[i]` is the index
+/// in the batch of the `i`-th record sent); returns the batch indices to send again.
+fn apply(delivery: &Delivery, sent: &[usize], outcomes: &mut [Option<ItemOutcome>]) -> Vec<usize> {
+    let mut again = vec![false; sent.len()];
+    for item in &delivery.retry {
+        again[item.index] = true;
+    }
+    for rejection in &delivery.rejected {
+        outcomes[sent[rejection.index]] = Some(ItemOutcome::Rejected {
+            reason: rejection.reason.clone(),
+            status: rejection.status,
+            expected: rejection.expected,
+        });
+    }
+    let mut retry = Vec::new();
+    for (i, &batch_index) in sent.iter().enumerate() {
+        if again[i] {
+            retry.push(batch_index);
+        } else if outcomes[batch_index].is_none() {
+            outcomes[batch_index] = Some(ItemOutcome::Delivered);
+        }
+    }
+    retry
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use sink::{ItemRetry, Rejection};
+
+    fn rejection(index: usize) -> Rejection {
+        Rejection {
+            index,
+            reason: "bad".into(),
+            status: Some(400),
+            expected: false,
+        }
+    }
+
+    fn retry(index: usize) -> ItemRetry {
+        ItemRetry {
+            index,
+            reason: "busy".into(),
+            status: Some(429),
+        }
+    }
+
+    #[test]
+    fn outcomes_out_of_range_or_counted_twice_are_refused() {
+        let ok = Delivery {
+            rejected: vec![rejection(0)],
+            retry: vec![retry(2)],
+            state: None,
+        };
+        assert!(check(&ok, 3).is_ok());
+        let out_of_range = Delivery {
+            rejected: vec![rejection(3)],
+            ..Delivery::default()
+        };
+        assert!(
+            check(&out_of_range, 3)
+                .unwrap_err()
+                .contains("record 3 of a batch of 3")
+        );
+        let twice = Delivery {
+            rejected: vec![rejection(1)],
+            retry: vec![retry(1)],
+            state: None,
+        };
+        assert!(check(&twice, 3).unwrap_err().contains("two outcomes"));
+        // More rejections than records can never underflow a count.
+        let too_many = Delivery {
+            rejected: vec![rejection(0), rejection(0)],
+            ..Delivery::default()
+        };
+        assert!(check(&too_many, 1).is_err());
+    }
+
+    #[test]
+    fn outcomes_map_back_to_the_batch() {
+        // Records 1, 3 and 4 of the batch were sent again; the sink rejected the first
+        // of them and asked for the last again.
+        let mut outcomes = vec![
+            Some(ItemOutcome::Delivered),
+            None,
+            Some(ItemOutcome::Delivered),
+            None,
+            None,
+        ];
+        let delivery = Delivery {
+            rejected: vec![rejection(0)],
+            retry: vec![retry(2)],
+            state: None,
+        };
+        let again = apply(&delivery, &[1, 3, 4], &mut outcomes);
+        assert_eq!(again, vec![4]);
+        assert!(matches!(outcomes[1], Some(ItemOutcome::Rejected { .. })));
+        assert!(matches!(outcomes[3], Some(ItemOutcome::Delivered)));
+        assert!(outcomes[4].is_none());
+    }
+}

@@ -1,0 +1,248 @@
+//! What one sync cycle did: a summary per service, per sink and per failed source, and
+//! whether everything was delivered (exit code 0) or not (1).
+
+use crate::error::{ServiceFailure, SinkFailure, SourceFailure};
+use source::checkpoint::DiscoveredService;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+/// Counts of one service for the end-of-run summary.
+#[derive(Debug, Default)]
+pub struct ServiceSummary {
+    pub source: String,
+    pub service_id: String,
+    pub service_name: String,
+    pub fetched: u64,
+    /// Events that at least one sink did not have yet.
+    pub new: u64,
+    /// Per sink that takes the service: records acknowledged and committed.
+    pub delivered: BTreeMap<String, u64>,
+    /// Per sink: records refused for good and written to its dead-letter file.
+    pub dead_lettered: BTreeMap<String, u64>,
+    pub malformed: u64,
+    /// Requests made to the cloud for this service.
+    pub requests: u64,
+    /// Why the service's pull stopped early, if it did.
+    pub failure: Option<ServiceFailure>,
+    /// A discovered service whose events answer 404: it disappeared.
+    pub gone: bool,
+}
+
+impl ServiceSummary {
+    pub fn new(source: &str, service_id: &str) -> Self {
+        ServiceSummary {
+            source: source.to_owned(),
+            service_id: service_id.to_owned(),
+            ..ServiceSummary::default()
+        }
+    }
+
+    /// The one-line summary printed on stderr:
+    /// `SOURCE/SERVICE (NAME): fetched F, new N, delivered a=1 b=2, malformed M, failed K …`.
+    pub fn line(&self) -> String {
+        let counts = |map: &BTreeMap<String, u64>| {
+            map.iter()
+                .map(|(sink, n)| format!("{sink}={n}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let delivered = if self.delivered.is_empty() {
+            "-".to_owned()
+        } else {
+            counts(&self.delivered)
+        };
+        let name = if self.service_name.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", self.service_name)
+        };
+        let mut line = format!(
+            "{}/{}{}: fetched {}, new {}, delivered {}",
+            self.source, self.service_id, name, self.fetched, self.new, delivered
+        );
+        if self.dead_lettered.values().any(|n| *n > 0) {
+            let _ = write!(line, ", dead-lettered {}", counts(&self.dead_lettered));
+        }
+        let _ = write!(
+            line,
+            ", malformed {}, failed {}",
+            self.malformed,
+            usize::from(self.failure.is_some())
+        );
+        if let Some(failure) = &self.failure {
+            let _ = write!(line, " [source: {failure}]");
+        }
+        if self.gone {
+            line.push_str(" [gone: the service no longer exists; its state is kept]");
+        }
+        line
+    }
+}
+
+/// What one sink did in a cycle.
+#[derive(Debug)]
+pub struct SinkSummary {
+    pub name: String,
+    pub kind: &'static str,
+    pub delivered: u64,
+    pub dead_lettered: u64,
+    /// Dead-lettered records of kinds the sink does not expect (these fail the run).
+    pub unexpected_dead_lettered: u64,
+    pub dead_letter_path: PathBuf,
+    pub batches: u64,
+    /// Sends, counting retries.
+    pub requests: u64,
+    /// Services the pull went on without because the sink was slower, and whether the
+    /// catch-up after the other sinks brought it level.
+    pub fell_behind: Vec<(String, String)>,
+    pub caught_up: bool,
+    pub failure: Option<SinkFailure>,
+}
+
+impl SinkSummary {
+    pub fn new(name: &str, kind: &'static str, dead_letter_path: PathBuf) -> Self {
+        SinkSummary {
+            name: name.to_owned(),
+            kind,
+            delivered: 0,
+            dead_lettered: 0,
+            unexpected_dead_lettered: 0,
+            dead_letter_path,
+            batches: 0,
+            requests: 0,
+            fell_behind: Vec::new(),
+            caught_up: true,
+            failure: None,
+        }
+    }
+
+    /// The one-line summary printed on stderr.
+    pub fn line(&self) -> String {
+        let mut line = format!(
+            "sink {} ({}): delivered {} in {} batch(es), {} request(s)",
+            self.name, self.kind, self.delivered, self.batches, self.requests
+        );
+        if self.dead_lettered > 0 {
+            let _ = write!(
+                line,
+                ", dead-lettered {} (in {})",
+                self.dead_lettered,
+                self.dead_letter_path.display()
+            );
+        }
+        if !self.fell_behind.is_empty() {
+            let n = self.fell_behind.len();
+            if self.caught_up && self.failure.is_none() {
+                let _ = write!(
+                    line,
+                    "; slower than the pull of {n} service(s), caught up after the other sinks"
+                );
+            } else {
+                let _ = write!(
+                    line,
+                    "; slower than the pull of {n} service(s), which it catches up next run"
+                );
+            }
+        }
+        if let Some(failure) = &self.failure {
+            let _ = write!(
+                line,
+                "; FAILED: {failure}; its positions are kept and it catches up from them"
+            );
+        }
+        line
+    }
+
+    /// Whether the sink did its part: no failure, nothing unexpected dead-lettered.
+    pub fn ok(&self) -> bool {
+        self.failure.is_none() && self.unexpected_dead_lettered == 0
+    }
+}
+
+/// A source that could not be synced at all this run.
+#[derive(Debug)]
+pub struct SourceProblem {
+    pub source: String,
+    pub failure: SourceFailure,
+}
+
+/// What one run (or one poll of `run`) did.
+#[derive(Debug, Default)]
+pub struct RunReport {
+    pub services: Vec<ServiceSummary>,
+    pub sinks: Vec<SinkSummary>,
+    /// Sources that failed before reaching their services (authentication,
+    /// discovery), and selections that matched nothing.
+    pub sources: Vec<SourceProblem>,
+    /// Discovered services that disappeared in this run (each reported once).
+    pub gone: Vec<(String, DiscoveredService)>,
+}
+
+impl RunReport {
+    /// Whether everything was delivered (a service that disappeared is not a failure,
+    /// nor is a sink that was slower than the pull).
+    pub fn ok(&self) -> bool {
+        self.sources.is_empty()
+            && self.services.iter().all(|s| s.failure.is_none())
+            && self.sinks.iter().all(SinkSummary::ok)
+    }
+
+    /// The summary lines, in order: failed sources, services, sinks, services gone.
+    pub fn lines(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        for problem in &self.sources {
+            lines.push(format!("{}: FAILED: {}", problem.source, problem.failure));
+        }
+        lines.extend(self.services.iter().map(ServiceSummary::line));
+        lines.extend(self.sinks.iter().map(SinkSummary::line));
+        for (source, service) in &self.gone {
+            lines.push(format!(
+                "{source}/{} ({}): no longer in the project or no longer matches `discover`; stopped following it, its state is kept",
+                service.service_id, service.service_name
+            ));
+        }
+        lines
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn service_line_keeps_its_shape() {
+        let mut s = ServiceSummary::new("prod", "35de");
+        s.service_name = "zcj".into();
+        s.fetched = 12;
+        s.new = 3;
+        s.delivered.insert("archive".into(), 3);
+        s.delivered.insert("console".into(), 2);
+        assert_eq!(
+            s.line(),
+            "prod/35de (zcj): fetched 12, new 3, delivered archive=3 console=2, malformed 0, failed 0"
+        );
+        s.dead_lettered.insert("console".into(), 1);
+        assert!(
+            s.line()
+                .contains("delivered archive=3 console=2, dead-lettered console=1, malformed 0")
+        );
+    }
+
+    #[test]
+    fn a_failed_or_dead_lettering_sink_fails_the_run_but_a_slow_one_does_not() {
+        let mut report = RunReport::default();
+        let mut slow = SinkSummary::new("loki", "loki", PathBuf::from("dl/loki.jsonl"));
+        slow.fell_behind.push(("prod".into(), "svc".into()));
+        report.sinks.push(slow);
+        assert!(report.ok());
+        assert!(report.lines()[0].contains("caught up after the other sinks"));
+        let mut expected = SinkSummary::new("l2", "loki", PathBuf::from("dl/l2.jsonl"));
+        expected.dead_lettered = 4;
+        report.sinks.push(expected);
+        assert!(report.ok(), "expected refusals do not fail the run");
+        report.sinks[1].unexpected_dead_lettered = 1;
+        assert!(!report.ok());
+        assert!(report.lines()[1].contains("dead-lettered 4 (in dl/l2.jsonl)"));
+    }
+}

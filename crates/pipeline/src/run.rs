@@ -1,0 +1,428 @@
+//! One sync cycle: authenticate each selected source once and work out which services
+//! it follows, start one driver per sink, run the service jobs `concurrency` at a time,
+//! then the catch-up pulls of sinks the jobs left behind, and gather the report.
+
+use crate::driver::{self, DriverReport};
+use crate::error::{SinkFailure, SourceFailure};
+use crate::job::{JobOutcome, ServiceJob, Target};
+use crate::report::{RunReport, SinkSummary, SourceProblem};
+use crate::sinks::SinkRuntime;
+use crate::state::StateHandle;
+use source::checkpoint::DiscoveredService;
+use source::discovery;
+use source::{ModelArtsClient, ServerModel, SourceError, SourceSettings};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+use tracing::{error, warn};
+
+/// After an authentication failure `run` leaves the source alone this long:
+/// five bad AK/SK signatures lock the key for five minutes on the real cloud.
+pub const AUTH_RETRY_DELAY: Duration = Duration::from_secs(5 * 60);
+
+/// One configured source, ready to pull.
+pub struct SourceRuntime {
+    pub settings: SourceSettings,
+    pub client: ModelArtsClient,
+    /// What the source learned about its server's paging, shared by its services.
+    pub model: Mutex<ServerModel>,
+}
+
+impl SourceRuntime {
+    pub fn new(settings: SourceSettings, client: ModelArtsClient) -> Self {
+        SourceRuntime {
+            settings,
+            client,
+            model: Mutex::new(ServerModel::default()),
+        }
+    }
+}
+
+/// What a run does: deliver to sinks and commit, or only print what it would deliver.
+pub enum Mode {
+    Deliver { state: StateHandle },
+    DryRun { state: Option<StateHandle> },
+}
+
+/// Which services a run covers (`--source`, `--service`).
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    pub source: Option<String>,
+    pub services: Vec<String>,
+}
+
+/// A service a source follows this run, and why.
+#[derive(Debug, Clone)]
+pub struct Followed {
+    pub service_id: String,
+    /// Followed only because `discover` matched it (not listed in `services`).
+    pub discovered: bool,
+    /// The name in the project's services list (empty when not listed).
+    pub service_name: String,
+}
+
+/// Sources, sinks and the state, wired together.
+pub struct Pipeline {
+    pub sources: Vec<Arc<SourceRuntime>>,
+    pub sinks: Vec<Arc<SinkRuntime>>,
+    /// Services pulled at once, across sources.
+    pub concurrency: usize,
+    /// When each source last failed to authenticate (kept across the polls of `run`).
+    auth_failed_at: Mutex<HashMap<String, Instant>>,
+}
+
+impl Pipeline {
+    pub fn new(
+        sources: Vec<Arc<SourceRuntime>>,
+        sinks: Vec<Arc<SinkRuntime>>,
+        concurrency: usize,
+    ) -> Self {
+        Pipeline {
+            sources,
+            sinks,
+            concurrency: concurrency.max(1),
+            auth_failed_at: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Authenticates the source with one request and works out which services it
+    /// follows: those listed in `services`, plus those that `discover` matches.
+    pub async fn follow(&self, source: &SourceRuntime) -> Result<Vec<Followed>, SourceFailure> {
+        let name = &source.settings.name;
+        let kind = source.client.auth_kind();
+        let failed_at = self
+            .auth_failed_at
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .copied();
+        if let Some(at) = failed_at
+            && at.elapsed() < AUTH_RETRY_DELAY
+        {
+            return Err(SourceFailure::HeldBack {
+                kind,
+                ago: at.elapsed(),
+                wait: AUTH_RETRY_DELAY.saturating_sub(at.elapsed()),
+            });
+        }
+        let outcome = source.client.authenticate().await;
+        {
+            let mut failures = self
+                .auth_failed_at
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            match &outcome {
+                Ok(()) => {
+                    failures.remove(name);
+                }
+                Err(SourceError::Auth { .. }) => {
+                    failures.insert(name.clone(), Instant::now());
+                }
+                Err(_) => {}
+            }
+        }
+        match outcome {
+            Ok(()) => {}
+            // The error names the auth kind and the code already.
+            Err(e @ SourceError::Auth { .. }) => return Err(SourceFailure::Auth(e)),
+            Err(error) => return Err(SourceFailure::AuthAttempt { kind, error }),
+        }
+        let mut followed: Vec<Followed> = source
+            .settings
+            .services
+            .iter()
+            .map(|id| Followed {
+                service_id: id.clone(),
+                discovered: false,
+                service_name: String::new(),
+            })
+            .collect();
+        if let Some(discover) = &source.settings.discover {
+            let listed = discovery::list_services(&source.client, source.settings.page_size)
+                .await
+                .map_err(SourceFailure::Discovery)?;
+            for service in listed.iter().filter(|s| discovery::matches(discover, s)) {
+                if !followed.iter().any(|f| f.service_id == service.service_id) {
+                    followed.push(Followed {
+                        service_id: service.service_id.clone(),
+                        discovered: true,
+                        service_name: service.service_name.clone(),
+                    });
+                }
+            }
+        }
+        Ok(followed)
+    }
+
+    /// Pulls every selected service once and delivers what is new. Each source
+    /// authenticates once before its services fan out. Stops taking new pages when
+    /// `shutdown` turns true; what is in flight is delivered and committed.
+    pub async fn sync(
+        &self,
+        mode: &Arc<Mode>,
+        selection: &Selection,
+        shutdown: watch::Receiver<bool>,
+    ) -> RunReport {
+        let selected: Vec<&Arc<SourceRuntime>> = self
+            .sources
+            .iter()
+            .filter(|s| {
+                selection
+                    .source
+                    .as_ref()
+                    .is_none_or(|n| n == &s.settings.name)
+            })
+            .collect();
+        let followed =
+            futures_util::future::join_all(selected.iter().map(|s| self.follow(s))).await;
+        let mut problems = Vec::new();
+        let mut services = Vec::new();
+        let mut discovered_by_source = Vec::new();
+        for (source, followed) in selected.into_iter().zip(followed) {
+            let followed = match followed {
+                Ok(followed) => followed,
+                Err(failure) => {
+                    error!(source = %source.settings.name, error = %failure,
+                        "Source failed; its services were not synced. Other sources go on.");
+                    problems.push(SourceProblem {
+                        source: source.settings.name.clone(),
+                        failure,
+                    });
+                    continue;
+                }
+            };
+            for service in &followed {
+                if selection.services.is_empty() || selection.services.contains(&service.service_id)
+                {
+                    services.push((source.clone(), service.clone()));
+                }
+            }
+            if source.settings.discover.is_some() {
+                discovered_by_source.push((source.settings.name.clone(), followed));
+            }
+        }
+        for wanted in &selection.services {
+            if !services.iter().any(|(_, f)| &f.service_id == wanted) && problems.is_empty() {
+                problems.push(SourceProblem {
+                    source: selection.source.clone().unwrap_or_else(|| "-".to_owned()),
+                    failure: SourceFailure::NotFollowed(wanted.clone()),
+                });
+            }
+        }
+        let mut report = self.sync_services(mode, services, shutdown).await;
+        report.sources = problems;
+        if let Mode::Deliver { state } = mode.as_ref() {
+            for (source, followed) in discovered_by_source {
+                record_discovery(state, &source, &followed, &mut report).await;
+            }
+        }
+        report
+    }
+
+    /// Pulls the given services and delivers what is new, without authenticating the
+    /// sources first or listing their services: one cycle of the engine.
+    pub async fn sync_services(
+        &self,
+        mode: &Arc<Mode>,
+        services: Vec<(Arc<SourceRuntime>, Followed)>,
+        shutdown: watch::Receiver<bool>,
+    ) -> RunReport {
+        let started_at = record::now_ms();
+        let mut report = RunReport::default();
+        let mut sinks: Vec<SinkSummary> = self
+            .sinks
+            .iter()
+            .map(|s| SinkSummary::new(&s.name, s.kind, s.dead_letter.path().to_owned()))
+            .collect();
+        // One driver per sink that can deliver this cycle.
+        let mut drivers = Vec::with_capacity(self.sinks.len());
+        for (sink, summary) in self.sinks.iter().zip(&mut sinks) {
+            let driver = match mode.as_ref() {
+                Mode::DryRun { .. } => None,
+                Mode::Deliver { state } => match sink.unavailable() {
+                    Some(failure) => {
+                        summary.failure = Some(failure);
+                        None
+                    }
+                    None => Some(driver::spawn(sink.clone(), state.clone(), shutdown.clone())),
+                },
+            };
+            drivers.push(driver);
+        }
+        let permits = Arc::new(Semaphore::new(self.concurrency));
+        let mut jobs = JoinSet::new();
+        let order: Vec<(String, String)> = services
+            .iter()
+            .map(|(s, f)| (s.settings.name.clone(), f.service_id.clone()))
+            .collect();
+        for (source, followed) in services {
+            let targets = self
+                .sinks
+                .iter()
+                .zip(&drivers)
+                .filter(|(sink, _)| sink.filter.takes_source(&source.settings.name))
+                .map(|(sink, driver)| Target::new(sink.clone(), driver.as_ref().map(|(h, _)| h)))
+                .collect();
+            let job = ServiceJob {
+                source,
+                service_id: followed.service_id,
+                discovered: followed.discovered,
+                targets,
+                mode: mode.clone(),
+                started_at,
+                shutdown: shutdown.clone(),
+                catch_up: false,
+            };
+            spawn_job(&mut jobs, &permits, job);
+        }
+        let mut catch_ups = Vec::new();
+        while let Some(joined) = jobs.join_next().await {
+            match joined {
+                Ok(JobOutcome { summary, catch_up }) => {
+                    if let Some(job) = catch_up {
+                        for sink in job.sinks() {
+                            if let Some(s) = sinks.iter_mut().find(|s| s.name == sink) {
+                                s.fell_behind
+                                    .push((summary.source.clone(), summary.service_id.clone()));
+                            }
+                        }
+                        catch_ups.push(job);
+                    }
+                    report.services.push(summary);
+                }
+                Err(e) => error!(error = %e, "A service task failed unexpectedly."),
+            }
+        }
+        // The sinks left behind catch up now that the others are done, unless the run
+        // is stopping (they catch up next run).
+        if !*shutdown.borrow() {
+            for job in catch_ups {
+                spawn_job(&mut jobs, &permits, job);
+            }
+        } else {
+            catch_ups.clear();
+        }
+        while let Some(joined) = jobs.join_next().await {
+            match joined {
+                Ok(JobOutcome { summary, catch_up }) => {
+                    if let Some(left) = catch_up {
+                        for sink in left.sinks() {
+                            if let Some(s) = sinks.iter_mut().find(|s| s.name == sink) {
+                                s.caught_up = false;
+                            }
+                        }
+                    }
+                    if let Some(main) = report
+                        .services
+                        .iter_mut()
+                        .find(|s| s.source == summary.source && s.service_id == summary.service_id)
+                    {
+                        main.requests += summary.requests;
+                        if main.failure.is_none() {
+                            main.failure = summary.failure;
+                        }
+                    }
+                }
+                Err(e) => error!(error = %e, "A catch-up task failed unexpectedly."),
+            }
+        }
+        for (summary, driver) in sinks.iter_mut().zip(drivers) {
+            let Some((handle, task)) = driver else {
+                continue;
+            };
+            // The jobs are done: dropping the last handle closes the channel, and the
+            // driver finishes what it holds.
+            drop(handle);
+            match task.await {
+                Ok(done) => merge(summary, done, &mut report),
+                Err(e) => {
+                    error!(sink = %summary.name, error = %e, "A sink driver failed unexpectedly.");
+                    summary.failure = Some(SinkFailure::Malformed(format!(
+                        "the driver task stopped: {e}"
+                    )));
+                }
+            }
+        }
+        report.sinks = sinks;
+        report.services.sort_by_key(|s| {
+            order
+                .iter()
+                .position(|(src, svc)| src == &s.source && svc == &s.service_id)
+        });
+        report
+    }
+}
+
+fn spawn_job(jobs: &mut JoinSet<JobOutcome>, permits: &Arc<Semaphore>, job: ServiceJob) {
+    let permits = permits.clone();
+    jobs.spawn(async move {
+        // The semaphore is never closed, so acquire cannot fail.
+        let _permit = permits.acquire_owned().await;
+        job.run().await
+    });
+}
+
+/// Adds what a driver did to its sink's summary and the services' summaries.
+fn merge(summary: &mut SinkSummary, done: DriverReport, report: &mut RunReport) {
+    for (key, delivered, dead_lettered) in done.per_cursor {
+        summary.delivered += delivered;
+        summary.dead_lettered += dead_lettered;
+        if let Some(service) = report
+            .services
+            .iter_mut()
+            .find(|s| s.source == key.source && s.service_id == key.service_id)
+        {
+            *service.delivered.entry(key.sink.clone()).or_default() += delivered;
+            if dead_lettered > 0 {
+                *service.dead_lettered.entry(key.sink).or_default() += dead_lettered;
+            }
+        }
+    }
+    summary.unexpected_dead_lettered = done.unexpected_dead_lettered;
+    summary.batches = done.batches;
+    summary.requests = done.requests;
+    if summary.failure.is_none() {
+        summary.failure = done.failure;
+    }
+}
+
+/// Saves which discovered services exist and reports, once, those that disappeared
+/// (no longer listed, or their events answer 404).
+async fn record_discovery(
+    state: &StateHandle,
+    source: &str,
+    followed: &[Followed],
+    report: &mut RunReport,
+) {
+    let gone_now: HashSet<&str> = report
+        .services
+        .iter()
+        .filter(|s| s.source == source && s.gone)
+        .map(|s| s.service_id.as_str())
+        .collect();
+    let seen: Vec<DiscoveredService> = followed
+        .iter()
+        .filter(|f| f.discovered)
+        .map(|f| DiscoveredService {
+            service_id: f.service_id.clone(),
+            service_name: f.service_name.clone(),
+            gone: gone_now.contains(f.service_id.as_str()),
+        })
+        .collect();
+    let source_name = source.to_owned();
+    match state
+        .call(move |store| store.record_discovery(&source_name, &seen))
+        .await
+    {
+        Ok(gone) => {
+            for service in gone {
+                warn!(source, service_id = %service.service_id, service_name = %service.service_name,
+                    "A discovered service disappeared; no longer following it. Its state is kept.");
+                report.gone.push((source.to_owned(), service));
+            }
+        }
+        Err(e) => warn!(source, error = %e, "Could not record discovered services."),
+    }
+}
