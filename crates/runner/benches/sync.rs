@@ -1,55 +1,261 @@
-//! Benchmark: one `runner sync` of a backlog of 10,000 and of 100,000 events
-//! (one service, realistic spread) into the file sink, against the simulator
-//! on 127.0.0.1. Prints wall time, throughput, requests and the runner's peak
-//! RSS, so that claims about speed and memory (invariant 8) come with numbers.
+//! Benchmark: one `runner sync` of a backlog into the file sink, against the simulator on
+//! 127.0.0.1, with the default concurrency. Three cases (realistic spread, seed 42): 10,000
+//! and 100,000 events in one service, and 100,000 events in 50 services (2,000 each). Prints
+//! wall time, throughput, requests and the runner's peak RSS, so that claims about speed and
+//! memory (invariant 8) come with numbers; with `RUNNER_BEFORE` it prints them for an older
+//! binary too, from the same run, so that a before/after comparison shares one machine state.
 //!
-//! `cargo bench -p runner` (release build). Timings are printed, never
-//! asserted: a shared machine makes timing assertions flaky.
+//! ```text
+//! cargo bench -p runner --bench sync
+//! BENCH_RUNS=3 cargo bench -p runner --bench sync
+//! RUNNER_BEFORE=/tmp/runner-before BENCH_RUNS=3 cargo bench -p runner --bench sync
+//! ```
+//!
+//! `RUNNER_BEFORE` names another `runner` binary by an absolute path (cargo runs benches in
+//! `crates/runner`), for example a release build of `main`:
+//!
+//! ```text
+//! git worktree add /tmp/before main
+//! (cd /tmp/before && CARGO_TARGET_DIR=/tmp/before-target cargo build --release -p runner)
+//! cp /tmp/before-target/release/runner /tmp/runner-before
+//! ```
+//!
+//! Every case then runs that
+//! binary ("before") and the one cargo built for this bench ("after"), alternating, the order
+//! flipped on each repetition; both get the same simulator (same data), the same arguments,
+//! working folder and environment, and a fresh state and output file. The configuration only
+//! uses keys that both understand. `BENCH_RUNS=N` (default 1) repeats each case N times:
+//! runs on a shared 2-core machine differ by tens of percent, so compare medians, and only
+//! differences larger than the spread of the runs.
+//!
+//! Columns, one row per binary and case:
+//! - `binary`: `after` (built by cargo from this tree) or `before` (`RUNNER_BEFORE`);
+//! - `events`, `services`: the backlog, all of which must end up in the file, one line each
+//!   (checked after every run, as is exit code 0);
+//! - `seconds`: median wall time of the runs, from spawning the process until it is reaped
+//!   (start-up, the first fetch and the final checkpoint included);
+//! - `events/s`: `events` divided by `seconds`;
+//! - `requests`: API requests the simulator answered during one run (services list and event
+//!   pages); `a-b` if the runs differed;
+//! - `peak RSS KiB`: the peak resident set size of the runner (`ru_maxrss` from `wait4(2)`);
+//!   `a-b` if the runs differed (it does, between runs of one binary: compare maxima);
+//! - `runs (s)`: the wall time of every run, in the order they ran.
+//!
+//! Timings are printed, never asserted: a shared machine makes timing assertions flaky.
 
 // The end-to-end harness; its own unit tests are not built into a bench.
 #[allow(unused_imports, clippy::unwrap_used)]
 #[path = "../../../tests/support/mod.rs"]
 mod support;
 
-use simulator::{SimConfig, Spread};
+use simulator::{SimConfig, SimHandle, Spread};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::time::Instant;
-use support::{ConfigText, Dir, start_sim};
+use support::{ConfigText, Dir, max_rss_kib, start_sim};
+
+/// One backlog: `services` services of `events_per_service` events each.
+struct Case {
+    services: usize,
+    events_per_service: usize,
+}
+
+impl Case {
+    fn events(&self) -> usize {
+        self.services * self.events_per_service
+    }
+}
+
+const CASES: [Case; 3] = [
+    Case {
+        services: 1,
+        events_per_service: 10_000,
+    },
+    Case {
+        services: 1,
+        events_per_service: 100_000,
+    },
+    Case {
+        services: 50,
+        events_per_service: 2_000,
+    },
+];
+
+/// Which `runner` a row measures.
+enum Binary {
+    /// The binary cargo built for this bench, run through the harness's [`Dir::command`].
+    After,
+    /// Another build, named by `RUNNER_BEFORE`.
+    Before(PathBuf),
+}
+
+impl Binary {
+    fn label(&self) -> &'static str {
+        match self {
+            Binary::After => "after",
+            Binary::Before(_) => "before",
+        }
+    }
+}
+
+/// What one run of one binary cost.
+struct Measurement {
+    seconds: f64,
+    requests: u64,
+    rss_kib: i64,
+}
 
 fn main() {
+    let runs = match std::env::var("BENCH_RUNS") {
+        Ok(text) => text
+            .parse::<usize>()
+            .ok()
+            .filter(|&runs| runs > 0)
+            .unwrap_or_else(|| panic!("BENCH_RUNS must be a positive number, not {text:?}")),
+        Err(_) => 1,
+    };
+    let mut binaries = Vec::new();
+    if let Some(path) = std::env::var_os("RUNNER_BEFORE") {
+        let path = std::fs::canonicalize(&path)
+            .ok()
+            .filter(|path| path.is_file())
+            .unwrap_or_else(|| panic!("RUNNER_BEFORE={} is not a file", path.display()));
+        println!("before: {}", path.display());
+        binaries.push(Binary::Before(path));
+    }
+    binaries.push(Binary::After);
+    println!("after:  {}", support::RUNNER);
+    println!("runs per case and binary: {runs}\n");
     println!(
-        "{:>9} {:>9} {:>12} {:>9} {:>13}",
-        "events", "seconds", "events/s", "requests", "peak RSS KiB"
+        "{:<6} {:>7} {:>8} {:>8} {:>9} {:>11} {:>12}  runs (s)",
+        "binary", "events", "services", "seconds", "events/s", "requests", "peak RSS KiB"
     );
-    for events in [10_000usize, 100_000] {
+    for case in &CASES {
         let sim = start_sim(SimConfig {
-            services: 1,
-            events_per_service: events,
+            services: case.services,
+            events_per_service: case.events_per_service,
             seed: 42,
             spread: Spread::Realistic,
             ..SimConfig::default()
         });
-        let dir = Dir::new(&format!("bench-{events}"));
-        let config =
-            dir.write_config(&ConfigText::for_sim(&sim).file_sink("archive", "out/events.jsonl"));
-        let config = config.display().to_string();
-        let started = Instant::now();
-        let (output, rss_kib) = dir
-            .command(&["sync", "--config", &config])
-            .spawn()
-            .wait_with_max_rss_kib();
-        let seconds = started.elapsed().as_secs_f64();
-        output.assert_code(0);
-        let lines = std::fs::read_to_string(dir.join("out/events.jsonl"))
-            .map(|t| t.lines().count())
-            .unwrap_or(0);
-        assert_eq!(lines, events, "every event once in the file");
-        println!(
-            "{:>9} {:>9.2} {:>12.0} {:>9} {:>13}",
-            events,
-            seconds,
-            events as f64 / seconds,
-            sim.request_count(),
+        let mut measured: Vec<Vec<Measurement>> = binaries.iter().map(|_| Vec::new()).collect();
+        for run in 0..runs {
+            // Before, after; then after, before: neither always runs on a warmer machine.
+            let mut order: Vec<usize> = (0..binaries.len()).collect();
+            if run % 2 == 1 {
+                order.reverse();
+            }
+            for index in order {
+                measured[index].push(sync_once(&binaries[index], &sim, case, run));
+            }
+        }
+        for (binary, measurements) in binaries.iter().zip(&measured) {
+            print_row(binary, case, measurements);
+        }
+    }
+}
+
+/// One `runner sync` of the whole backlog of `sim` by `binary` into a fresh folder; fails
+/// unless it exits 0 and the file holds every event.
+fn sync_once(binary: &Binary, sim: &SimHandle, case: &Case, run: usize) -> Measurement {
+    let dir = Dir::new(&format!(
+        "bench-{}-{}x{}-{run}",
+        binary.label(),
+        case.services,
+        case.events_per_service
+    ));
+    let config =
+        dir.write_config(&ConfigText::for_sim(sim).file_sink("archive", "out/events.jsonl"));
+    let config = config.display().to_string();
+    let args = ["sync", "--config", config.as_str()];
+    let requests_before = sim.request_count();
+    let started = Instant::now();
+    let rss_kib = match binary {
+        Binary::After => {
+            let (output, rss_kib) = dir.command(&args).spawn().wait_with_max_rss_kib();
+            output.assert_code(0);
             rss_kib
-        );
+        }
+        Binary::Before(path) => run_other_binary(path, &dir, &args),
+    };
+    let seconds = started.elapsed().as_secs_f64();
+    let requests = sim.request_count() - requests_before;
+    let lines = std::fs::read_to_string(dir.join("out/events.jsonl"))
+        .map(|text| text.lines().count())
+        .unwrap_or(0);
+    assert_eq!(
+        lines,
+        case.events(),
+        "{}: every event once in the file",
+        binary.label()
+    );
+    Measurement {
+        seconds,
+        requests,
+        rss_kib,
+    }
+}
+
+/// Runs `binary` with `args` as [`Dir::command`] runs the cargo-built one (working folder,
+/// environment, stdin closed, output to files) and reaps it with the harness's
+/// [`max_rss_kib`]; fails unless it exits 0. Returns its peak RSS in KiB.
+fn run_other_binary(binary: &Path, dir: &Dir, args: &[&str]) -> i64 {
+    let stdout_path = dir.join("other.stdout");
+    let stderr_path = dir.join("other.stderr");
+    // Reaped by `max_rss_kib` (`wait4`), which clippy does not see.
+    #[allow(clippy::zombie_processes)]
+    let child = Command::new(binary)
+        .current_dir(dir.path())
+        .args(args)
+        .env("NO_COLOR", "1")
+        .env_remove("RUST_LOG")
+        .env_remove("RUNNER_CONFIG")
+        .stdin(Stdio::null())
+        .stdout(File::create(&stdout_path).expect("a stdout file in the bench folder"))
+        .stderr(File::create(&stderr_path).expect("a stderr file in the bench folder"))
+        .spawn()
+        .unwrap_or_else(|error| panic!("cannot start {}: {error}", binary.display()));
+    let (status, rss_kib) = max_rss_kib(&child);
+    assert!(
+        status.success(),
+        "{} exited with {status}\n--- stderr ---\n{}",
+        binary.display(),
+        std::fs::read_to_string(&stderr_path).unwrap_or_default()
+    );
+    rss_kib
+}
+
+fn print_row(binary: &Binary, case: &Case, measurements: &[Measurement]) {
+    let mut seconds: Vec<f64> = measurements.iter().map(|m| m.seconds).collect();
+    let runs: Vec<String> = seconds.iter().map(|s| format!("{s:.2}")).collect();
+    seconds.sort_by(f64::total_cmp);
+    let middle = seconds.len() / 2;
+    let median = if seconds.len() % 2 == 1 {
+        seconds[middle]
+    } else {
+        (seconds[middle - 1] + seconds[middle]) / 2.0
+    };
+    let requests = range(measurements.iter().map(|m| m.requests));
+    let rss_kib = range(measurements.iter().map(|m| m.rss_kib));
+    println!(
+        "{:<6} {:>7} {:>8} {:>8.2} {:>9.0} {:>11} {:>12}  {}",
+        binary.label(),
+        case.events(),
+        case.services,
+        median,
+        case.events() as f64 / median,
+        requests,
+        rss_kib,
+        runs.join(" ")
+    );
+}
+
+/// `n` if every run gave `n`, `fewest-most` if they differed.
+fn range<T: Ord + std::fmt::Display>(values: impl Iterator<Item = T> + Clone) -> String {
+    match (values.clone().min(), values.max()) {
+        (Some(fewest), Some(most)) if fewest == most => fewest.to_string(),
+        (Some(fewest), Some(most)) => format!("{fewest}-{most}"),
+        _ => "-".to_owned(),
     }
 }
