@@ -844,4 +844,133 @@ mod tests {
         assert!(matches!(outcomes[3], Some(ItemOutcome::Delivered)));
         assert!(outcomes[4].is_none());
     }
+
+    /// A sink that fails with `error()` for its first `failures` sends, then accepts.
+    struct Flaky {
+        failures: usize,
+        sends: std::sync::Mutex<usize>,
+        error: fn() -> SinkError,
+    }
+
+    #[async_trait::async_trait]
+    impl Sink for Flaky {
+        fn name(&self) -> &str {
+            "flaky"
+        }
+        fn kind(&self) -> &'static str {
+            "test"
+        }
+        async fn healthcheck(&self) -> Result<(), SinkError> {
+            Ok(())
+        }
+        async fn send(&self, _: &[SharedRecord]) -> Result<Delivery, SinkError> {
+            let mut sends = self.sends.lock().unwrap();
+            *sends += 1;
+            if *sends <= self.failures {
+                Err((self.error)())
+            } else {
+                Ok(Delivery::all_accepted())
+            }
+        }
+    }
+
+    fn one_record() -> Vec<SharedRecord> {
+        vec![SharedRecord::new(record::EventRecord::new(
+            "prod",
+            "svc",
+            record::IdParts {
+                project_id: "p",
+                service_id: "s",
+                occur_time: 1,
+                event_type: "normal",
+                event_info: "x",
+                twin: 1,
+            },
+        ))]
+    }
+
+    fn settings(max_attempts: u32) -> RetrySettings {
+        RetrySettings {
+            max_attempts,
+            initial_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(10),
+        }
+    }
+
+    // The schedule on a paused clock (no sockets here, so time is exact): the server's
+    // Retry-After replaces the backoff, capped at max_backoff; without it the wait is
+    // exponential with jitter in the upper half.
+    #[tokio::test(start_paused = true)]
+    async fn retries_wait_the_servers_retry_after_capped_or_the_backoff() {
+        let (_stop, shutdown) = watch::channel(false);
+        let seven = Arc::new(Flaky {
+            failures: 2,
+            sends: std::sync::Mutex::new(0),
+            error: || {
+                SinkError::retryable("flaky", "busy").with_retry_after(Some(Duration::from_secs(7)))
+            },
+        });
+        let started = Instant::now();
+        let outcome = send_batch(seven, one_record(), settings(5), shutdown.clone()).await;
+        assert_eq!(outcome.attempts, 3);
+        assert!(outcome.failure.is_none());
+        assert_eq!(started.elapsed(), Duration::from_secs(14));
+
+        let sixty = Arc::new(Flaky {
+            failures: 1,
+            sends: std::sync::Mutex::new(0),
+            error: || {
+                SinkError::retryable("flaky", "busy")
+                    .with_retry_after(Some(Duration::from_secs(60)))
+            },
+        });
+        let started = Instant::now();
+        send_batch(sixty, one_record(), settings(5), shutdown.clone()).await;
+        assert_eq!(
+            started.elapsed(),
+            Duration::from_secs(10),
+            "capped at max_backoff"
+        );
+
+        let plain = Arc::new(Flaky {
+            failures: 2,
+            sends: std::sync::Mutex::new(0),
+            error: || SinkError::retryable("flaky", "busy"),
+        });
+        let started = Instant::now();
+        send_batch(plain, one_record(), settings(5), shutdown).await;
+        // 1 s then 2 s, each jittered into its upper half.
+        let waited = started.elapsed();
+        assert!(
+            waited >= Duration::from_millis(1500) && waited <= Duration::from_secs(3),
+            "{waited:?}"
+        );
+    }
+
+    // max_attempts counts every try; a permanent error is never retried.
+    #[tokio::test(start_paused = true)]
+    async fn attempts_are_bounded_and_permanent_errors_are_not_retried() {
+        let (_stop, shutdown) = watch::channel(false);
+        let down = Arc::new(Flaky {
+            failures: usize::MAX,
+            sends: std::sync::Mutex::new(0),
+            error: || SinkError::retryable("flaky", "down").with_status(503),
+        });
+        let outcome = send_batch(down.clone(), one_record(), settings(3), shutdown.clone()).await;
+        assert_eq!(*down.sends.lock().unwrap(), 3);
+        assert!(matches!(
+            outcome.failure,
+            Some(SinkFailure::RetriesSpent { attempts: 3, .. })
+        ));
+        assert!(outcome.outcomes[0].is_none(), "nothing acknowledged");
+
+        let refused = Arc::new(Flaky {
+            failures: usize::MAX,
+            sends: std::sync::Mutex::new(0),
+            error: || SinkError::permanent("flaky", "unauthorized").with_status(401),
+        });
+        let outcome = send_batch(refused.clone(), one_record(), settings(6), shutdown).await;
+        assert_eq!(*refused.sends.lock().unwrap(), 1);
+        assert!(matches!(outcome.failure, Some(SinkFailure::Permanent(_))));
+    }
 }

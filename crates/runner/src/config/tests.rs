@@ -1734,3 +1734,120 @@ fn secret_files_and_ca_file_are_resolved_not_read() {
         "invalid type: string",
     );
 }
+
+// ---- options every sink has (batch, retry, healthcheck, dead letters) and [state] ----
+
+#[test]
+fn sink_options_default_per_kind() {
+    let config = parse(MINIMAL).unwrap();
+    let options = &config.sinks[0].options;
+    assert_eq!(options.batch, sink::stdout::KIND.batch);
+    assert_eq!(options.retry, sink::RetrySettings::default());
+    assert!(options.healthcheck);
+    assert_eq!(
+        options.dead_letter_path,
+        Path::new("/etc/runner/state/dead-letter/console.jsonl")
+    );
+    assert_eq!(options.dead_letter_max_bytes, 100 * 1024 * 1024);
+    assert_eq!(config.state_busy_timeout, Duration::from_secs(10));
+}
+
+#[test]
+fn dotted_keys_and_sub_tables_read_the_same() {
+    let dotted = with(
+        "sinks.console",
+        "batch.max_events = 500\nbatch.timeout = \"250ms\"\nretry.max_attempts = 3\nhealthcheck.enabled = false",
+    );
+    let tables = format!(
+        "{MINIMAL}\n[sinks.console.batch]\nmax_events = 500\ntimeout = \"250ms\"\n\n[sinks.console.retry]\nmax_attempts = 3\n\n[sinks.console.healthcheck]\nenabled = false\n"
+    );
+    for text in [dotted, tables] {
+        let options = parse(&text).unwrap().sinks[0].options.clone();
+        assert_eq!(options.batch.max_events, 500, "{text}");
+        assert_eq!(options.batch.timeout, Duration::from_millis(250));
+        assert_eq!(options.batch.max_bytes, sink::stdout::KIND.batch.max_bytes);
+        assert_eq!(options.retry.max_attempts, 3);
+        assert!(!options.healthcheck);
+    }
+}
+
+#[test]
+fn sink_option_errors_name_the_full_dotted_key_and_line() {
+    let text = with("sinks.console", "batch.max_events = 0");
+    assert_error(
+        &text,
+        "sinks.console.batch.max_events",
+        "max_events",
+        "at least 1",
+    );
+    let text = format!("{MINIMAL}\n[sinks.console.retry]\nmax_attempts = 0\n");
+    assert_error(
+        &text,
+        "sinks.console.retry.max_attempts",
+        "max_attempts",
+        "at least 1",
+    );
+    let text = with("sinks.console", "batch.timeout = \"soon\"");
+    assert_error(
+        &text,
+        "sinks.console.batch.timeout",
+        "timeout",
+        "invalid duration",
+    );
+    let text = with("sinks.console", "batch.max_event = 5");
+    assert_error(
+        &text,
+        "sinks.console.batch.max_event",
+        "max_event",
+        "unknown field",
+    );
+    let text = with(
+        "sinks.console",
+        "retry.initial_backoff = \"10s\"\nretry.max_backoff = \"1s\"",
+    );
+    assert_error(
+        &text,
+        "sinks.console.retry.max_backoff",
+        "max_backoff",
+        "not be shorter than retry.initial_backoff",
+    );
+    let text = with("sinks.console", "dead_letter_max_bytes = -1");
+    assert_error(
+        &text,
+        "sinks.console.dead_letter_max_bytes",
+        "dead_letter_max_bytes",
+        "at least 1",
+    );
+    let text = with("state", "busy_timeout = \"0s\"");
+    assert_error(&text, "state.busy_timeout", "busy_timeout", "longer than 0");
+    // A key that only network sinks have is unknown to stdout.
+    let text = with("sinks.console", "request.timeout = \"5s\"");
+    assert_error(&text, "sinks.console.request", "request", "unknown field");
+}
+
+#[test]
+fn a_dead_letter_path_is_relative_to_the_config_and_never_another_writers_file() {
+    let text = with(
+        "sinks.console",
+        "dead_letter_path = \"rejected/${REGION}.jsonl\"",
+    );
+    let config = parse(&text).unwrap();
+    assert_eq!(
+        config.sinks[0].options.dead_letter_path,
+        Path::new("/etc/runner/rejected/eu-de.jsonl")
+    );
+    let text = format!(
+        "{}\n[sinks.archive]\ntype = \"file\"\npath = \"out/events.jsonl\"\n",
+        with("sinks.console", "dead_letter_path = \"out/events.jsonl\"")
+    );
+    let error = parse_err(&text);
+    let shown = error.to_string();
+    assert!(shown.contains("is also written by"), "{shown}");
+    let text = with("sinks.console", "dead_letter_path = \"state/events.db\"");
+    assert_error(
+        &text,
+        "sinks.console.dead_letter_path",
+        "dead_letter_path",
+        "the state file",
+    );
+}
