@@ -57,9 +57,6 @@ pub enum ServiceFailure {
     /// Its cursors could not be read.
     #[error("state: {0}")]
     State(#[from] StateFailure),
-    /// Every sink that takes this service failed before anything could be offered.
-    #[error("no sink of this service can be written")]
-    NoSink,
 }
 
 /// Why a sink stopped delivering for this cycle. Its positions stay at what it

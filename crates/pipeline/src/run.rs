@@ -345,7 +345,10 @@ impl Pipeline {
                 }
             }
         }
-        report.sinks = sinks;
+        // A dry run delivers nothing: its sinks have nothing to report.
+        if matches!(mode.as_ref(), Mode::Deliver { .. }) {
+            report.sinks = sinks;
+        }
         report.services.sort_by_key(|s| {
             order
                 .iter()

@@ -24,10 +24,6 @@ pub use file::{FileCheckpoint, FileSink, Recovery};
 pub use options::{BatchSettings, RetrySettings, SinkOptions};
 pub use stdout::{StdoutFormat, StdoutSink};
 
-/// The kinds of sink the runner knows. Adding a sink is a folder in this crate and one
-/// line here.
-pub const KINDS: &[SinkKind] = &[stdout::KIND, file::KIND];
-
 /// A destination for event records.
 ///
 /// # Contract the engine relies on

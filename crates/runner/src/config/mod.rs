@@ -13,10 +13,16 @@
 //! ModelArts `endpoint` and the IAM endpoint of password auth from
 //! [`source::regions`]; an explicit `endpoint` or `iam_endpoint` wins.
 //!
+//! A `[sinks.NAME]` table is read in two steps: the keys every sink has
+//! (`type`, `inputs`, `event_types`, `batch`, `retry`, `healthcheck`,
+//! `dead_letter_*`, see [`sink::config::SinkProbe`]), then the rest by the kind
+//! that `type` names in [`SINK_KINDS`], whose own table refuses unknown keys.
+//!
 //! `${VAR}` placeholders are replaced from the environment after parsing, in
 //! the free-text values: `state.path`, `region`, `endpoint`, `project_id`,
 //! `services`, `discover.name`, `ca_file`, every string of `[sources.NAME.auth]`
-//! but `type`, a file sink's `path` and `event_types`. `$${` writes a literal
+//! but `type`, a file sink's `path`, a sink's `dead_letter_path` and
+//! `event_types`. `$${` writes a literal
 //! `${`. Keys with a fixed set of values (kinds, `cloud`, `event_type`,
 //! `offset_unit`, `format`, `discover.status`), numbers, booleans and
 //! durations take no placeholders. Relative paths are relative to the folder
@@ -51,6 +57,10 @@ use std::sync::Arc;
 use std::time::Duration;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
+
+/// The kinds of sink this runner knows (`type = "..."`). Adding a sink is a folder in
+/// `crates/sink` and one line here.
+pub const SINK_KINDS: &[sink::SinkKind] = &[sink::stdout::KIND, sink::file::KIND];
 
 /// Defaults of every optional key, in one place.
 pub mod defaults {
@@ -714,7 +724,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Reads `[sinks.NAME]`: the keys every sink has here, the kind's own keys by the
-    /// kind (see [`sink::KINDS`]). Returns the sink and the files it writes (with their
+    /// kind (see [`SINK_KINDS`]). Returns the sink and the files it writes (with their
     /// full keys), so that two writers of one file can be refused.
     fn sink(
         &self,
@@ -752,11 +762,8 @@ impl<'a> Reader<'a> {
             Some(list) => Some(self.distinct_list(list, &key("event_types"), true)?),
         };
         let type_name = probe.kind.get_ref();
-        let Some(kind) = sink::KINDS.iter().find(|k| k.name == type_name) else {
-            let known: Vec<String> = sink::KINDS
-                .iter()
-                .map(|k| format!("{:?}", k.name))
-                .collect();
+        let Some(kind) = SINK_KINDS.iter().find(|k| k.name == type_name) else {
+            let known: Vec<String> = SINK_KINDS.iter().map(|k| format!("{:?}", k.name)).collect();
             return Err(self.error(
                 probe.kind.span(),
                 key("type"),
