@@ -97,7 +97,13 @@ impl Dir {
 
     /// A `runner` command with the working directory set to this folder.
     pub fn command(&self, args: &[&str]) -> TestCommand<'_> {
-        let mut command = Command::new(RUNNER);
+        self.command_of(Path::new(RUNNER), args)
+    }
+
+    /// The same as [`Dir::command`] with another `runner` binary (the benchmark runs an
+    /// older build this way).
+    pub fn command_of(&self, program: &Path, args: &[&str]) -> TestCommand<'_> {
+        let mut command = Command::new(program);
         command.current_dir(self.path()).args(args);
         // Plain, uncoloured log lines on stderr, whatever the developer's environment says.
         command

@@ -78,6 +78,15 @@ impl DeadLetterFile {
         }
     }
 
+    /// The dead-letter file a sink's settings name.
+    pub fn for_sink(settings: &sink::SinkSettings) -> Self {
+        DeadLetterFile::new(
+            &settings.name,
+            settings.options.dead_letter_path.clone(),
+            settings.options.dead_letter_max_bytes,
+        )
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }

@@ -42,11 +42,7 @@ impl SinkRuntime {
             filter: settings.filter.clone(),
             options: settings.options.clone(),
             concurrency: settings.config.concurrency().max(1),
-            dead_letter: DeadLetterFile::new(
-                &settings.name,
-                settings.options.dead_letter_path.clone(),
-                settings.options.dead_letter_max_bytes,
-            ),
+            dead_letter: DeadLetterFile::for_sink(settings),
             sink,
             broken: None,
             committed: Mutex::new(None),

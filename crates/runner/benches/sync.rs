@@ -49,11 +49,9 @@
 mod support;
 
 use simulator::{SimConfig, SimHandle, Spread};
-use std::fs::File;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::PathBuf;
 use std::time::Instant;
-use support::{ConfigText, Dir, max_rss_kib, start_sim};
+use support::{ConfigText, Dir, start_sim};
 
 /// One backlog: `services` services of `events_per_service` events each.
 struct Case {
@@ -171,14 +169,12 @@ fn sync_once(binary: &Binary, sim: &SimHandle, case: &Case, run: usize) -> Measu
     let args = ["sync", "--config", config.as_str()];
     let requests_before = sim.request_count();
     let started = Instant::now();
-    let rss_kib = match binary {
-        Binary::After => {
-            let (output, rss_kib) = dir.command(&args).spawn().wait_with_max_rss_kib();
-            output.assert_code(0);
-            rss_kib
-        }
-        Binary::Before(path) => run_other_binary(path, &dir, &args),
+    let command = match binary {
+        Binary::After => dir.command(&args),
+        Binary::Before(path) => dir.command_of(path, &args),
     };
+    let (output, rss_kib) = command.spawn().wait_with_max_rss_kib();
+    output.assert_code(0);
     let seconds = started.elapsed().as_secs_f64();
     let requests = sim.request_count() - requests_before;
     let lines = std::fs::read_to_string(dir.join("out/events.jsonl"))
@@ -195,35 +191,6 @@ fn sync_once(binary: &Binary, sim: &SimHandle, case: &Case, run: usize) -> Measu
         requests,
         rss_kib,
     }
-}
-
-/// Runs `binary` with `args` as [`Dir::command`] runs the cargo-built one (working folder,
-/// environment, stdin closed, output to files) and reaps it with the harness's
-/// [`max_rss_kib`]; fails unless it exits 0. Returns its peak RSS in KiB.
-fn run_other_binary(binary: &Path, dir: &Dir, args: &[&str]) -> i64 {
-    let stdout_path = dir.join("other.stdout");
-    let stderr_path = dir.join("other.stderr");
-    // Reaped by `max_rss_kib` (`wait4`), which clippy does not see.
-    #[allow(clippy::zombie_processes)]
-    let child = Command::new(binary)
-        .current_dir(dir.path())
-        .args(args)
-        .env("NO_COLOR", "1")
-        .env_remove("RUST_LOG")
-        .env_remove("RUNNER_CONFIG")
-        .stdin(Stdio::null())
-        .stdout(File::create(&stdout_path).expect("a stdout file in the bench folder"))
-        .stderr(File::create(&stderr_path).expect("a stderr file in the bench folder"))
-        .spawn()
-        .unwrap_or_else(|error| panic!("cannot start {}: {error}", binary.display()));
-    let (status, rss_kib) = max_rss_kib(&child);
-    assert!(
-        status.success(),
-        "{} exited with {status}\n--- stderr ---\n{}",
-        binary.display(),
-        std::fs::read_to_string(&stderr_path).unwrap_or_default()
-    );
-    rss_kib
 }
 
 fn print_row(binary: &Binary, case: &Case, measurements: &[Measurement]) {

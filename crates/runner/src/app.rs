@@ -4,8 +4,10 @@
 use crate::config::{Config, ConfigError};
 use pipeline::replay::{self, ReplayError};
 use pipeline::{
-    Mode, Pipeline, RunReport, Selection, SinkRuntime, SourceRuntime, StateFailure, StateHandle,
+    DeadLetterFile, Mode, Pipeline, RunReport, Selection, SinkRuntime, SourceRuntime, StateFailure,
+    StateHandle,
 };
+use sink::SinkSettings;
 use source::checkpoint::{
     CheckpointStore, Commit, CursorCommit, CursorKey, ResetFilter, ResetTo, StateError, StateLock,
 };
@@ -97,15 +99,14 @@ pub fn check_selection(config: &Config, selection: &Selection) -> Result<(), App
     Ok(())
 }
 
-/// `--sink NAME` must name a sink of the config.
-fn check_sink(config: &Config, sink: &str) -> Result<(), AppError> {
-    if config.sinks.iter().any(|s| s.name == sink) {
-        return Ok(());
-    }
-    Err(AppError::Usage(format!(
-        "--sink {sink}: no such sink in {}",
-        config.file.display()
-    )))
+/// The sink `--sink NAME` names.
+fn named_sink<'c>(config: &'c Config, sink: &str) -> Result<&'c SinkSettings, AppError> {
+    config.sinks.iter().find(|s| s.name == sink).ok_or_else(|| {
+        AppError::Usage(format!(
+            "--sink {sink}: no such sink in {}",
+            config.file.display()
+        ))
+    })
 }
 
 /// Builds one client per source (reads `token_file`s). Failing here is a
@@ -385,11 +386,7 @@ pub async fn show_state(config: &Config, json: bool) -> Result<u8, AppError> {
     let mut files = Vec::new();
     for settings in &config.sinks {
         let row = sink_rows.iter().find(|r| r.sink == settings.name);
-        let dead_letter = pipeline::DeadLetterFile::new(
-            &settings.name,
-            settings.options.dead_letter_path.clone(),
-            settings.options.dead_letter_max_bytes,
-        );
+        let dead_letter = DeadLetterFile::for_sink(settings);
         let pending = tokio::task::spawn_blocking(move || dead_letter.read())
             .await
             .map_err(StateFailure::from)?
@@ -499,7 +496,7 @@ pub async fn reset_state(
         },
     )?;
     if let Some(sink) = &filter.sink {
-        check_sink(config, sink)?;
+        named_sink(config, sink)?;
     }
     let _lock = CheckpointStore::lock(&config.state_path)?;
     let mut store =
@@ -634,25 +631,10 @@ fn describe(discover: &Discover) -> String {
     format!("{{ {} }}", parts.join(", "))
 }
 
-/// The dead-letter file of `--sink NAME`.
-fn dead_letter_file(config: &Config, sink: &str) -> Result<pipeline::DeadLetterFile, AppError> {
-    check_sink(config, sink)?;
-    let settings = config
-        .sinks
-        .iter()
-        .find(|s| s.name == sink)
-        .ok_or_else(|| AppError::Usage(format!("--sink {sink}: no such sink")))?;
-    Ok(pipeline::DeadLetterFile::new(
-        sink,
-        settings.options.dead_letter_path.clone(),
-        settings.options.dead_letter_max_bytes,
-    ))
-}
-
 /// `runner dead-letter show`: the entries of a sink's dead-letter file, one per line
 /// (or the raw JSON lines with `--json`, on stdout for `jq`).
 pub async fn dead_letter_show(config: &Config, sink: &str, json: bool) -> Result<u8, AppError> {
-    let file = dead_letter_file(config, sink)?;
+    let file = DeadLetterFile::for_sink(named_sink(config, sink)?);
     let path: PathBuf = file.path().to_owned();
     let found = tokio::task::spawn_blocking(move || file.read())
         .await
@@ -701,12 +683,7 @@ pub async fn dead_letter_show(config: &Config, sink: &str, json: bool) -> Result
 
 /// `runner dead-letter replay`: offers a sink's dead-lettered records to it again.
 pub async fn dead_letter_replay(config: &Config, sink: &str) -> Result<u8, AppError> {
-    check_sink(config, sink)?;
-    let settings = config
-        .sinks
-        .iter()
-        .find(|s| s.name == sink)
-        .ok_or_else(|| AppError::Usage(format!("--sink {sink}: no such sink")))?;
+    let settings = named_sink(config, sink)?;
     let (_lock, state) = open_state(config).await?;
     let runtime = SinkRuntime::open(settings, &state).await?;
     let (stop, shutdown) = shutdown_signal();

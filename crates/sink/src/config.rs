@@ -229,7 +229,44 @@ impl<'de> Deserialize<'de> for HumanDuration {
     }
 }
 
-/// An integer key that must be at least `min`, or its default.
+/// An integer that must be at least `min`, or `default` when absent. An error is the
+/// value's span and what is wrong with it, for the caller to put its key on.
+pub fn bounded_integer<T: TryFrom<i64>>(
+    value: &Option<Spanned<i64>>,
+    default: T,
+    min: i64,
+) -> Result<T, (Range<usize>, String)> {
+    let Some(value) = value else {
+        return Ok(default);
+    };
+    let number = *value.get_ref();
+    if number < min {
+        return Err((
+            value.span(),
+            format!("must be at least {min}, got {number}"),
+        ));
+    }
+    T::try_from(number).map_err(|_| (value.span(), format!("{number} is too large")))
+}
+
+/// A duration, or `default` when absent; zero only where `zero_allowed`. An error is
+/// the value's span and what is wrong with it.
+pub fn checked_duration(
+    value: &Option<Spanned<HumanDuration>>,
+    default: Duration,
+    zero_allowed: bool,
+) -> Result<Duration, (Range<usize>, String)> {
+    let Some(value) = value else {
+        return Ok(default);
+    };
+    let duration = value.get_ref().0;
+    if duration.is_zero() && !zero_allowed {
+        return Err((value.span(), "must be longer than 0".to_owned()));
+    }
+    Ok(duration)
+}
+
+/// An integer key of a sink (see [`bounded_integer`]).
 pub fn integer<T: TryFrom<i64>>(
     ctx: &dyn ConfigContext,
     value: &Option<Spanned<i64>>,
@@ -237,22 +274,10 @@ pub fn integer<T: TryFrom<i64>>(
     default: T,
     min: i64,
 ) -> Result<T, ConfigIssue> {
-    let Some(value) = value else {
-        return Ok(default);
-    };
-    let number = *value.get_ref();
-    if number < min {
-        return Err(ctx.issue(
-            value.span(),
-            field,
-            format!("must be at least {min}, got {number}"),
-        ));
-    }
-    T::try_from(number)
-        .map_err(|_| ctx.issue(value.span(), field, format!("{number} is too large")))
+    bounded_integer(value, default, min).map_err(|(span, message)| ctx.issue(span, field, message))
 }
 
-/// A duration key, or its default; zero only where `zero_allowed`.
+/// A duration key of a sink (see [`checked_duration`]).
 pub fn duration(
     ctx: &dyn ConfigContext,
     value: &Option<Spanned<HumanDuration>>,
@@ -260,12 +285,6 @@ pub fn duration(
     default: Duration,
     zero_allowed: bool,
 ) -> Result<Duration, ConfigIssue> {
-    let Some(value) = value else {
-        return Ok(default);
-    };
-    let duration = value.get_ref().0;
-    if duration.is_zero() && !zero_allowed {
-        return Err(ctx.issue(value.span(), field, "must be longer than 0".to_owned()));
-    }
-    Ok(duration)
+    checked_duration(value, default, zero_allowed)
+        .map_err(|(span, message)| ctx.issue(span, field, message))
 }

@@ -972,14 +972,8 @@ impl<'a> Reader<'a> {
         default: Duration,
         zero_allowed: bool,
     ) -> Result<Duration, ConfigError> {
-        let Some(value) = value else {
-            return Ok(default);
-        };
-        let duration = value.get_ref().0;
-        if duration.is_zero() && !zero_allowed {
-            return Err(self.error(value.span(), key, "must be longer than 0"));
-        }
-        Ok(duration)
+        sink::config::checked_duration(value, default, zero_allowed)
+            .map_err(|(span, message)| self.error(span, key, message))
     }
 
     fn integer<T: TryFrom<i64>>(
@@ -989,19 +983,8 @@ impl<'a> Reader<'a> {
         default: T,
         min: i64,
     ) -> Result<T, ConfigError> {
-        let Some(value) = value else {
-            return Ok(default);
-        };
-        let number = *value.get_ref();
-        if number < min {
-            return Err(self.error(
-                value.span(),
-                key,
-                format!("must be at least {min}, got {number}"),
-            ));
-        }
-        T::try_from(number)
-            .map_err(|_| self.error(value.span(), key, format!("{number} is too large")))
+        sink::config::bounded_integer(value, default, min)
+            .map_err(|(span, message)| self.error(span, key, message))
     }
 
     /// A path, resolved against the config file's folder. Not read.
