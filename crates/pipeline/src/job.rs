@@ -41,6 +41,8 @@ pub(crate) struct Target {
     delivery: Option<(DriverHandle, Feed)>,
     /// What the sink has been handed: advanced only for offers its driver took.
     cursor: Option<SinkCursor>,
+    /// Whether the cursor was in the state file when it was loaded.
+    stored: bool,
     /// Whether the driver took the feed's opening message.
     opened: bool,
     standing: Standing,
@@ -52,6 +54,7 @@ impl Target {
             delivery: driver.map(|d| (d.clone(), d.register())),
             sink,
             cursor: None,
+            stored: false,
             opened: false,
             standing: Standing::Active,
         }
@@ -217,12 +220,6 @@ impl ServiceJob {
             Some(state) => state.cursors(keys.clone()).await?,
             None => vec![None; keys.len()],
         };
-        let stored_keys: Vec<usize> = wanted
-            .iter()
-            .zip(&stored)
-            .filter(|(_, s)| s.is_some())
-            .map(|(i, _)| *i)
-            .collect();
         // Targets that already have a cursor (a catch-up) but whose opening was not taken.
         let mut starts: Vec<(usize, CursorKey)> = (0..self.targets.len())
             .filter(|&i| self.targets[i].cursor.is_some() && !self.targets[i].opened)
@@ -238,9 +235,10 @@ impl ServiceJob {
         let since = self.since();
         let lookback = settings.lookback;
         for ((index, key), stored) in wanted.into_iter().zip(keys).zip(stored) {
-            let cursor = SinkCursor::new(stored, since, lookback);
-            self.targets[index].cursor = Some(cursor);
-            self.targets[index].opened = false;
+            let target = &mut self.targets[index];
+            target.stored = stored.is_some();
+            target.cursor = Some(SinkCursor::new(stored, since, lookback));
+            target.opened = false;
             starts.push((index, key));
         }
         // Tell the drivers where each cursor starts (again, for a catch-up whose first
@@ -258,7 +256,7 @@ impl ServiceJob {
                 since: cursor.since(),
                 position: cursor.position(),
                 lookback_ms: source::cursor::lookback_ms(lookback),
-                stored: stored_keys.contains(&index),
+                stored: target.stored,
             };
             let patience = self.patience(&target.sink);
             let target = &mut self.targets[index];
