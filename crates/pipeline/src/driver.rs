@@ -33,6 +33,7 @@ use record::SharedRecord;
 use sink::{Delivery, RetrySettings, Sink, SinkError, SinkState};
 use source::checkpoint::{Commit, CursorKey, DeadLettered, SinkStateCommit};
 use source::retry::Backoff;
+use std::collections::BTreeMap;
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
@@ -210,7 +211,11 @@ pub(crate) enum ItemOutcome {
     Rejected {
         reason: String,
         status: Option<u16>,
-        expected: bool,
+        expected: Option<&'static str>,
+    },
+    /// Not sent, to wait for a later run: unacknowledged, but not a failure.
+    Held {
+        reason: String,
     },
 }
 
@@ -234,6 +239,10 @@ pub struct DriverReport {
     pub per_cursor: Vec<(CursorKey, u64, u64)>,
     /// Dead-lettered records the sink did not declare expected.
     pub unexpected_dead_lettered: u64,
+    /// Dead-lettered records the sink expected, by the sink's name for their kind.
+    pub expected_dead_lettered: BTreeMap<&'static str, u64>,
+    /// Records the sink held back for a later run.
+    pub held: u64,
     pub batches: u64,
     /// Sends, counting retries.
     pub requests: u64,
@@ -264,6 +273,8 @@ pub struct SinkDriver {
     failure: Option<SinkFailure>,
     commit_failed: bool,
     unexpected_dead_lettered: u64,
+    expected_dead_lettered: BTreeMap<&'static str, u64>,
+    held: u64,
     batches: u64,
     requests: u64,
 }
@@ -296,6 +307,8 @@ pub fn spawn(
         failure: None,
         commit_failed: false,
         unexpected_dead_lettered: 0,
+        expected_dead_lettered: BTreeMap::new(),
+        held: 0,
         batches: 0,
         requests: 0,
     };
@@ -356,6 +369,8 @@ impl SinkDriver {
             sink: self.sink().name.clone(),
             per_cursor,
             unexpected_dead_lettered: self.unexpected_dead_lettered,
+            expected_dead_lettered: self.expected_dead_lettered,
+            held: self.held,
             batches: self.batches,
             requests: self.requests,
             failure: self.failure,
@@ -470,15 +485,22 @@ impl SinkDriver {
         let dead_letters_written =
             rejected.is_empty() || self.write_dead_letters(&outcome, rejected).await;
         let mut dead_lettered = 0u64;
+        let mut held: Option<(u64, &str)> = None;
         for (entry, item) in entries.iter().zip(&outcome.outcomes) {
             let how = match item {
                 Some(ItemOutcome::Delivered) => Resolution::Delivered,
                 Some(ItemOutcome::Rejected { expected, .. }) if dead_letters_written => {
                     dead_lettered += 1;
-                    if !expected {
-                        self.unexpected_dead_lettered += 1;
+                    match expected {
+                        Some(kind) => *self.expected_dead_lettered.entry(kind).or_default() += 1,
+                        None => self.unexpected_dead_lettered += 1,
                     }
                     Resolution::DeadLettered
+                }
+                Some(ItemOutcome::Held { reason }) => {
+                    let (count, _) = held.get_or_insert((0, reason));
+                    *count += 1;
+                    continue;
                 }
                 // Not acknowledged: it holds its service's position for this sink.
                 _ => continue,
@@ -492,6 +514,11 @@ impl SinkDriver {
                     entry.record.id
                 )));
             }
+        }
+        if let Some((count, reason)) = held {
+            self.held += count;
+            warn!(sink = %self.sink().name, count, reason = %reason,
+                "Records held back for a later run; they hold their services' positions for this sink.");
         }
         if let Some(failure) = outcome.failure {
             self.fail(failure);
@@ -510,7 +537,7 @@ impl SinkDriver {
         let count = rejected.len();
         let (first_reason, first_status) = (rejected[0].reason.clone(), rejected[0].status);
         let expected = outcome.outcomes.iter().all(|o| match o {
-            Some(ItemOutcome::Rejected { expected, .. }) => *expected,
+            Some(ItemOutcome::Rejected { expected, .. }) => expected.is_some(),
             _ => true,
         });
         match tokio::task::spawn_blocking(move || file.append(&rejected)).await {
@@ -730,7 +757,8 @@ fn check(delivery: &Delivery, len: usize) -> Result<(), String> {
         .rejected
         .iter()
         .map(|r| r.index)
-        .chain(delivery.retry.iter().map(|r| r.index));
+        .chain(delivery.retry.iter().map(|r| r.index))
+        .chain(delivery.held.iter().map(|h| h.index));
     for index in indices {
         match seen.get_mut(index) {
             None => {
@@ -757,6 +785,11 @@ fn apply(delivery: &Delivery, sent: &[usize], outcomes: &mut [Option<ItemOutcome
             expected: rejection.expected,
         });
     }
+    for hold in &delivery.held {
+        outcomes[sent[hold.index]] = Some(ItemOutcome::Held {
+            reason: hold.reason.clone(),
+        });
+    }
     let mut retry = Vec::new();
     for (i, &batch_index) in sent.iter().enumerate() {
         if again[i] {
@@ -779,7 +812,7 @@ mod tests {
             index,
             reason: "bad".into(),
             status: Some(400),
-            expected: false,
+            expected: None,
         }
     }
 
@@ -796,7 +829,7 @@ mod tests {
         let ok = Delivery {
             rejected: vec![rejection(0)],
             retry: vec![retry(2)],
-            state: None,
+            ..Delivery::default()
         };
         assert!(check(&ok, 3).is_ok());
         let out_of_range = Delivery {
@@ -811,7 +844,7 @@ mod tests {
         let twice = Delivery {
             rejected: vec![rejection(1)],
             retry: vec![retry(1)],
-            state: None,
+            ..Delivery::default()
         };
         assert!(check(&twice, 3).unwrap_err().contains("two outcomes"));
         // More rejections than records can never underflow a count.
@@ -836,7 +869,7 @@ mod tests {
         let delivery = Delivery {
             rejected: vec![rejection(0)],
             retry: vec![retry(2)],
-            state: None,
+            ..Delivery::default()
         };
         let again = apply(&delivery, &[1, 3, 4], &mut outcomes);
         assert_eq!(again, vec![4]);

@@ -132,7 +132,7 @@ pub async fn replay(
                         .to_owned(),
                     );
                 }
-                None => report.kept += 1,
+                Some(ItemOutcome::Held { .. }) | None => report.kept += 1,
             }
         }
         report.failure = outcome.failure;

@@ -89,6 +89,10 @@ pub struct SinkSummary {
     pub dead_lettered: u64,
     /// Dead-lettered records of kinds the sink does not expect (these fail the run).
     pub unexpected_dead_lettered: u64,
+    /// Dead-lettered records the sink expected, by kind (Loki's `too_old`).
+    pub expected_dead_lettered: BTreeMap<&'static str, u64>,
+    /// Records the sink held back for a later run (their positions wait).
+    pub held: u64,
     pub dead_letter_path: PathBuf,
     pub batches: u64,
     /// Sends, counting retries.
@@ -108,6 +112,8 @@ impl SinkSummary {
             delivered: 0,
             dead_lettered: 0,
             unexpected_dead_lettered: 0,
+            expected_dead_lettered: BTreeMap::new(),
+            held: 0,
             dead_letter_path,
             batches: 0,
             requests: 0,
@@ -124,11 +130,28 @@ impl SinkSummary {
             self.name, self.kind, self.delivered, self.batches, self.requests
         );
         if self.dead_lettered > 0 {
+            let expected: Vec<String> = self
+                .expected_dead_lettered
+                .iter()
+                .map(|(kind, n)| format!("{n} {kind}"))
+                .collect();
+            let expected = if expected.is_empty() {
+                String::new()
+            } else {
+                format!(", expected: {}", expected.join(", "))
+            };
             let _ = write!(
                 line,
-                ", dead-lettered {} (in {})",
+                ", dead-lettered {} (in {}{expected})",
                 self.dead_lettered,
                 self.dead_letter_path.display()
+            );
+        }
+        if self.held > 0 {
+            let _ = write!(
+                line,
+                ", held back {} for a later run (dated ahead of the clock)",
+                self.held
             );
         }
         if !self.fell_behind.is_empty() {

@@ -384,6 +384,8 @@ fn merge(summary: &mut SinkSummary, done: DriverReport, report: &mut RunReport) 
         }
     }
     summary.unexpected_dead_lettered = done.unexpected_dead_lettered;
+    summary.expected_dead_lettered = done.expected_dead_lettered;
+    summary.held = done.held;
     summary.batches = done.batches;
     summary.requests = done.requests;
     if summary.failure.is_none() {

@@ -528,7 +528,7 @@ async fn malformed_outcomes_fail_the_sink_and_commit_nothing_of_the_batch() {
                     index: 10_000,
                     reason: "?".into(),
                     status: None,
-                    expected: false,
+                    expected: None,
                 }],
                 ..sink::Delivery::default()
             },
@@ -541,7 +541,7 @@ async fn malformed_outcomes_fail_the_sink_and_commit_nothing_of_the_batch() {
                         index: 0,
                         reason: "?".into(),
                         status: None,
-                        expected: false,
+                        expected: None,
                     })
                     .collect(),
                 ..sink::Delivery::default()
@@ -747,5 +747,75 @@ async fn replay_removes_only_what_the_destination_accepts() {
         left.entries
             .iter()
             .all(|(_, e)| e.reason == format!("refused {}", e.record.event_info))
+    );
+}
+
+// Records a sink holds back (a Loki entry dated ahead of the clock) are neither retried
+// nor acknowledged, and do not fail the sink: they hold their service's position, and a
+// later sync offers them again. Refusals the sink expects (Loki's too-old entries) are
+// dead-lettered and counted by kind, but the run still succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn held_records_wait_for_a_later_run_and_expected_refusals_do_not_fail_it() {
+    let world = World::new(1, 30, 10);
+    let service = world.sim.service_ids().remove(0);
+    let all = world.all_ids();
+    let (held_id, old_id) = (all[20].clone(), all[3].clone());
+    let (h, o) = (held_id.clone(), old_id.clone());
+    let fake = FakeSink::new("loki", move |_, batch| Answer::Loki {
+        hold: batch
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.id == h)
+            .map(|(i, _)| i)
+            .collect(),
+        too_old: batch
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.id == o)
+            .map(|(i, _)| i)
+            .collect(),
+    });
+    let report = world.sync(&[(&fake, SinkSpec::default())], 1).await;
+    assert!(report.ok(), "{:?}", report.lines());
+    let summary = &report.sinks[0];
+    assert_eq!(summary.held, 1);
+    assert_eq!(summary.expected_dead_lettered.get("too_old"), Some(&1));
+    assert!(
+        summary.line().contains("expected: 1 too_old"),
+        "{}",
+        summary.line()
+    );
+    let sent_once = fake
+        .calls()
+        .iter()
+        .flat_map(|c| c.records.clone())
+        .filter(|r| r.id == held_id)
+        .count();
+    assert_eq!(sent_once, 1, "a held record is not retried in the run");
+    let mut want = all.clone();
+    want.retain(|id| id != &held_id && id != &old_id);
+    assert_exactly_once(
+        &fake.accepted_ids(),
+        &want,
+        "all but the held and the too-old",
+    );
+    let held_time = world.sim.events(&service)[20].0;
+    assert!(
+        world
+            .cursor(&service, "loki")
+            .unwrap()
+            .position
+            .is_some_and(|p| p < held_time)
+    );
+
+    let healthy = FakeSink::accepting("loki");
+    assert!(world.sync(&[(&healthy, SinkSpec::default())], 1).await.ok());
+    assert!(
+        healthy.accepted_ids().contains(&held_id),
+        "the held record comes again"
+    );
+    assert!(
+        !healthy.accepted_ids().contains(&old_id),
+        "the dead-lettered one does not"
     );
 }

@@ -14,8 +14,10 @@ use std::time::Duration;
 pub use record::SharedRecord;
 
 pub mod config;
+pub mod elasticsearch;
 pub mod file;
 pub mod http;
+pub mod loki;
 pub mod options;
 pub mod stdout;
 
@@ -37,9 +39,12 @@ pub use stdout::{StdoutFormat, StdoutSink};
 ///   (an Elasticsearch mapping error): the engine writes it to the dead-letter file and
 ///   then acknowledges it. A record in [`Delivery::retry`] was refused for now (an
 ///   Elasticsearch item 429): the engine offers it again, alone, and holds the service's
-///   position for this sink until it is resolved. Each index appears at most once across
-///   both lists and is below the batch's length; anything else is an engine error for
-///   the sink.
+///   position for this sink until it is resolved. A record in [`Delivery::held`] was not
+///   sent and should not be yet (a Loki entry dated more than 10 minutes ahead): it is
+///   neither retried nor acknowledged in this run, and holds its service's position for
+///   this sink, so a later run offers it again. Each index appears at most once across
+///   the three lists and is below the batch's length; anything else is an engine error
+///   for the sink.
 /// - **Whole-batch failure.** `Err(_)` means *nothing* of the batch is acknowledged. A
 ///   [retryable](SinkError::is_retryable) error is retried within the run with backoff
 ///   (honouring [`SinkError::retry_after`]); a permanent one fails the sink for the run.
@@ -89,6 +94,8 @@ pub struct Delivery {
     pub rejected: Vec<Rejection>,
     /// Records the destination refused for now; worth offering again alone.
     pub retry: Vec<ItemRetry>,
+    /// Records the sink did not send and that must wait for a later run.
+    pub held: Vec<ItemHold>,
     /// The sink's state after this send, to commit with the positions.
     pub state: Option<SinkState>,
 }
@@ -109,9 +116,10 @@ pub struct Rejection {
     pub reason: String,
     /// The destination's status for the item, if it gave one.
     pub status: Option<u16>,
-    /// A refusal the sink expects in normal operation (Loki's "entry too far behind"
-    /// during a backfill): dead-lettered like any other, but it does not fail the run.
-    pub expected: bool,
+    /// A refusal the sink expects in normal operation, by a short name (Loki's
+    /// `"too_old"`: an entry older than its retention during a backfill). Dead-lettered
+    /// like any other and counted under that name, but it does not fail the run.
+    pub expected: Option<&'static str>,
 }
 
 /// One record a destination refused for now (for example an Elasticsearch item 429).
@@ -123,6 +131,16 @@ pub struct ItemRetry {
     pub reason: String,
     /// The destination's status for the item, if it gave one.
     pub status: Option<u16>,
+}
+
+/// One record a sink did not send and that must wait for a later run (a Loki entry
+/// dated more than 10 minutes ahead of the clock, which Loki would refuse).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ItemHold {
+    /// Index of the record in the batch passed to `send`.
+    pub index: usize,
+    /// Why it waits.
+    pub reason: String,
 }
 
 /// What a sink keeps in the state file beside its positions, as JSON it defines (the

@@ -40,6 +40,12 @@ pub enum Answer {
         reject: Vec<usize>,
         retry: Vec<usize>,
     },
+    /// Records held back for a later run, and records refused in a way the sink expects
+    /// (`too_old`); the others are accepted.
+    Loki {
+        hold: Vec<usize>,
+        too_old: Vec<usize>,
+    },
     /// Outcomes as given, unchecked (for impossible answers).
     Raw(Delivery),
 }
@@ -176,6 +182,25 @@ impl Sink for FakeSink {
             Answer::Accept => Delivery::all_accepted(),
             Answer::Fail(e) => return Err(e),
             Answer::Raw(delivery) => return Ok(delivery),
+            Answer::Loki { hold, too_old } => Delivery {
+                rejected: too_old
+                    .into_iter()
+                    .map(|index| Rejection {
+                        index,
+                        reason: "entry too far behind".to_owned(),
+                        status: Some(400),
+                        expected: Some("too_old"),
+                    })
+                    .collect(),
+                held: hold
+                    .into_iter()
+                    .map(|index| sink::ItemHold {
+                        index,
+                        reason: "dated ahead of the clock".to_owned(),
+                    })
+                    .collect(),
+                ..Delivery::default()
+            },
             Answer::Items { reject, retry } => Delivery {
                 rejected: reject
                     .into_iter()
@@ -183,7 +208,7 @@ impl Sink for FakeSink {
                         index,
                         reason: format!("refused {}", batch[index].event_info),
                         status: Some(400),
-                        expected: false,
+                        expected: None,
                     })
                     .collect(),
                 retry: retry
@@ -194,7 +219,7 @@ impl Sink for FakeSink {
                         status: Some(429),
                     })
                     .collect(),
-                state: None,
+                ..Delivery::default()
             },
         };
         let refused: HashSet<usize> = delivery
@@ -202,6 +227,7 @@ impl Sink for FakeSink {
             .iter()
             .map(|r| r.index)
             .chain(delivery.retry.iter().map(|r| r.index))
+            .chain(delivery.held.iter().map(|h| h.index))
             .collect();
         let mut accepted = self.accepted.lock().unwrap();
         for (i, record) in batch.iter().enumerate() {

@@ -1,0 +1,1 @@
+//! The Elasticsearch / OpenSearch `_bulk` API double (to be written).

@@ -1,0 +1,1 @@
+//! The Grafana Loki push API double (to be written).

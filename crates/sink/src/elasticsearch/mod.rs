@@ -1,0 +1,1 @@
+//! The Elasticsearch / OpenSearch sink (to be written).

@@ -1,0 +1,1 @@
+//! The Grafana Loki sink (to be written).
