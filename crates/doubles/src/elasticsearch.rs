@@ -1,1 +1,1505 @@
-//! The Elasticsearch / OpenSearch `_bulk` API double (to be written).
+//! The Elasticsearch / OpenSearch `_bulk` API double
+//! (<https://www.elastic.co/docs/api/doc/elasticsearch/operation/operation-bulk>), built
+//! from `shared/reference/sink-wire-contracts.md` §2.
+//!
+//! It parses a bulk body the way `BulkRequestParser` does: NDJSON that must end with a
+//! newline (`\r\n` tolerated), one action line (`create`, `index` or `delete`, with
+//! `_index`, `_id`, ...) and, except for `delete`, one source line per action; a malformed
+//! body is a whole-request 400 with ES's error envelope, a wrong `Content-Type` a 406, a
+//! body over `max_content_length` (after decompression, as ES measures it) a 413 with an
+//! empty body. A parsed request always gets a 200 with `{"took","errors","items"}`, the
+//! items in request order, each with its own status: 201 created, 409
+//! `version_conflict_engine_exception` on a `create` of an `_id` the index already has,
+//! 400 from the mapping (a value of the wrong type for a mapped field, or a document the
+//! test's predicate refuses: `document_parsing_exception` in ES 8,
+//! `mapper_parsing_exception` in ES 7 and OpenSearch), data-stream rules (`create` only,
+//! `@timestamp` required), invalid index names, and injected item 429s.
+//!
+//! Configured at start ([`ElasticsearchOptions`]: flavour, required auth, size limit,
+//! data streams, mapping, ingest pipelines, a write-only key that gets 403 on `GET /`);
+//! faults are injected while it runs ([`ElasticsearchDouble::throttle_items`],
+//! [`ElasticsearchDouble::fail_next_bulk`], [`ElasticsearchDouble::answer_next_bulk`],
+//! [`ElasticsearchDouble::refuse_documents`]). Documents are kept per index and `_id`
+//! for assertions.
+
+use crate::server::{Answer, Handler, Server, json};
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::{CONTENT_TYPE, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use serde_json::{Map, Value, json};
+use std::collections::HashMap;
+use std::io::Read as _;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+/// ES's default `http.max_content_length`.
+pub const DEFAULT_MAX_CONTENT_LENGTH: usize = 100 * 1024 * 1024;
+
+/// Which server the double plays; decides `GET /`, error type names and a few rules.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Flavour {
+    /// Elasticsearch 8.15: `document_parsing_exception`, `X-Elastic-Product`, no `_type`.
+    Elasticsearch8,
+    /// Elasticsearch 7.17: `mapper_parsing_exception`, `_type` accepted and answered.
+    Elasticsearch7,
+    /// OpenSearch 2.15: `version.distribution = "opensearch"`, `mapper_parsing_exception`,
+    /// `rejected_execution_exception`, no `X-Elastic-Product`, text 401.
+    OpenSearch2,
+    /// Another version for `GET /` (behaving like ES 8 otherwise): `distribution` is
+    /// `Some("opensearch")` for OpenSearch.
+    Other {
+        number: String,
+        distribution: Option<String>,
+    },
+}
+
+impl Flavour {
+    fn is_opensearch(&self) -> bool {
+        match self {
+            Flavour::OpenSearch2 => true,
+            Flavour::Other { distribution, .. } => distribution.as_deref() == Some("opensearch"),
+            Flavour::Elasticsearch8 | Flavour::Elasticsearch7 => false,
+        }
+    }
+
+    /// ES before 8.8 and OpenSearch name a mapping failure `mapper_parsing_exception`.
+    fn parsing_exception(&self) -> &'static str {
+        match self {
+            Flavour::Elasticsearch8 => "document_parsing_exception",
+            Flavour::Other { .. } if !self.is_opensearch() => "document_parsing_exception",
+            _ => "mapper_parsing_exception",
+        }
+    }
+
+    /// OpenSearch strips the `OpenSearch` prefix of `OpenSearchRejectedExecutionException`.
+    fn rejected_execution(&self) -> &'static str {
+        if self.is_opensearch() {
+            "rejected_execution_exception"
+        } else {
+            "es_rejected_execution_exception"
+        }
+    }
+
+    fn allows_type(&self) -> bool {
+        *self == Flavour::Elasticsearch7
+    }
+
+    /// ES 8 prefixes parsing reasons with `[line:column]`.
+    fn positions_in_reasons(&self) -> bool {
+        self.parsing_exception() == "document_parsing_exception"
+    }
+
+    fn version_number(&self) -> String {
+        match self {
+            Flavour::Elasticsearch8 => "8.15.0".to_owned(),
+            Flavour::Elasticsearch7 => "7.17.22".to_owned(),
+            Flavour::OpenSearch2 => "2.15.0".to_owned(),
+            Flavour::Other { number, .. } => number.clone(),
+        }
+    }
+}
+
+/// Credentials the double demands on every request; without them, 401.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RequiredAuth {
+    /// `Authorization: Basic base64(user:password)`.
+    Basic { user: String, password: String },
+    /// `Authorization: ApiKey <encoded>`.
+    ApiKey(String),
+}
+
+impl RequiredAuth {
+    fn header(&self) -> String {
+        match self {
+            RequiredAuth::Basic { user, password } => {
+                format!("Basic {}", base64(format!("{user}:{password}").as_bytes()))
+            }
+            RequiredAuth::ApiKey(key) => format!("ApiKey {key}"),
+        }
+    }
+}
+
+/// A mapped field's type: a value of the wrong JSON type is refused like ES refuses it
+/// (numeric strings are coerced into numbers, as ES does by default).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldType {
+    /// A whole number, or a string holding one.
+    Long,
+    /// `date` with `strict_date_optional_time||epoch_millis`: an RFC 3339 string or a
+    /// number of milliseconds.
+    Date,
+    /// `date` with `format: epoch_millis`: a number (or numeric string) of milliseconds.
+    EpochMillis,
+    /// A string, number or boolean (ES turns scalars into text); no objects or arrays.
+    Keyword,
+    /// Like `Keyword`.
+    Text,
+}
+
+impl FieldType {
+    fn name(self) -> &'static str {
+        match self {
+            FieldType::Long => "long",
+            FieldType::Date | FieldType::EpochMillis => "date",
+            FieldType::Keyword => "keyword",
+            FieldType::Text => "text",
+        }
+    }
+}
+
+/// How the double is set up at start. `Default` is an open ES 8 with a 100 MB limit,
+/// dynamic mapping, no data streams and no pipeline checks.
+#[derive(Debug, Clone)]
+pub struct ElasticsearchOptions {
+    pub flavour: Flavour,
+    /// Credentials every request must carry.
+    pub auth: Option<RequiredAuth>,
+    /// `http.max_content_length` in bytes, measured after decompression.
+    pub max_content_length: usize,
+    /// Names of data streams; a pattern may end with `*` (`logs-*-*` is not supported,
+    /// only a trailing star).
+    pub data_streams: Vec<String>,
+    /// Mapped fields (dotted paths into the source); other fields are dynamic.
+    pub mapping: Vec<(String, FieldType)>,
+    /// Ingest pipelines that exist; `None` accepts any name.
+    pub pipelines: Option<Vec<String>>,
+    /// `GET /` answers 403, as for an API key that may only write.
+    pub root_forbidden: bool,
+}
+
+impl Default for ElasticsearchOptions {
+    fn default() -> Self {
+        ElasticsearchOptions {
+            flavour: Flavour::Elasticsearch8,
+            auth: None,
+            max_content_length: DEFAULT_MAX_CONTENT_LENGTH,
+            data_streams: Vec::new(),
+            mapping: Vec::new(),
+            pipelines: None,
+            root_forbidden: false,
+        }
+    }
+}
+
+/// One document as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredDocument {
+    pub id: String,
+    pub source: Value,
+    pub version: u64,
+}
+
+/// One request as the double received it (the body is not kept; see
+/// [`ElasticsearchDouble::last_body`]).
+#[derive(Debug, Clone)]
+pub struct SeenRequest {
+    pub method: String,
+    pub path: String,
+    pub query: Option<String>,
+    /// Names in lower case, in arrival order.
+    pub headers: Vec<(String, String)>,
+    pub status: u16,
+}
+
+impl SeenRequest {
+    /// The first value of header `name` (any case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let name = name.to_ascii_lowercase();
+        self.headers
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The value of query parameter `name`, not percent-decoded.
+    pub fn query_param(&self, name: &str) -> Option<&str> {
+        self.query.as_deref()?.split('&').find_map(|pair| {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            (key == name).then_some(value)
+        })
+    }
+}
+
+/// Counters over every `_bulk` request.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BulkStats {
+    /// Every request to `_bulk`, whatever the answer.
+    pub requests: u64,
+    /// Bulk requests refused whole (401, 406, 413, 400, injected failures).
+    pub refused_requests: u64,
+    /// Action items answered in parsed requests.
+    pub items: u64,
+    /// Items answered 201 (or 200 for an `index` over an existing document).
+    pub written: u64,
+    /// Items answered 409 (a `create` of an existing `_id`).
+    pub conflicts: u64,
+    /// Items answered 429.
+    pub throttled: u64,
+    /// Items answered another 4xx (mapping, data stream, index name, pipeline).
+    pub refused_items: u64,
+}
+
+type Predicate = Arc<dyn Fn(&Value) -> Option<String> + Send + Sync>;
+
+/// A canned whole-request answer for the next bulk requests.
+struct Fault {
+    remaining: u32,
+    status: u16,
+    body: Option<String>,
+    retry_after: Option<u64>,
+}
+
+#[derive(Default)]
+struct Index {
+    docs: HashMap<String, StoredDocument>,
+    order: Vec<String>,
+    seq_no: u64,
+    backing: Option<String>,
+}
+
+struct State {
+    options: ElasticsearchOptions,
+    indices: HashMap<String, Index>,
+    throttled_ids: HashMap<String, u32>,
+    faults: Vec<Fault>,
+    refuse: Option<Predicate>,
+    stats: BulkStats,
+    seen: Vec<SeenRequest>,
+    last_body: Option<Vec<u8>>,
+    next_auto_id: u64,
+}
+
+/// An Elasticsearch / OpenSearch double serving real HTTP on 127.0.0.1; stops when
+/// dropped.
+pub struct ElasticsearchDouble {
+    server: Server,
+    state: Arc<Mutex<State>>,
+}
+
+impl ElasticsearchDouble {
+    /// An open Elasticsearch 8 with the defaults of [`ElasticsearchOptions`].
+    pub fn start() -> std::io::Result<ElasticsearchDouble> {
+        Self::with(ElasticsearchOptions::default())
+    }
+
+    /// A double set up as `options` say.
+    pub fn with(options: ElasticsearchOptions) -> std::io::Result<ElasticsearchDouble> {
+        let state = Arc::new(Mutex::new(State {
+            options,
+            indices: HashMap::new(),
+            throttled_ids: HashMap::new(),
+            faults: Vec::new(),
+            refuse: None,
+            stats: BulkStats::default(),
+            seen: Vec::new(),
+            last_body: None,
+            next_auto_id: 0,
+        }));
+        let shared = state.clone();
+        let handler: Handler = Arc::new(move |request| handle(&shared, request));
+        let server = Server::start("es-double", handler)?;
+        Ok(ElasticsearchDouble { server, state })
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn base_url(&self) -> String {
+        self.server.base_url()
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        lock(&self.state)
+    }
+
+    /// The next `times` items of each of `ids` get an item 429
+    /// (`es_rejected_execution_exception`; `rejected_execution_exception` in OpenSearch).
+    pub fn throttle_items(&self, ids: &[&str], times: u32) {
+        let mut state = self.state();
+        for id in ids {
+            state.throttled_ids.insert((*id).to_owned(), times);
+        }
+    }
+
+    /// The next `times` bulk requests are refused whole with `status` (429: ES's
+    /// rejected-execution envelope; 503: `master_not_discovered_exception`; others a
+    /// generic error), with `Retry-After: <seconds>` if given. Queued after earlier
+    /// injections.
+    pub fn fail_next_bulk(&self, times: u32, status: u16, retry_after: Option<u64>) {
+        self.state().faults.push(Fault {
+            remaining: times,
+            status,
+            body: None,
+            retry_after,
+        });
+    }
+
+    /// The next `times` bulk requests get exactly this status and body (JSON content
+    /// type), whatever they hold: for answers a real server should never give.
+    pub fn answer_next_bulk(&self, times: u32, status: u16, body: &str) {
+        self.state().faults.push(Fault {
+            remaining: times,
+            status,
+            body: Some(body.to_owned()),
+            retry_after: None,
+        });
+    }
+
+    /// Documents for which `predicate` returns `Some(why)` are refused with an item 400
+    /// parsing exception whose `caused_by.reason` is `why`, like a mapping would.
+    pub fn refuse_documents(
+        &self,
+        predicate: impl Fn(&Value) -> Option<String> + Send + Sync + 'static,
+    ) {
+        self.state().refuse = Some(Arc::new(predicate));
+    }
+
+    /// The documents of `index` (a data stream's name for a data stream), in the order
+    /// they were first written.
+    pub fn documents(&self, index: &str) -> Vec<StoredDocument> {
+        let state = self.state();
+        let Some(index) = state.indices.get(index) else {
+            return Vec::new();
+        };
+        index
+            .order
+            .iter()
+            .filter_map(|id| index.docs.get(id).cloned())
+            .collect()
+    }
+
+    /// The source of one document.
+    pub fn document(&self, index: &str, id: &str) -> Option<Value> {
+        let state = self.state();
+        Some(state.indices.get(index)?.docs.get(id)?.source.clone())
+    }
+
+    /// Names of the indices and data streams that hold documents, sorted.
+    pub fn indices(&self) -> Vec<String> {
+        let state = self.state();
+        let mut names: Vec<String> = state
+            .indices
+            .iter()
+            .filter(|(_, index)| !index.docs.is_empty())
+            .map(|(name, _)| name.clone())
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// Documents stored across all indices.
+    pub fn count(&self) -> usize {
+        self.state().indices.values().map(|i| i.docs.len()).sum()
+    }
+
+    /// Counters over the bulk requests.
+    pub fn stats(&self) -> BulkStats {
+        self.state().stats
+    }
+
+    /// Bulk requests received (whatever the answer).
+    pub fn bulk_requests(&self) -> u64 {
+        self.state().stats.requests
+    }
+
+    /// Every request received (bulk or not), oldest first.
+    pub fn requests(&self) -> Vec<SeenRequest> {
+        self.state().seen.clone()
+    }
+
+    /// The last request received.
+    pub fn last_request(&self) -> Option<SeenRequest> {
+        self.state().seen.last().cloned()
+    }
+
+    /// The last bulk body as received, before decompression.
+    pub fn last_body(&self) -> Option<Vec<u8>> {
+        self.state().last_body.clone()
+    }
+}
+
+fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
+    // A panicking assertion in a test thread must not take the double down with it.
+    state
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn handle(shared: &Mutex<State>, request: Request<Bytes>) -> Answer {
+    let (parts, body) = request.into_parts();
+    let path = parts.uri.path().to_owned();
+    let query = parts.uri.query().map(str::to_owned);
+    let headers: Vec<(String, String)> = parts
+        .headers
+        .iter()
+        .map(|(n, v)| {
+            (
+                n.as_str().to_owned(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|(n, _)| n.as_str() == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let is_bulk = path == "/_bulk"
+        || path
+            .strip_suffix("/_bulk")
+            .is_some_and(|i| i.len() > 1 && !i[1..].contains('/'));
+    let answer = {
+        let mut state = lock(shared);
+        if is_bulk {
+            state.stats.requests += 1;
+            state.last_body = Some(body.to_vec());
+        }
+        let answer = route(
+            &mut state,
+            &parts.method,
+            &path,
+            query.as_deref(),
+            header,
+            &body,
+            is_bulk,
+        );
+        if is_bulk && answer.status() != StatusCode::OK {
+            state.stats.refused_requests += 1;
+        }
+        state.seen.push(SeenRequest {
+            method: parts.method.to_string(),
+            path,
+            query,
+            headers: headers.clone(),
+            status: answer.status().as_u16(),
+        });
+        answer
+    };
+    stamp(answer, shared)
+}
+
+/// Adds the headers every answer of the flavour carries.
+fn stamp(mut answer: Answer, shared: &Mutex<State>) -> Answer {
+    let is_opensearch = lock(shared).options.flavour.is_opensearch();
+    if !is_opensearch {
+        answer.headers_mut().insert(
+            "x-elastic-product",
+            HeaderValue::from_static("Elasticsearch"),
+        );
+    }
+    answer
+}
+
+fn route<'h>(
+    state: &mut State,
+    method: &Method,
+    path: &str,
+    query: Option<&str>,
+    header: impl Fn(&str) -> Option<&'h str>,
+    body: &Bytes,
+    is_bulk: bool,
+) -> Answer {
+    // The HTTP layer refuses an oversized body before any handler runs.
+    let decoded = if is_bulk {
+        match decode_body(
+            header("content-encoding"),
+            body,
+            state.options.max_content_length,
+        ) {
+            Ok(Some(decoded)) => decoded,
+            Ok(None) => return empty(StatusCode::PAYLOAD_TOO_LARGE),
+            Err(answer) => return *answer,
+        }
+    } else {
+        Vec::new()
+    };
+    if let Some(answer) = check_auth(state, header("authorization"), path) {
+        return answer;
+    }
+    if !is_bulk {
+        return if (*method == Method::GET || *method == Method::HEAD) && path == "/" {
+            root(state)
+        } else {
+            error_answer(
+                StatusCode::NOT_FOUND,
+                "index_not_found_exception",
+                &format!("no such index [{}]", path.trim_start_matches('/')),
+            )
+        };
+    }
+    if *method != Method::POST && *method != Method::PUT {
+        return json(
+            StatusCode::METHOD_NOT_ALLOWED,
+            &json!({"error": format!("Incorrect HTTP method for uri [{path}] and method [{method}], allowed: [POST, PUT]"), "status": 405}),
+        );
+    }
+    if let Some(answer) = injected_fault(state) {
+        return answer;
+    }
+    if let Some(answer) = check_content_type(&state.options.flavour, header("content-type")) {
+        return answer;
+    }
+    let default_index = path
+        .strip_suffix("/_bulk")
+        .map(|i| i.trim_start_matches('/'))
+        .filter(|i| !i.is_empty())
+        .map(str::to_owned);
+    let params = QueryParams::parse(query);
+    let started = Instant::now();
+    match parse_bulk(&state.options.flavour, &decoded, default_index.as_deref()) {
+        Err(answer) => *answer,
+        Ok(actions) => {
+            let items: Vec<Value> = actions
+                .into_iter()
+                .map(|action| execute(state, action, &params))
+                .collect();
+            let errors = items.iter().any(|item| {
+                item.as_object()
+                    .and_then(|o| o.values().next())
+                    .and_then(|v| v.get("status"))
+                    .and_then(Value::as_u64)
+                    .is_some_and(|s| s >= 300)
+            });
+            let took = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+            json(
+                StatusCode::OK,
+                &json!({"took": took, "errors": errors, "items": items}),
+            )
+        }
+    }
+}
+
+/// The body as ES sees it after its decompressor: `Ok(None)` when it is larger than
+/// `max` (413).
+fn decode_body(
+    encoding: Option<&str>,
+    body: &Bytes,
+    max: usize,
+) -> Result<Option<Vec<u8>>, Box<Answer>> {
+    let limit = u64::try_from(max).unwrap_or(u64::MAX).saturating_add(1);
+    let mut decoded = Vec::new();
+    let read = match encoding.map(|e| e.trim().to_ascii_lowercase()).as_deref() {
+        None | Some("") | Some("identity") => {
+            if body.len() > max {
+                return Ok(None);
+            }
+            return Ok(Some(body.to_vec()));
+        }
+        Some("gzip") | Some("x-gzip") => flate2::read::GzDecoder::new(&body[..])
+            .take(limit)
+            .read_to_end(&mut decoded),
+        Some("deflate") => flate2::read::ZlibDecoder::new(&body[..])
+            .take(limit)
+            .read_to_end(&mut decoded),
+        Some(other) => {
+            return Err(Box::new(error_answer(
+                StatusCode::BAD_REQUEST,
+                "illegal_argument_exception",
+                &format!("unsupported Content-Encoding [{other}]"),
+            )));
+        }
+    };
+    match read {
+        Ok(_) if decoded.len() > max => Ok(None),
+        Ok(_) => Ok(Some(decoded)),
+        Err(error) => Err(Box::new(error_answer(
+            StatusCode::BAD_REQUEST,
+            "illegal_argument_exception",
+            &format!("cannot decompress the request body: {error}"),
+        ))),
+    }
+}
+
+fn check_auth(state: &State, given: Option<&str>, path: &str) -> Option<Answer> {
+    let required = state.options.auth.as_ref()?;
+    if given == Some(required.header().as_str()) {
+        return None;
+    }
+    if state.options.flavour.is_opensearch() {
+        // The security plugin answers in plain text.
+        let mut answer = crate::server::text(StatusCode::UNAUTHORIZED, "Unauthorized");
+        answer.headers_mut().insert(
+            "www-authenticate",
+            HeaderValue::from_static("Basic realm=\"OpenSearch Security\""),
+        );
+        return Some(answer);
+    }
+    let reason = match given {
+        None => format!("missing authentication credentials for REST request [{path}]"),
+        Some(value) if value.starts_with("ApiKey ") => "unable to authenticate with provided \
+            credentials and anonymous access is not allowed for this request"
+            .to_owned(),
+        Some(_) => format!("unable to authenticate user [unknown] for REST request [{path}]"),
+    };
+    let challenge = json!({"WWW-Authenticate": [
+        "Basic realm=\"security\" charset=\"UTF-8\"", "Bearer realm=\"security\"", "ApiKey"]});
+    let cause = json!({"type": "security_exception", "reason": reason, "header": challenge});
+    let mut answer = json(
+        StatusCode::UNAUTHORIZED,
+        &json!({"error": {"root_cause": [cause.clone()], "type": "security_exception",
+            "reason": reason, "header": challenge}, "status": 401}),
+    );
+    for value in [
+        "Basic realm=\"security\" charset=\"UTF-8\"",
+        "Bearer realm=\"security\"",
+        "ApiKey",
+    ] {
+        answer
+            .headers_mut()
+            .append("www-authenticate", HeaderValue::from_static(value));
+    }
+    Some(answer)
+}
+
+fn root(state: &State) -> Answer {
+    let flavour = &state.options.flavour;
+    if state.options.root_forbidden {
+        return error_answer(
+            StatusCode::FORBIDDEN,
+            "security_exception",
+            "action [cluster:monitor/main] is unauthorized for API key id [shipper-key] of \
+             user [shipper], this action is granted by the cluster privileges \
+             [monitor,manage,all]",
+        );
+    }
+    let number = flavour.version_number();
+    let body = if flavour.is_opensearch() {
+        json!({
+            "name": "es-double", "cluster_name": "double", "cluster_uuid": "dOuBlEcLuStErUuId0001",
+            "version": {"distribution": "opensearch", "number": number, "build_type": "tar",
+                "build_hash": "0000000", "build_date": "2024-07-01T00:00:00.000000Z",
+                "build_snapshot": false, "lucene_version": "9.10.0",
+                "minimum_wire_compatibility_version": "7.10.0",
+                "minimum_index_compatibility_version": "7.0.0"},
+            "tagline": "The OpenSearch Project: https://opensearch.org/"
+        })
+    } else {
+        json!({
+            "name": "es-double", "cluster_name": "double", "cluster_uuid": "dOuBlEcLuStErUuId0001",
+            "version": {"number": number, "build_flavor": "default", "build_type": "docker",
+                "build_hash": "0000000", "build_date": "2024-07-01T00:00:00.000000000Z",
+                "build_snapshot": false, "lucene_version": "9.11.1",
+                "minimum_wire_compatibility_version": "7.17.0",
+                "minimum_index_compatibility_version": "7.0.0"},
+            "tagline": "You Know, for Search"
+        })
+    };
+    json(StatusCode::OK, &body)
+}
+
+fn injected_fault(state: &mut State) -> Option<Answer> {
+    let flavour = state.options.flavour.clone();
+    let fault = state.faults.iter_mut().find(|f| f.remaining > 0)?;
+    fault.remaining -= 1;
+    let status = StatusCode::from_u16(fault.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut answer = match &fault.body {
+        Some(body) => {
+            let mut answer = Response::new(Full::new(Bytes::from(body.clone())));
+            *answer.status_mut() = status;
+            answer
+                .headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            answer
+        }
+        None => match fault.status {
+            429 => error_answer(
+                status,
+                flavour.rejected_execution(),
+                "rejected execution of coordinating operation [coordinating_and_primary_bytes=0, \
+                 replica_bytes=0, all_bytes=0, coordinating_operation_bytes=104857600, \
+                 max_coordinating_and_primary_bytes=53687091]",
+            ),
+            503 => json(
+                status,
+                &json!({"error": {"root_cause": [{"type": "master_not_discovered_exception", "reason": null}],
+                    "type": "master_not_discovered_exception", "reason": null}, "status": 503}),
+            ),
+            _ => error_answer(status, "exception", "injected failure"),
+        },
+    };
+    if let Some(seconds) = fault.retry_after
+        && let Ok(value) = HeaderValue::from_str(&seconds.to_string())
+    {
+        answer.headers_mut().insert("retry-after", value);
+    }
+    state.faults.retain(|f| f.remaining > 0);
+    Some(answer)
+}
+
+/// `application/x-ndjson` or `application/json` (any parameters); ES also takes its
+/// vendor types.
+fn check_content_type(flavour: &Flavour, value: Option<&str>) -> Option<Answer> {
+    let Some(value) = value else {
+        return Some(json(
+            StatusCode::NOT_ACCEPTABLE,
+            &json!({"error": "Content-Type header is missing", "status": 406}),
+        ));
+    };
+    let media = value
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    let vendor = matches!(
+        media.as_str(),
+        "application/vnd.elasticsearch+x-ndjson" | "application/vnd.elasticsearch+json"
+    );
+    if media == "application/x-ndjson"
+        || media == "application/json"
+        || (vendor && !flavour.is_opensearch())
+    {
+        return None;
+    }
+    Some(json(
+        StatusCode::NOT_ACCEPTABLE,
+        &json!({"error": format!("Content-Type header [{value}] is not supported"), "status": 406}),
+    ))
+}
+
+/// The query parameters the double acts on.
+struct QueryParams {
+    pipeline: Option<String>,
+}
+
+impl QueryParams {
+    fn parse(query: Option<&str>) -> QueryParams {
+        let mut params = QueryParams { pipeline: None };
+        for pair in query.unwrap_or_default().split('&') {
+            if let Some(("pipeline", value)) = pair.split_once('=') {
+                params.pipeline = Some(percent_decode(value));
+            }
+        }
+        params
+    }
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| char::from(b).to_digit(16);
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push(u8::try_from(h * 16 + l).unwrap_or(b'?'));
+                    i += 3;
+                    continue;
+                }
+                _ => out.push(b'%'),
+            },
+            b'+' => out.push(b' '),
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// One action of a bulk body.
+struct Action {
+    op: Op,
+    index: String,
+    id: Option<String>,
+    pipeline: Option<String>,
+    /// The source line (not for `delete`).
+    source: Option<Vec<u8>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Create,
+    Index,
+    Update,
+    Delete,
+}
+
+impl Op {
+    fn name(self) -> &'static str {
+        match self {
+            Op::Create => "create",
+            Op::Index => "index",
+            Op::Update => "update",
+            Op::Delete => "delete",
+        }
+    }
+}
+
+/// Meta fields ES 8 accepts in an action line (`BulkRequestParser`).
+const META_FIELDS: &[&str] = &[
+    "_index",
+    "_id",
+    "routing",
+    "if_seq_no",
+    "if_primary_term",
+    "version",
+    "version_type",
+    "pipeline",
+    "require_alias",
+    "require_data_stream",
+    "dynamic_templates",
+    "retry_on_conflict",
+    "_source",
+    "list_executed_pipelines",
+];
+
+fn bad_request(reason: &str) -> Answer {
+    error_answer(
+        StatusCode::BAD_REQUEST,
+        "illegal_argument_exception",
+        reason,
+    )
+}
+
+/// The JSON token name ES's parser would report for a value.
+fn token_name(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "VALUE_NULL",
+        Value::Bool(_) => "VALUE_BOOLEAN",
+        Value::Number(_) => "VALUE_NUMBER",
+        Value::String(_) => "VALUE_STRING",
+        Value::Array(_) => "START_ARRAY",
+        Value::Object(_) => "START_OBJECT",
+    }
+}
+
+fn parse_bulk(
+    flavour: &Flavour,
+    body: &[u8],
+    default_index: Option<&str>,
+) -> Result<Vec<Action>, Box<Answer>> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(Box::new(error_answer(
+            StatusCode::BAD_REQUEST,
+            "action_request_validation_exception",
+            "Validation Failed: 1: no requests added;",
+        )));
+    }
+    if body.last() != Some(&b'\n') {
+        return Err(Box::new(bad_request(
+            "The bulk request must be terminated by a newline [\\n]",
+        )));
+    }
+    let content = &body[..body.len() - 1];
+    let mut lines = content
+        .split(|b| *b == b'\n')
+        .map(|line| line.strip_suffix(b"\r").unwrap_or(line))
+        .enumerate()
+        .map(|(i, line)| (i + 1, line))
+        .peekable();
+    let mut actions = Vec::new();
+    let mut missing_index = false;
+    while let Some((number, line)) = lines.next() {
+        let value: Value = match serde_json::from_slice(line) {
+            Ok(value) => value,
+            Err(_) if line.iter().all(u8::is_ascii_whitespace) => {
+                return Err(Box::new(bad_request(&format!(
+                    "Malformed action/metadata line [{number}], expected START_OBJECT but found [null]"
+                ))));
+            }
+            Err(error) => {
+                return Err(Box::new(error_answer(
+                    StatusCode::BAD_REQUEST,
+                    "x_content_parse_exception",
+                    &format!("[{number}:1] Unexpected character: {error}"),
+                )));
+            }
+        };
+        let Value::Object(object) = value else {
+            return Err(Box::new(bad_request(&format!(
+                "Malformed action/metadata line [{number}], expected START_OBJECT but found [{}]",
+                token_name(&value)
+            ))));
+        };
+        let mut entries = object.into_iter();
+        let Some((name, meta)) = entries.next() else {
+            return Err(Box::new(bad_request(&format!(
+                "Malformed action/metadata line [{number}], expected FIELD_NAME but found [END_OBJECT]"
+            ))));
+        };
+        if entries.next().is_some() {
+            return Err(Box::new(bad_request(&format!(
+                "Malformed action/metadata line [{number}], expected END_OBJECT but found [FIELD_NAME]"
+            ))));
+        }
+        let op = match name.as_str() {
+            "create" => Op::Create,
+            "index" => Op::Index,
+            "update" => Op::Update,
+            "delete" => Op::Delete,
+            _ => {
+                return Err(Box::new(bad_request(&format!(
+                    "Malformed action/metadata line [{number}], expected field [create], \
+                     [delete], [index] or [update] but found [{name}]"
+                ))));
+            }
+        };
+        let Value::Object(meta) = meta else {
+            return Err(Box::new(bad_request(&format!(
+                "Malformed action/metadata line [{number}], expected START_OBJECT but found [{}]",
+                token_name(&meta)
+            ))));
+        };
+        let mut index = default_index.map(str::to_owned);
+        let mut id = None;
+        let mut pipeline = None;
+        for (field, value) in &meta {
+            let allowed = META_FIELDS.contains(&field.as_str())
+                || (field == "_type" && flavour.allows_type());
+            if !allowed {
+                return Err(Box::new(bad_request(&format!(
+                    "Action/metadata line [{number}] contains an unknown parameter [{field}]"
+                ))));
+            }
+            if matches!(field.as_str(), "_index" | "_id" | "pipeline" | "_type")
+                && matches!(value, Value::Array(_) | Value::Object(_))
+            {
+                return Err(Box::new(bad_request(&format!(
+                    "Malformed action/metadata line [{number}], expected a simple value for \
+                     field [{field}] but found [{}]",
+                    token_name(value)
+                ))));
+            }
+            let text = match value {
+                Value::String(s) => Some(s.clone()),
+                Value::Number(n) => Some(n.to_string()),
+                Value::Bool(b) => Some(b.to_string()),
+                _ => None,
+            };
+            match field.as_str() {
+                "_index" => index = text,
+                "_id" => id = text,
+                "pipeline" => pipeline = text,
+                _ => {}
+            }
+        }
+        let source = if op == Op::Delete {
+            None
+        } else {
+            // ES silently drops a final action whose source line is missing.
+            let Some((_, source)) = lines.next() else {
+                break;
+            };
+            Some(source.to_vec())
+        };
+        let Some(index) = index else {
+            missing_index = true;
+            continue;
+        };
+        actions.push(Action {
+            op,
+            index,
+            id,
+            pipeline,
+            source,
+        });
+    }
+    if missing_index {
+        return Err(Box::new(error_answer(
+            StatusCode::BAD_REQUEST,
+            "action_request_validation_exception",
+            "Validation Failed: 1: index is missing;",
+        )));
+    }
+    if actions.is_empty() {
+        return Err(Box::new(error_answer(
+            StatusCode::BAD_REQUEST,
+            "action_request_validation_exception",
+            "Validation Failed: 1: no requests added;",
+        )));
+    }
+    Ok(actions)
+}
+
+/// Runs one action; its item for the answer.
+fn execute(state: &mut State, action: Action, params: &QueryParams) -> Value {
+    state.stats.items += 1;
+    let flavour = state.options.flavour.clone();
+    let op = action.op.name();
+    let index_name = action.index.clone();
+    let id_value = action.id.clone().map_or(Value::Null, Value::String);
+    let item = |status: u16, body: Map<String, Value>| -> Value {
+        let mut inner = Map::new();
+        inner.insert("_index".to_owned(), Value::String(index_name.clone()));
+        if flavour.allows_type() {
+            inner.insert("_type".to_owned(), Value::String("_doc".to_owned()));
+        }
+        inner.insert("_id".to_owned(), id_value.clone());
+        inner.extend(body);
+        inner.insert("status".to_owned(), json!(status));
+        let mut outer = Map::new();
+        outer.insert(op.to_owned(), Value::Object(inner));
+        Value::Object(outer)
+    };
+    let failure = |state: &mut State, status: u16, error: Value| -> Value {
+        match status {
+            409 => state.stats.conflicts += 1,
+            429 => state.stats.throttled += 1,
+            _ => state.stats.refused_items += 1,
+        }
+        let mut body = Map::new();
+        body.insert("error".to_owned(), error);
+        item(status, body)
+    };
+    if let Err(reason) = validate_index_name(&action.index) {
+        let error = item_error(
+            "invalid_index_name_exception",
+            &format!("Invalid index name [{}], {reason}", action.index),
+            &action.index,
+        );
+        return failure(state, 400, error);
+    }
+    if let Some(id) = &action.id
+        && let Some(remaining) = state.throttled_ids.get_mut(id)
+        && *remaining > 0
+    {
+        *remaining -= 1;
+        let error = item_error(
+            flavour.rejected_execution(),
+            "rejected execution of primary operation [shard_detail=[index][0][P], \
+             shard_primary_bytes=0, shard_operation_bytes=512, shard_max_bytes=0] on \
+             EsThreadPoolExecutor[name = es-double/write, queue capacity = 10000]",
+            &action.index,
+        );
+        return failure(state, 429, error);
+    }
+    let data_stream = is_data_stream(&state.options.data_streams, &action.index);
+    if data_stream && matches!(action.op, Op::Index | Op::Update | Op::Delete) {
+        let error = item_error(
+            "illegal_argument_exception",
+            "only write ops with an op_type of create are allowed in data streams",
+            &action.index,
+        );
+        return failure(state, 400, error);
+    }
+    if action.op == Op::Update {
+        let error = item_error(
+            "illegal_argument_exception",
+            "the test double does not implement update",
+            &action.index,
+        );
+        return failure(state, 400, error);
+    }
+    if action.op == Op::Delete {
+        return delete(state, &action, &item);
+    }
+    let pipeline = action.pipeline.as_ref().or(params.pipeline.as_ref());
+    if let (Some(pipeline), Some(known)) = (pipeline, &state.options.pipelines)
+        && pipeline != "_none"
+        && !known.contains(pipeline)
+    {
+        let error = item_error(
+            "illegal_argument_exception",
+            &format!("pipeline with id [{pipeline}] does not exist"),
+            &action.index,
+        );
+        return failure(state, 400, error);
+    }
+    let Some(source_bytes) = &action.source else {
+        return failure(
+            state,
+            400,
+            item_error("exception", "no source", &action.index),
+        );
+    };
+    let id_for_reason = action.id.clone().unwrap_or_else(|| "auto".to_owned());
+    let source: Value = match serde_json::from_slice(source_bytes) {
+        Ok(source @ Value::Object(_)) => source,
+        Ok(other) => {
+            let error = parsing_error(
+                &flavour,
+                1,
+                &format!(
+                    "failed to parse, document is empty or not an object ({})",
+                    token_name(&other)
+                ),
+                None,
+                &action.index,
+            );
+            return failure(state, 400, error);
+        }
+        Err(e) => {
+            let error = parsing_error(
+                &flavour,
+                e.column(),
+                "failed to parse",
+                Some(json!({"type": "json_parse_exception", "reason": e.to_string()})),
+                &action.index,
+            );
+            return failure(state, 400, error);
+        }
+    };
+    let text = String::from_utf8_lossy(source_bytes);
+    if data_stream {
+        let timestamp = source.get("@timestamp");
+        if !timestamp.is_some_and(|t| value_fits(t, FieldType::Date)) {
+            let error = if flavour.is_opensearch() {
+                item_error(
+                    "mapper_parsing_exception",
+                    "documents must contain a single-valued timestamp field '@timestamp' of date type",
+                    &action.index,
+                )
+            } else {
+                parsing_error(
+                    &flavour,
+                    text.len(),
+                    "failed to parse: data stream timestamp field [@timestamp] is missing",
+                    Some(json!({"type": "illegal_argument_exception",
+                        "reason": "data stream timestamp field [@timestamp] is missing"})),
+                    &action.index,
+                )
+            };
+            return failure(state, 400, error);
+        }
+    }
+    for (field, kind) in &state.options.mapping {
+        let Some(value) = lookup(&source, field) else {
+            continue;
+        };
+        if value_fits(value, *kind) {
+            continue;
+        }
+        let preview = match value {
+            Value::String(s) => s.chars().take(80).collect(),
+            other => other.to_string(),
+        };
+        // The column where the value starts, 1-based, as ES 8 reports it.
+        let key = field.rsplit('.').next().unwrap_or(field);
+        let column = text
+            .find(&format!("\"{key}\":"))
+            .map_or(1, |at| at + key.len() + 4);
+        let cause = match kind {
+            FieldType::Long => json!({"type": "illegal_argument_exception",
+                "reason": format!("For input string: \"{preview}\"")}),
+            FieldType::Date | FieldType::EpochMillis => {
+                json!({"type": "illegal_argument_exception",
+                "reason": format!("failed to parse date field [{preview}] with format [{}]",
+                    if *kind == FieldType::Date { "strict_date_optional_time||epoch_millis" } else { "epoch_millis" })})
+            }
+            FieldType::Keyword | FieldType::Text => json!({"type": "illegal_state_exception",
+                "reason": format!("Can't get text on a {} at 1:{column}", token_name(value))}),
+        };
+        let error = parsing_error(
+            &flavour,
+            column,
+            &format!(
+                "failed to parse field [{field}] of type [{}] in document with id '{id_for_reason}'. \
+                 Preview of field's value: '{preview}'",
+                kind.name()
+            ),
+            Some(cause),
+            &action.index,
+        );
+        return failure(state, 400, error);
+    }
+    if let Some(refuse) = state.refuse.clone()
+        && let Some(why) = refuse(&source)
+    {
+        let error = parsing_error(
+            &flavour,
+            1,
+            "failed to parse",
+            Some(json!({"type": "illegal_argument_exception", "reason": why})),
+            &action.index,
+        );
+        return failure(state, 400, error);
+    }
+    let id = match &action.id {
+        Some(id) => id.clone(),
+        None => {
+            state.next_auto_id += 1;
+            format!("auto{:016}", state.next_auto_id)
+        }
+    };
+    let backing_index = data_stream.then(|| backing_index_name(&action.index));
+    let index = state.indices.entry(action.index.clone()).or_default();
+    if index.backing.is_none() {
+        index.backing = backing_index;
+    }
+    let existing = index.docs.get(&id).map(|d| d.version);
+    if let (Some(version), Op::Create) = (existing, action.op) {
+        let error = item_error(
+            "version_conflict_engine_exception",
+            &format!(
+                "[{id}]: version conflict, document already exists (current version [{version}])"
+            ),
+            index.backing.as_deref().unwrap_or(&action.index),
+        );
+        return failure(state, 409, error);
+    }
+    let version = existing.map_or(1, |v| v + 1);
+    if existing.is_none() {
+        index.order.push(id.clone());
+    }
+    index.docs.insert(
+        id.clone(),
+        StoredDocument {
+            id: id.clone(),
+            source,
+            version,
+        },
+    );
+    index.seq_no += 1;
+    let seq_no = index.seq_no - 1;
+    let shown_index = index
+        .backing
+        .clone()
+        .unwrap_or_else(|| action.index.clone());
+    state.stats.written += 1;
+    let (status, result) = if existing.is_some() {
+        (200, "updated")
+    } else {
+        (201, "created")
+    };
+    let mut body = Map::new();
+    body.insert("_index".to_owned(), Value::String(shown_index));
+    body.insert("_id".to_owned(), Value::String(id));
+    body.insert("_version".to_owned(), json!(version));
+    body.insert("result".to_owned(), json!(result));
+    body.insert(
+        "_shards".to_owned(),
+        json!({"total": 2, "successful": 1, "failed": 0}),
+    );
+    body.insert("_seq_no".to_owned(), json!(seq_no));
+    body.insert("_primary_term".to_owned(), json!(1));
+    item(status, body)
+}
+
+fn delete(
+    state: &mut State,
+    action: &Action,
+    item: &impl Fn(u16, Map<String, Value>) -> Value,
+) -> Value {
+    let removed = action.id.as_ref().and_then(|id| {
+        let index = state.indices.get_mut(&action.index)?;
+        let removed = index.docs.remove(id)?;
+        index.order.retain(|o| o != id);
+        Some(removed)
+    });
+    let mut body = Map::new();
+    match removed {
+        Some(doc) => {
+            body.insert("_version".to_owned(), json!(doc.version + 1));
+            body.insert("result".to_owned(), json!("deleted"));
+            item(200, body)
+        }
+        None => {
+            body.insert("result".to_owned(), json!("not_found"));
+            item(404, body)
+        }
+    }
+}
+
+/// ES's `ErrorCause` of an item, with the index metadata ES adds.
+fn item_error(kind: &str, reason: &str, index: &str) -> Value {
+    json!({"type": kind, "reason": reason, "index_uuid": "dOuBlEiNdExUuId", "shard": "0", "index": index})
+}
+
+/// A mapping failure: `document_parsing_exception` with `[line:column]` in ES 8,
+/// `mapper_parsing_exception` without in ES 7 and OpenSearch.
+fn parsing_error(
+    flavour: &Flavour,
+    column: usize,
+    reason: &str,
+    caused_by: Option<Value>,
+    index: &str,
+) -> Value {
+    let reason = if flavour.positions_in_reasons() {
+        // ES counts lines within the document (always 1 in NDJSON) and columns from 1.
+        format!("[1:{column}] {reason}")
+    } else {
+        reason.to_owned()
+    };
+    let mut error = item_error(flavour.parsing_exception(), &reason, index);
+    if let (Some(cause), Value::Object(map)) = (caused_by, &mut error) {
+        map.insert("caused_by".to_owned(), cause);
+    }
+    error
+}
+
+/// A whole-request error in ES's envelope.
+fn error_answer(status: StatusCode, kind: &str, reason: &str) -> Answer {
+    json(
+        status,
+        &json!({"error": {"root_cause": [{"type": kind, "reason": reason}], "type": kind,
+            "reason": reason}, "status": status.as_u16()}),
+    )
+}
+
+fn empty(status: StatusCode) -> Answer {
+    let mut answer = Response::new(Full::new(Bytes::new()));
+    *answer.status_mut() = status;
+    answer
+}
+
+/// `MetadataCreateIndexService.validateIndexOrAliasName`.
+fn validate_index_name(name: &str) -> Result<(), &'static str> {
+    if name.is_empty() {
+        return Err("must not be empty");
+    }
+    if name != name.to_lowercase() {
+        return Err("must be lowercase");
+    }
+    if name.chars().any(|c| {
+        matches!(
+            c,
+            '\\' | '/' | '*' | '?' | '"' | '<' | '>' | '|' | ' ' | ',' | '#'
+        )
+    }) {
+        return Err("must not contain the following characters [ , \", *, \\, <, |, ,, >, /, ?]");
+    }
+    if name.contains(':') {
+        return Err("must not contain ':'");
+    }
+    if name.starts_with(['_', '-', '+']) {
+        return Err("must not start with '_', '-', or '+'");
+    }
+    if name == "." || name == ".." {
+        return Err("must not be '.' or '..'");
+    }
+    if name.len() > 255 {
+        return Err("index name is too long, (> 255)");
+    }
+    Ok(())
+}
+
+fn is_data_stream(patterns: &[String], index: &str) -> bool {
+    patterns.iter().any(|p| match p.strip_suffix('*') {
+        Some(prefix) => index.starts_with(prefix),
+        None => p == index,
+    })
+}
+
+/// `.ds-<stream>-<yyyy.MM.dd>-000001`, dated today, as ES names a first backing index.
+fn backing_index_name(stream: &str) -> String {
+    let days = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() / 86_400);
+    let (year, month, day) = civil_from_days(i64::try_from(days).unwrap_or(0));
+    format!(".ds-{stream}-{year:04}.{month:02}.{day:02}-000001")
+}
+
+/// Days since 1970-01-01 to (year, month, day), Howard Hinnant's `civil_from_days`.
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (
+        year,
+        u32::try_from(month).unwrap_or(1),
+        u32::try_from(day).unwrap_or(1),
+    )
+}
+
+/// The value at a dotted path (`a.b`), either as nested objects or as a literal key.
+fn lookup<'v>(source: &'v Value, path: &str) -> Option<&'v Value> {
+    if let Some(value) = source.get(path) {
+        return Some(value);
+    }
+    path.split('.')
+        .try_fold(source, |value, part| value.get(part))
+}
+
+fn value_fits(value: &Value, kind: FieldType) -> bool {
+    match (kind, value) {
+        (_, Value::Null) => true,
+        (FieldType::Long, Value::Number(n)) => n.is_i64() || n.is_u64(),
+        (FieldType::Long | FieldType::EpochMillis, Value::String(s)) => {
+            let digits = s.strip_prefix('-').unwrap_or(s);
+            !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
+        }
+        (FieldType::EpochMillis | FieldType::Date, Value::Number(n)) => n.is_i64() || n.is_u64(),
+        (FieldType::Date, Value::String(s)) => {
+            is_rfc3339_like(s) || (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+        }
+        (FieldType::Keyword | FieldType::Text, v) => {
+            matches!(v, Value::String(_) | Value::Number(_) | Value::Bool(_))
+        }
+        _ => false,
+    }
+}
+
+/// `yyyy-MM-dd` optionally followed by `THH:mm[:ss[.fraction]]` and `Z` or `±hh:mm`:
+/// the shapes `strict_date_optional_time` accepts that a sink would send.
+fn is_rfc3339_like(text: &str) -> bool {
+    let b = text.as_bytes();
+    let digits = |range: std::ops::Range<usize>| {
+        b.get(range.clone())
+            .is_some_and(|s| s.len() == range.len() && s.iter().all(u8::is_ascii_digit))
+    };
+    if !(digits(0..4)
+        && b.get(4) == Some(&b'-')
+        && digits(5..7)
+        && b.get(7) == Some(&b'-')
+        && digits(8..10))
+    {
+        return false;
+    }
+    if b.len() == 10 {
+        return true;
+    }
+    if b.get(10) != Some(&b'T') || !digits(11..13) || b.get(13) != Some(&b':') || !digits(14..16) {
+        return false;
+    }
+    let mut at = 16;
+    if b.get(at) == Some(&b':') {
+        if !digits(at + 1..at + 3) {
+            return false;
+        }
+        at += 3;
+        if b.get(at) == Some(&b'.') {
+            at += 1;
+            let start = at;
+            while b.get(at).is_some_and(u8::is_ascii_digit) {
+                at += 1;
+            }
+            if at == start {
+                return false;
+            }
+        }
+    }
+    match b.get(at) {
+        None | Some(b'Z') if at + 1 >= b.len() => true,
+        Some(b'+' | b'-') => {
+            digits(at + 1..at + 3)
+                && b.get(at + 3) == Some(&b':')
+                && digits(at + 4..at + 6)
+                && b.len() == at + 6
+        }
+        _ => false,
+    }
+}
+
+/// Standard base64 with padding, for the expected `Basic` header (the doubles crate has
+/// no base64 dependency).
+fn base64(input: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
+    for chunk in input.chunks(3) {
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for (i, shift) in [18, 12, 6, 0].into_iter().enumerate() {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[((n >> shift) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests;

@@ -30,7 +30,13 @@ pub struct Server {
 impl Server {
     /// Serves `handler` on 127.0.0.1 (a free port) from a thread named `name`.
     pub fn start(name: &str, handler: Handler) -> std::io::Result<Server> {
-        let listener = std::net::TcpListener::bind(("127.0.0.1", 0))?;
+        Self::start_at(name, SocketAddr::from(([127, 0, 0, 1], 0)), handler)
+    }
+
+    /// Serves `handler` on `address` (a double that went down comes back on the port
+    /// it had, so a sink configured with its URL reaches it again).
+    pub fn start_at(name: &str, address: SocketAddr, handler: Handler) -> std::io::Result<Server> {
+        let listener = std::net::TcpListener::bind(address)?;
         listener.set_nonblocking(true)?;
         let address = listener.local_addr()?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
