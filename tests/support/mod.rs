@@ -495,6 +495,17 @@ impl ConfigText {
         self
     }
 
+    /// Adds a sink of `kind` with `keys` (TOML fragments as written in the file).
+    pub fn sink(mut self, name: &str, kind: &str, keys: &[(&str, String)]) -> Self {
+        let mut all = vec![("type".to_owned(), toml_str(kind))];
+        all.extend(keys.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
+        self.sinks.push(SinkText {
+            name: name.to_owned(),
+            keys: all,
+        });
+        self
+    }
+
     /// Adds a `stdout` sink (JSON lines).
     pub fn stdout_sink(mut self, name: &str) -> Self {
         self.sinks.push(SinkText {

@@ -60,7 +60,12 @@ use toml::de::{DeTable, DeValue};
 
 /// The kinds of sink this runner knows (`type = "..."`). Adding a sink is a folder in
 /// `crates/sink` and one line here.
-pub const SINK_KINDS: &[sink::SinkKind] = &[sink::stdout::KIND, sink::file::KIND];
+pub const SINK_KINDS: &[sink::SinkKind] = &[
+    sink::stdout::KIND,
+    sink::file::KIND,
+    sink::loki::KIND,
+    sink::elasticsearch::KIND,
+];
 
 /// Defaults of every optional key, in one place.
 pub mod defaults {

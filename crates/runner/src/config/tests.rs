@@ -50,6 +50,8 @@ fn env(name: &str) -> Option<String> {
         "REGION" => Some("eu-de".to_owned()),
         "PROJECT" => Some("fedcba9876543210fedcba9876543210".to_owned()),
         "SPACED_TOKEN" => Some(format!("{TOKEN}\n")),
+        "LOKI_PASSWORD" => Some("loki-S3CRET".to_owned()),
+        "ES_API_KEY" => Some("es-key-S3CRET".to_owned()),
         _ => None,
     }
 }
@@ -269,6 +271,27 @@ fn every_example_in_config_parses() {
                     }
                 );
             }
+            "loki.toml" => {
+                let loki = config.sinks[0].config.as_any();
+                let loki = loki.downcast_ref::<sink::loki::LokiConfig>().unwrap();
+                assert_eq!(
+                    loki.push_url.as_str(),
+                    "https://loki.example.internal/loki/api/v1/push"
+                );
+                assert_eq!(loki.tenant_id.as_deref(), Some("modelarts"));
+                let labels: Vec<&str> = loki.labels.iter().map(|(name, _)| name.as_str()).collect();
+                assert_eq!(labels, ["event_type", "service_name", "source"]);
+                assert!(!format!("{loki:?}").contains("loki-S3CRET"));
+            }
+            "elasticsearch.toml" => {
+                let es = config.sinks[0].config.as_any();
+                let es = es
+                    .downcast_ref::<sink::elasticsearch::ElasticsearchConfig>()
+                    .unwrap();
+                assert_eq!(es.endpoints.len(), 1);
+                assert_eq!(es.index.as_str(), "modelarts-events-%Y.%m");
+                assert!(!format!("{es:?}").contains("es-key-S3CRET"));
+            }
             // Examples of other sinks are checked by their own tests; loading is enough here.
             _ => {}
         }
@@ -277,6 +300,8 @@ fn every_example_in_config_parses() {
     for name in [
         "stdout.toml",
         "file.toml",
+        "loki.toml",
+        "elasticsearch.toml",
         "otc-aksk.toml",
         "otc-password.toml",
     ] {
@@ -787,7 +812,7 @@ fn impossible_values() {
             "sinks.console",
             "type = \"kafka\"",
             "sinks.console.type",
-            "unknown sink type \"kafka\" (the types are: \"stdout\", \"file\")",
+            "unknown sink type \"kafka\" (the types are: \"stdout\", \"file\", \"loki\", \"elasticsearch\")",
         ),
         (
             "sinks.console",
