@@ -41,6 +41,13 @@
 //!   `a-b` if the runs differed (it does, between runs of one binary: compare maxima);
 //! - `runs (s)`: the wall time of every run, in the order they ran.
 //!
+//! A second table, "per sink", delivers 100,000 events in 50 services with this tree's
+//! runner to one sink at a time: the file sink, and the Loki and Elasticsearch doubles of
+//! `crates/doubles` (rate limits off, so the runner is what is measured), from the same
+//! run. Its columns: `seconds` (median) and `events/s` as above; `requests`, what the
+//! runner's summary line says it sent to the sink (file: one per batch); `API calls`, the
+//! requests the simulator answered. Each run checks that the sink holds every event once.
+//!
 //! Timings are printed, never asserted: a shared machine makes timing assertions flaky.
 
 // The end-to-end harness; its own unit tests are not built into a bench.
@@ -51,7 +58,7 @@ mod support;
 use simulator::{SimConfig, SimHandle, Spread};
 use std::path::PathBuf;
 use std::time::Instant;
-use support::{ConfigText, Dir, start_sim};
+use support::{ConfigText, Dir, start_sim, toml_str};
 
 /// One backlog: `services` services of `events_per_service` events each.
 struct Case {
@@ -152,6 +159,133 @@ fn main() {
             print_row(binary, case, measurements);
         }
     }
+    per_sink(runs);
+}
+
+/// The sinks this section compares: each run delivers the whole backlog to one of them.
+const SINKS: [&str; 3] = ["file", "loki", "elasticsearch"];
+
+/// 100,000 events in 50 services delivered by this tree's runner to each kind of sink
+/// alone: the file sink, and the Loki and Elasticsearch doubles (`crates/doubles`, rate
+/// limits off), from one run. `requests` is what the runner's summary line for the sink
+/// says it sent (file: one per batch).
+fn per_sink(runs: usize) {
+    let case = &CASES[2];
+    println!(
+        "\nper sink, {} events in {} services:",
+        case.events(),
+        case.services
+    );
+    println!(
+        "{:<14} {:>8} {:>9} {:>9} {:>10}  runs (s)",
+        "sink", "seconds", "events/s", "requests", "API calls"
+    );
+    let sim = start_sim(SimConfig {
+        services: case.services,
+        events_per_service: case.events_per_service,
+        seed: 42,
+        spread: Spread::Realistic,
+        ..SimConfig::default()
+    });
+    for kind in SINKS {
+        let mut seconds = Vec::new();
+        let mut sent = Vec::new();
+        let mut api = Vec::new();
+        for run in 0..runs {
+            let (time, requests, calls) = sync_into(kind, &sim, case, run);
+            seconds.push(time);
+            sent.push(requests);
+            api.push(calls);
+        }
+        let runs_text: Vec<String> = seconds.iter().map(|s| format!("{s:.2}")).collect();
+        let median = median(&mut seconds);
+        println!(
+            "{:<14} {:>8.2} {:>9.0} {:>9} {:>10}  {}",
+            kind,
+            median,
+            case.events() as f64 / median,
+            range(sent.into_iter()),
+            range(api.into_iter()),
+            runs_text.join(" ")
+        );
+    }
+}
+
+/// One sync of the whole backlog into a fresh sink of `kind`; checks that the sink holds
+/// every event once. Returns the seconds, the requests the sink sent, and the requests
+/// the simulator answered.
+fn sync_into(kind: &str, sim: &SimHandle, case: &Case, run: usize) -> (f64, u64, u64) {
+    let dir = Dir::new(&format!("bench-sink-{kind}-{run}"));
+    let config = ConfigText::for_sim(sim);
+    // Kept alive until the run is checked.
+    let loki = (kind == "loki").then(|| {
+        doubles::loki::LokiDouble::with(doubles::loki::LokiSettings {
+            auth_enabled: false,
+            limits: doubles::loki::LokiLimits {
+                reject_old_samples_max_age: std::time::Duration::from_secs(3650 * 24 * 3600),
+                ..doubles::loki::LokiLimits::default()
+            },
+        })
+        .expect("a Loki double")
+    });
+    let es = (kind == "elasticsearch")
+        .then(|| doubles::elasticsearch::ElasticsearchDouble::start().expect("an ES double"));
+    let config = match kind {
+        "file" => config.file_sink("out", "out/events.jsonl"),
+        "loki" => config.sink(
+            "out",
+            "loki",
+            &[
+                (
+                    "endpoint",
+                    toml_str(&loki.as_ref().expect("started").base_url()),
+                ),
+                ("too_old_after", toml_str("3650d")),
+            ],
+        ),
+        _ => config.sink(
+            "out",
+            "elasticsearch",
+            &[(
+                "endpoint",
+                toml_str(&es.as_ref().expect("started").base_url()),
+            )],
+        ),
+    };
+    let config = dir.write_config(&config);
+    let config = config.display().to_string();
+    let calls_before = sim.request_count();
+    let started = Instant::now();
+    let output = dir.command(&["sync", "--config", &config]).run();
+    let seconds = started.elapsed().as_secs_f64();
+    output.assert_code(0);
+    let stored = match kind {
+        "file" => std::fs::read_to_string(dir.join("out/events.jsonl"))
+            .map(|text| text.lines().count())
+            .unwrap_or(0),
+        "loki" => loki.as_ref().expect("started").entries().len(),
+        _ => es.as_ref().expect("started").count(),
+    };
+    assert_eq!(stored, case.events(), "{kind}: every event once");
+    let requests = output
+        .stderr
+        .lines()
+        .find(|line| line.starts_with("sink out "))
+        .and_then(|line| line.split(" batch(es), ").nth(1))
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{kind}: no sink summary line:\n{}", output.stderr));
+    (seconds, requests, sim.request_count() - calls_before)
+}
+
+fn median(seconds: &mut [f64]) -> f64 {
+    seconds.sort_by(f64::total_cmp);
+    let middle = seconds.len() / 2;
+    if seconds.len() % 2 == 1 {
+        seconds[middle]
+    } else {
+        (seconds[middle - 1] + seconds[middle]) / 2.0
+    }
 }
 
 /// One `runner sync` of the whole backlog of `sim` by `binary` into a fresh folder; fails
@@ -196,13 +330,7 @@ fn sync_once(binary: &Binary, sim: &SimHandle, case: &Case, run: usize) -> Measu
 fn print_row(binary: &Binary, case: &Case, measurements: &[Measurement]) {
     let mut seconds: Vec<f64> = measurements.iter().map(|m| m.seconds).collect();
     let runs: Vec<String> = seconds.iter().map(|s| format!("{s:.2}")).collect();
-    seconds.sort_by(f64::total_cmp);
-    let middle = seconds.len() / 2;
-    let median = if seconds.len() % 2 == 1 {
-        seconds[middle]
-    } else {
-        (seconds[middle - 1] + seconds[middle]) / 2.0
-    };
+    let median = median(&mut seconds);
     let requests = range(measurements.iter().map(|m| m.requests));
     let rss_kib = range(measurements.iter().map(|m| m.rss_kib));
     println!(
