@@ -288,3 +288,55 @@ pub fn duration(
     checked_duration(value, default, zero_allowed)
         .map_err(|(span, message)| ctx.issue(span, field, message))
 }
+
+/// The context of the sink kinds' config tests: the sink `name` of a config file in
+/// `/etc/shipper`, `${VAR}` read from `env`, the state in `/var/lib/shipper`.
+#[cfg(test)]
+pub(crate) struct TestContext {
+    name: &'static str,
+    env: std::collections::HashMap<&'static str, &'static str>,
+}
+
+#[cfg(test)]
+impl TestContext {
+    pub(crate) fn new(name: &'static str, env: &[(&'static str, &'static str)]) -> Self {
+        TestContext {
+            name,
+            env: env.iter().copied().collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+impl ConfigContext for TestContext {
+    fn sink_name(&self) -> &str {
+        self.name
+    }
+
+    fn expand(&self, value: &Spanned<String>, field: &str) -> Result<String, ConfigIssue> {
+        let mut out = value.get_ref().clone();
+        while let Some(start) = out.find("${") {
+            let Some(end) = out[start..].find('}').map(|end| end + start) else {
+                break;
+            };
+            let name = out[start + 2..end].to_owned();
+            let Some(found) = self.env.get(name.as_str()) else {
+                return Err(self.issue(
+                    value.span(),
+                    field,
+                    format!("environment variable {name} is not set"),
+                ));
+            };
+            out.replace_range(start..=end, found);
+        }
+        Ok(out)
+    }
+
+    fn path(&self, value: &Spanned<String>, field: &str) -> Result<PathBuf, ConfigIssue> {
+        Ok(Path::new("/etc/shipper").join(self.expand(value, field)?))
+    }
+
+    fn state_dir(&self) -> &Path {
+        Path::new("/var/lib/shipper")
+    }
+}

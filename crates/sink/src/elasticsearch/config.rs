@@ -240,41 +240,14 @@ impl SinkConfig for ElasticsearchConfig {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::config::TestContext;
     use crate::http::{Compression, HttpAuth};
-    use std::path::{Path, PathBuf};
-
-    /// The sink `es` of a config file in `/etc/shipper`; `${ES_HOST}` is `es.internal`.
-    struct TestContext;
-
-    impl ConfigContext for TestContext {
-        fn sink_name(&self) -> &str {
-            "es"
-        }
-
-        fn expand(&self, value: &Spanned<String>, field: &str) -> Result<String, ConfigIssue> {
-            let text = value.get_ref();
-            if text.contains("${MISSING}") {
-                return Err(self.issue(
-                    value.span(),
-                    field,
-                    "environment variable MISSING is not set".to_owned(),
-                ));
-            }
-            Ok(text.replace("${ES_HOST}", "es.internal"))
-        }
-
-        fn path(&self, value: &Spanned<String>, field: &str) -> Result<PathBuf, ConfigIssue> {
-            Ok(Path::new("/etc/shipper").join(self.expand(value, field)?))
-        }
-
-        fn state_dir(&self) -> &Path {
-            Path::new("/var/lib/shipper")
-        }
-    }
 
     fn read_text(text: &str) -> Result<ElasticsearchConfig, ReadError> {
         let table: Table<'_> = toml::de::DeTable::parse(text).unwrap();
-        let config = read(table, &TestContext)?;
+        // The sink `es`; `${ES_HOST}` is `es.internal`.
+        let context = TestContext::new("es", &[("ES_HOST", "es.internal")]);
+        let config = read(table, &context)?;
         Ok(config
             .as_any()
             .downcast_ref::<ElasticsearchConfig>()

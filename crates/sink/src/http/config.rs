@@ -551,8 +551,7 @@ fn header_field(name: &str) -> String {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
-    use std::path::Path;
+    use crate::config::TestContext;
 
     /// A network sink's table, as a sink would declare it.
     #[derive(Deserialize)]
@@ -578,59 +577,23 @@ mod tests {
     }
 
     /// The sink `x` of a config file in `/etc/shipper`, with a fixed environment.
-    struct TestContext {
-        env: HashMap<&'static str, &'static str>,
-    }
-
-    impl TestContext {
-        fn new() -> Self {
-            TestContext {
-                env: HashMap::from([
-                    ("ES_USER", "elastic"),
-                    ("ES_PASSWORD", "pw-from-env"),
-                    ("TOKEN", "tok-from-env"),
-                    ("BROKEN", "brk1\nbrk2"),
-                    ("EMPTY", ""),
-                    ("SECRETS", "/run/secrets"),
-                ]),
-            }
-        }
-    }
-
-    impl ConfigContext for TestContext {
-        fn sink_name(&self) -> &str {
-            "x"
-        }
-
-        fn expand(&self, value: &Spanned<String>, field: &str) -> Result<String, ConfigIssue> {
-            let mut out = value.get_ref().clone();
-            while let Some(start) = out.find("${") {
-                let end = out[start..].find('}').unwrap() + start;
-                let name = out[start + 2..end].to_owned();
-                let Some(found) = self.env.get(name.as_str()) else {
-                    return Err(self.issue(
-                        value.span(),
-                        field,
-                        format!("environment variable {name} is not set"),
-                    ));
-                };
-                out.replace_range(start..=end, found);
-            }
-            Ok(out)
-        }
-
-        fn path(&self, value: &Spanned<String>, field: &str) -> Result<PathBuf, ConfigIssue> {
-            Ok(Path::new("/etc/shipper").join(self.expand(value, field)?))
-        }
-
-        fn state_dir(&self) -> &Path {
-            Path::new("/var/lib/shipper")
-        }
+    fn context() -> TestContext {
+        TestContext::new(
+            "x",
+            &[
+                ("ES_USER", "elastic"),
+                ("ES_PASSWORD", "pw-from-env"),
+                ("TOKEN", "tok-from-env"),
+                ("BROKEN", "brk1\nbrk2"),
+                ("EMPTY", ""),
+                ("SECRETS", "/run/secrets"),
+            ],
+        )
     }
 
     fn read(text: &str) -> Result<HttpOptions, ConfigIssue> {
         let table: NetTable = toml::from_str(text).unwrap();
-        HttpOptions::read(table.tables(), &TestContext::new())
+        HttpOptions::read(table.tables(), &context())
     }
 
     /// The issue, with the line of the config its span points at.

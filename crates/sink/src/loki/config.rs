@@ -684,56 +684,21 @@ fn dotted(table: &str, name: &str) -> String {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::config::TestContext;
     use crate::http::{HttpAuth, SecretSource};
-    use std::collections::HashMap;
-    use std::path::{Path, PathBuf};
     use toml::de::DeTable;
 
     /// The sink `logs` of a config file in `/etc/shipper`, with a fixed environment.
-    struct TestContext {
-        env: HashMap<&'static str, &'static str>,
-    }
-
-    impl ConfigContext for TestContext {
-        fn sink_name(&self) -> &str {
-            "logs"
-        }
-
-        fn expand(&self, value: &Spanned<String>, field: &str) -> Result<String, ConfigIssue> {
-            let mut out = value.get_ref().clone();
-            while let Some(start) = out.find("${") {
-                let end = out[start..].find('}').unwrap() + start;
-                let name = out[start + 2..end].to_owned();
-                let Some(found) = self.env.get(name.as_str()) else {
-                    return Err(self.issue(
-                        value.span(),
-                        field,
-                        format!("environment variable {name} is not set"),
-                    ));
-                };
-                out.replace_range(start..=end, found);
-            }
-            Ok(out)
-        }
-
-        fn path(&self, value: &Spanned<String>, field: &str) -> Result<PathBuf, ConfigIssue> {
-            Ok(Path::new("/etc/shipper").join(self.expand(value, field)?))
-        }
-
-        fn state_dir(&self) -> &Path {
-            Path::new("/var/lib/shipper")
-        }
-    }
-
     fn context() -> TestContext {
-        TestContext {
-            env: HashMap::from([
+        TestContext::new(
+            "logs",
+            &[
                 ("LOKI_URL", "https://logs.example.com/"),
                 ("TENANT", "team-a"),
                 ("ENV", "prod"),
                 ("TOKEN", "tok-SECRET"),
-            ]),
-        }
+            ],
+        )
     }
 
     fn read(text: &str) -> Result<LokiConfig, ReadError> {
