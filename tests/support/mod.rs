@@ -147,6 +147,14 @@ impl TestCommand<'_> {
         self
     }
 
+    /// Runs as the unprivileged user `nobody` (uid and gid 65534), for tests of what an
+    /// unwritable folder does: root may write anywhere. Needs the tests to run as root.
+    pub fn unprivileged(mut self) -> Self {
+        use std::os::unix::process::CommandExt;
+        self.command.uid(65534).gid(65534);
+        self
+    }
+
     /// Runs to completion and captures everything.
     pub fn run(mut self) -> RunOutput {
         let output = self
@@ -474,6 +482,12 @@ impl ConfigText {
         for source in &mut self.sources {
             set_key(&mut source.auth, key, value);
         }
+        self
+    }
+
+    /// Sets `[state] path` (relative to the config's folder).
+    pub fn state_path(mut self, path: &str) -> Self {
+        self.state_path = path.to_owned();
         self
     }
 

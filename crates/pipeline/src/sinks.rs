@@ -5,8 +5,8 @@
 use crate::dead_letter::DeadLetterFile;
 use crate::error::{SinkFailure, StateFailure};
 use crate::state::StateHandle;
-use sink::{Sink, SinkError, SinkFilter, SinkOptions, SinkSettings, SinkState};
-use source::checkpoint::{Commit, SinkStateCommit};
+use sink::{BuildContext, Sink, SinkError, SinkFilter, SinkOptions, SinkSettings, SinkState};
+use source::checkpoint::{Commit, CursorCommit, CursorKey, SinkStateCommit};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tracing::error;
@@ -51,23 +51,30 @@ impl SinkRuntime {
     }
 
     /// Opens the sink against the state it last committed, and commits the state it
-    /// starts from (the file sink's length after cutting an uncommitted tail). A sink
-    /// that cannot be opened is kept as broken: the other sinks go on, it keeps its
-    /// positions. Only a state failure is an error here.
+    /// starts from (the file sink's length after cutting an uncommitted tail) with any
+    /// positions it recovered from its own output. When the state holds nothing of the
+    /// sink (lost, or the sink is new), the sink may recover the positions of the ids
+    /// within `window` (the longest `lookback` of the sources it takes) of each service's
+    /// newest record. A sink that cannot be opened is kept as broken: the other sinks go
+    /// on, it keeps its positions. Only a state failure is an error here.
     pub async fn open(
         settings: &SinkSettings,
         state: &StateHandle,
+        window: std::time::Duration,
     ) -> Result<SinkRuntime, StateFailure> {
         let stored = state.sink_state(settings.name.clone()).await?;
+        let name = settings.name.clone();
+        let has_cursors = state.call(move |s| s.sink_has_cursors(&name)).await?;
+        let nothing_stored = !has_cursors && stored.as_ref().is_none_or(|r| r.state.is_none());
         // A state written by another kind of sink of the same name says nothing here.
         let committed = stored
             .filter(|row| row.kind == settings.kind())
             .and_then(|row| row.state.map(SinkState));
-        let built = match settings
-            .config
-            .build(&settings.name, committed.clone())
-            .await
-        {
+        let context = BuildContext {
+            committed: committed.clone(),
+            recover_within: nothing_stored.then_some(window),
+        };
+        let built = match settings.config.build(&settings.name, context).await {
             Ok(built) => built,
             Err(e) => {
                 error!(sink = %settings.name, error = %e,
@@ -78,10 +85,27 @@ impl SinkRuntime {
             }
         };
         let runtime = SinkRuntime::with(settings, Some(built.sink));
+        let cursors: Vec<CursorCommit> = built
+            .recovered
+            .into_iter()
+            .map(|r| CursorCommit {
+                key: CursorKey {
+                    source: r.source,
+                    service_id: r.service_id,
+                    sink: settings.name.clone(),
+                },
+                // Unknown: the position is what matters for these services.
+                since: 0,
+                position: Some(r.position),
+                add_fingerprints: r.fingerprints,
+                prune_below: None,
+            })
+            .collect();
         let start = match built.state {
             Some(new) => {
                 state
                     .commit(Commit {
+                        cursors,
                         sink_states: vec![SinkStateCommit {
                             sink: settings.name.clone(),
                             kind: settings.kind().to_owned(),

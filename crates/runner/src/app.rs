@@ -141,6 +141,18 @@ async fn open_state(config: &Config) -> Result<(StateLock, StateHandle), AppErro
     Ok((lock, store))
 }
 
+/// How far back a sink recovering its positions from its own output keeps ids: the
+/// longest `lookback` of the sources it takes.
+fn recovery_window(config: &Config, sink: &SinkSettings) -> std::time::Duration {
+    config
+        .sources
+        .iter()
+        .filter(|s| sink.filter.takes_source(&s.name))
+        .map(|s| s.lookback)
+        .max()
+        .unwrap_or_default()
+}
+
 /// Builds sources, locks and opens the state, opens the sinks (the file sink recovers
 /// against its committed state first).
 pub async fn prepare(config: &Config) -> Result<Delivering, AppError> {
@@ -148,7 +160,8 @@ pub async fn prepare(config: &Config) -> Result<Delivering, AppError> {
     let (lock, state) = open_state(config).await?;
     let mut sinks = Vec::with_capacity(config.sinks.len());
     for settings in &config.sinks {
-        sinks.push(Arc::new(SinkRuntime::open(settings, &state).await?));
+        let window = recovery_window(config, settings);
+        sinks.push(Arc::new(SinkRuntime::open(settings, &state, window).await?));
     }
     Ok(Delivering {
         pipeline: Pipeline::new(sources, sinks, config.runner.concurrency),
@@ -353,6 +366,25 @@ pub async fn validate(config: &Config, check: bool) -> Result<u8, AppError> {
                 ok = false;
                 eprintln!("sink {}: FAILED: {e}", settings.name);
             }
+        }
+    }
+    // The state file, if there is one yet: readable by this runner and intact.
+    let path = config.state_path.clone();
+    let state = tokio::task::spawn_blocking(move || {
+        CheckpointStore::open_read_only(&path)
+            .and_then(|store| store.map(|s| s.check_integrity()).transpose())
+    })
+    .await
+    .map_err(StateFailure::from)?;
+    match state {
+        Ok(Some(())) => eprintln!("state {}: intact.", config.state_path.display()),
+        Ok(None) => eprintln!(
+            "state {}: not created yet (the first sync creates it).",
+            config.state_path.display()
+        ),
+        Err(e) => {
+            ok = false;
+            eprintln!("state: FAILED: {e}");
         }
     }
     Ok(if ok { exit::OK } else { exit::FAILED })
@@ -685,7 +717,7 @@ pub async fn dead_letter_show(config: &Config, sink: &str, json: bool) -> Result
 pub async fn dead_letter_replay(config: &Config, sink: &str) -> Result<u8, AppError> {
     let settings = named_sink(config, sink)?;
     let (_lock, state) = open_state(config).await?;
-    let runtime = SinkRuntime::open(settings, &state).await?;
+    let runtime = SinkRuntime::open(settings, &state, recovery_window(config, settings)).await?;
     let (stop, shutdown) = shutdown_signal();
     tokio::spawn(async move {
         wait_for_signal().await;

@@ -132,11 +132,37 @@ pub struct WrittenPath {
     pub span: Range<usize>,
 }
 
-/// A sink ready for delivery, and the state to commit for it right away (the file
-/// sink's length after start-up recovery), if it differs from the committed one.
+/// What opening a sink knows from the state file.
+#[derive(Debug, Clone, Default)]
+pub struct BuildContext {
+    /// The state last committed for this sink (`None` before its first commit, or when
+    /// the sink's kind changed).
+    pub committed: Option<SinkState>,
+    /// `Some(window)` when the state holds nothing at all of this sink, neither a state
+    /// nor a position (the state file was lost, or this is the sink's first run): a sink
+    /// that is its own checkpoint (the file sink) recovers its positions from its output,
+    /// keeping the ids within `window` of each service's newest record.
+    pub recover_within: Option<Duration>,
+}
+
+/// A position a sink recovered from its own output, for one service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecoveredCursor {
+    pub source: String,
+    pub service_id: String,
+    /// The newest `occur_time` of the service in the output.
+    pub position: i64,
+    /// `(id, occur_time)` of its records within the window of `position`.
+    pub fingerprints: Vec<(String, i64)>,
+}
+
+/// A sink ready for delivery, the state to commit for it right away (the file sink's
+/// length after start-up recovery) if it differs from the committed one, and the
+/// positions it recovered from its output, if it did.
 pub struct BuiltSink {
     pub sink: Arc<dyn Sink>,
     pub state: Option<SinkState>,
+    pub recovered: Vec<RecoveredCursor>,
 }
 
 /// The validated settings of one kind of sink (its own keys; the common ones are in
@@ -160,11 +186,9 @@ pub trait SinkConfig: fmt::Debug + Send + Sync {
         1
     }
 
-    /// Opens the sink: the I/O that reading the config does not do. `committed` is the
-    /// state last committed for this sink (`None` before its first commit, or when the
-    /// sink's kind changed).
-    async fn build(&self, name: &str, committed: Option<SinkState>)
-    -> Result<BuiltSink, SinkError>;
+    /// Opens the sink: the I/O that reading the config does not do, from what the state
+    /// file holds of it.
+    async fn build(&self, name: &str, context: BuildContext) -> Result<BuiltSink, SinkError>;
 
     /// `runner validate --check`: whether the sink could deliver now, without changing
     /// anything a run would depend on (no start-up recovery, nothing written).

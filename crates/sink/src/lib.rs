@@ -21,7 +21,10 @@ pub mod loki;
 pub mod options;
 pub mod stdout;
 
-pub use config::{BuiltSink, ConfigContext, ConfigIssue, SinkConfig, SinkKind, SinkSettings};
+pub use config::{
+    BuildContext, BuiltSink, ConfigContext, ConfigIssue, RecoveredCursor, SinkConfig, SinkKind,
+    SinkSettings,
+};
 pub use file::{FileCheckpoint, FileSink, Recovery};
 pub use options::{BatchSettings, RetrySettings, SinkOptions};
 pub use stdout::{StdoutFormat, StdoutSink};

@@ -507,7 +507,10 @@ async fn healthcheck_403_for_write_only_keys_says_what_to_do() {
         "{error}"
     );
     // Writing works all the same.
-    let built = config.build("es", None).await.unwrap();
+    let built = config
+        .build("es", sink::BuildContext::default())
+        .await
+        .unwrap();
     assert!(built.state.is_none());
     assert_eq!(
         built.sink.send(&records(1)).await.unwrap(),

@@ -41,12 +41,19 @@ fn read_records(path: &Path) -> Vec<SharedRecord> {
         .collect()
 }
 
+/// The file as it is: its length and identity, and the hash of its last `TAIL_BYTES`
+/// bytes, computed here independently of the sink (SHA-256, first 8 bytes).
 fn on_disk(path: &Path) -> FileCheckpoint {
+    use sha2::Digest;
     let meta = fs::metadata(path).unwrap();
+    let bytes = fs::read(path).unwrap();
+    let tail = &bytes[bytes.len().saturating_sub(sink::file::TAIL_BYTES as usize)..];
+    let digest = sha2::Sha256::digest(tail);
     FileCheckpoint {
         len: meta.len(),
         dev: meta.dev(),
         ino: meta.ino(),
+        tail: Some(u64::from_be_bytes(digest[..8].try_into().unwrap())),
     }
 }
 
@@ -70,7 +77,7 @@ async fn send(sink: &FileSink, records: &[SharedRecord]) -> FileCheckpoint {
 async fn creates_parent_folders_and_writes_json_lines() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("out/nested/events.jsonl");
-    let (sink, start, recovery) = FileSink::open("archive", &path, None).unwrap();
+    let (sink, start, recovery) = FileSink::open("archive", &path, None, None).unwrap();
     assert_eq!(recovery, Recovery::Created);
     assert_eq!(start, on_disk(&path));
     assert_eq!(start.len, 0);
@@ -101,7 +108,7 @@ async fn creates_parent_folders_and_writes_json_lines() {
 async fn reopen_cuts_the_uncommitted_tail_exactly() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("events.jsonl");
-    let (sink, _, _) = FileSink::open("archive", &path, None).unwrap();
+    let (sink, _, _) = FileSink::open("archive", &path, None, None).unwrap();
     let committed = send(&sink, &batch(0, 2)).await;
     let committed_bytes = fs::read(&path).unwrap();
     // Written and fsynced, but the process "dies" before the state commit...
@@ -111,7 +118,7 @@ async fn reopen_cuts_the_uncommitted_tail_exactly() {
     append_raw(&path, b"{\"id\":\"aa88b4887");
     let found = fs::metadata(&path).unwrap().len();
 
-    let (sink, start, recovery) = FileSink::open("archive", &path, Some(committed)).unwrap();
+    let (sink, start, recovery) = FileSink::open("archive", &path, Some(committed), None).unwrap();
     assert_eq!(
         recovery,
         Recovery::CutTail {
@@ -131,10 +138,10 @@ async fn reopen_cuts_the_uncommitted_tail_exactly() {
 async fn reopen_at_the_committed_length_resumes() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("events.jsonl");
-    let (sink, _, _) = FileSink::open("archive", &path, None).unwrap();
+    let (sink, _, _) = FileSink::open("archive", &path, None, None).unwrap();
     let committed = send(&sink, &batch(0, 2)).await;
     drop(sink);
-    let (sink, start, recovery) = FileSink::open("archive", &path, Some(committed)).unwrap();
+    let (sink, start, recovery) = FileSink::open("archive", &path, Some(committed), None).unwrap();
     assert_eq!(recovery, Recovery::Resumed);
     assert_eq!(start, committed);
     send(&sink, &batch(2, 1)).await;
@@ -145,7 +152,7 @@ async fn reopen_at_the_committed_length_resumes() {
 async fn replaced_file_is_started_afresh_and_never_cut() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("events.jsonl");
-    let (sink, _, _) = FileSink::open("archive", &path, None).unwrap();
+    let (sink, _, _) = FileSink::open("archive", &path, None, None).unwrap();
     let committed = send(&sink, &batch(0, 1)).await;
     drop(sink);
     // Another tool rotates: the old file moves away, a new (longer) one takes the path.
@@ -157,7 +164,7 @@ async fn replaced_file_is_started_afresh_and_never_cut() {
     fs::write(&path, &foreign).unwrap();
     assert!(foreign.len() as u64 > committed.len);
 
-    let (sink, start, recovery) = FileSink::open("archive", &path, Some(committed)).unwrap();
+    let (sink, start, recovery) = FileSink::open("archive", &path, Some(committed), None).unwrap();
     assert!(
         matches!(recovery, Recovery::StartedAfresh { ref reason } if reason.contains("replaced")),
         "{recovery:?}"
@@ -178,7 +185,7 @@ async fn replaced_file_is_started_afresh_and_never_cut() {
 async fn truncated_file_is_started_afresh_and_never_cut() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("events.jsonl");
-    let (sink, _, _) = FileSink::open("archive", &path, None).unwrap();
+    let (sink, _, _) = FileSink::open("archive", &path, None, None).unwrap();
     let first_line_end = send(&sink, &batch(0, 1)).await.len;
     let committed = send(&sink, &batch(1, 2)).await;
     drop(sink);
@@ -190,7 +197,7 @@ async fn truncated_file_is_started_afresh_and_never_cut() {
         .set_len(first_line_end)
         .unwrap();
 
-    let (sink, start, recovery) = FileSink::open("archive", &path, Some(committed)).unwrap();
+    let (sink, start, recovery) = FileSink::open("archive", &path, Some(committed), None).unwrap();
     assert!(
         matches!(recovery, Recovery::StartedAfresh { ref reason } if reason.contains("truncated")),
         "{recovery:?}"
@@ -206,7 +213,7 @@ async fn truncated_file_is_started_afresh_and_never_cut() {
 async fn truncation_mid_line_keeps_the_bytes_and_starts_a_new_line() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("events.jsonl");
-    let (sink, _, _) = FileSink::open("archive", &path, None).unwrap();
+    let (sink, _, _) = FileSink::open("archive", &path, None, None).unwrap();
     let committed = send(&sink, &batch(0, 2)).await;
     drop(sink);
     // Both lines have the same length, so the middle is a line end: go past it.
@@ -219,7 +226,7 @@ async fn truncation_mid_line_keeps_the_bytes_and_starts_a_new_line() {
         .unwrap();
     let kept = fs::read(&path).unwrap();
 
-    let (sink, start, recovery) = FileSink::open("archive", &path, Some(committed)).unwrap();
+    let (sink, start, recovery) = FileSink::open("archive", &path, Some(committed), None).unwrap();
     assert!(
         matches!(recovery, Recovery::StartedAfresh { .. }),
         "{recovery:?}"
@@ -244,11 +251,11 @@ async fn truncation_mid_line_keeps_the_bytes_and_starts_a_new_line() {
 async fn missing_file_with_a_checkpoint_is_started_afresh() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("events.jsonl");
-    let (sink, _, _) = FileSink::open("archive", &path, None).unwrap();
+    let (sink, _, _) = FileSink::open("archive", &path, None, None).unwrap();
     let committed = send(&sink, &batch(0, 1)).await;
     drop(sink);
     fs::remove_file(&path).unwrap();
-    let (_sink, start, recovery) = FileSink::open("archive", &path, Some(committed)).unwrap();
+    let (_sink, start, recovery) = FileSink::open("archive", &path, Some(committed), None).unwrap();
     assert!(
         matches!(recovery, Recovery::StartedAfresh { ref reason } if reason.contains("missing")),
         "{recovery:?}"
@@ -261,7 +268,7 @@ async fn existing_file_without_a_checkpoint_is_appended_to() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("events.jsonl");
     fs::write(&path, "{\"older\":true}").unwrap();
-    let (sink, start, recovery) = FileSink::open("archive", &path, None).unwrap();
+    let (sink, start, recovery) = FileSink::open("archive", &path, None, None).unwrap();
     assert!(
         matches!(recovery, Recovery::StartedAfresh { .. }),
         "{recovery:?}"
@@ -280,7 +287,7 @@ async fn existing_file_without_a_checkpoint_is_appended_to() {
     let empty = dir.path().join("empty.jsonl");
     fs::write(&empty, "").unwrap();
     assert_eq!(
-        FileSink::open("archive", &empty, None).unwrap().2,
+        FileSink::open("archive", &empty, None, None).unwrap().2,
         Recovery::Created
     );
 }
@@ -289,7 +296,7 @@ async fn existing_file_without_a_checkpoint_is_appended_to() {
 async fn unacknowledged_bytes_are_cut_before_the_next_append() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("events.jsonl");
-    let (sink, _, _) = FileSink::open("archive", &path, None).unwrap();
+    let (sink, _, _) = FileSink::open("archive", &path, None, None).unwrap();
     send(&sink, &batch(0, 1)).await;
     append_raw(&path, b"{\"torn");
     let cp = send(&sink, &batch(1, 1)).await;
@@ -301,7 +308,7 @@ async fn unacknowledged_bytes_are_cut_before_the_next_append() {
 async fn a_file_rotated_while_running_is_reopened() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("events.jsonl");
-    let (sink, _, _) = FileSink::open("archive", &path, None).unwrap();
+    let (sink, _, _) = FileSink::open("archive", &path, None, None).unwrap();
     let before = send(&sink, &batch(0, 1)).await;
     fs::rename(&path, dir.path().join("events.jsonl.1")).unwrap();
     let after = send(&sink, &batch(1, 1)).await;
@@ -309,7 +316,7 @@ async fn a_file_rotated_while_running_is_reopened() {
     assert_eq!(after, on_disk(&path));
     assert_eq!(read_records(&path), batch(1, 1));
     drop(sink);
-    let (_, _, recovery) = FileSink::open("archive", &path, Some(after)).unwrap();
+    let (_, _, recovery) = FileSink::open("archive", &path, Some(after), None).unwrap();
     assert_eq!(recovery, Recovery::Resumed);
 }
 
@@ -317,7 +324,7 @@ async fn a_file_rotated_while_running_is_reopened() {
 async fn concurrent_sends_never_interleave() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("events.jsonl");
-    let (sink, _, _) = FileSink::open("archive", &path, None).unwrap();
+    let (sink, _, _) = FileSink::open("archive", &path, None, None).unwrap();
     let sink = Arc::new(sink);
     let tasks: Vec<_> = (0..8)
         .map(|t| {
@@ -351,12 +358,12 @@ async fn unwritable_path_fails_healthcheck_naming_sink_and_path() {
         text.contains("archive") && text.contains("not-a-folder"),
         "{text}"
     );
-    assert!(FileSink::open("archive", &path, None).is_err());
+    assert!(FileSink::open("archive", &path, None, None).is_err());
 
     // A sink whose folder is replaced by a regular file while it runs.
     let folder = dir.path().join("out");
     let path = folder.join("events.jsonl");
-    let (sink, _, _) = FileSink::open("archive", &path, None).unwrap();
+    let (sink, _, _) = FileSink::open("archive", &path, None, None).unwrap();
     sink.healthcheck().await.unwrap();
     fs::remove_dir_all(&folder).unwrap();
     fs::write(&folder, "x").unwrap();
@@ -372,7 +379,9 @@ async fn unwritable_path_fails_healthcheck_naming_sink_and_path() {
 #[tokio::test]
 async fn a_folder_at_the_path_is_a_permanent_error() {
     let dir = tempfile::tempdir().unwrap();
-    let err = FileSink::open("archive", dir.path(), None).err().unwrap();
+    let err = FileSink::open("archive", dir.path(), None, None)
+        .err()
+        .unwrap();
     assert!(!err.is_retryable());
     assert!(err.to_string().contains("is a directory"), "{err}");
 }
@@ -383,7 +392,7 @@ async fn a_folder_at_the_path_is_a_permanent_error() {
 async fn rollback_cuts_back_to_the_committed_state() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("events.jsonl");
-    let (sink, _, _) = FileSink::open("archive", &path, None).unwrap();
+    let (sink, _, _) = FileSink::open("archive", &path, None, None).unwrap();
     let committed = sink.send(&batch(0, 2)).await.unwrap().state.unwrap();
     send(&sink, &batch(2, 3)).await;
     assert_eq!(read_records(&path).len(), 5);
@@ -402,10 +411,10 @@ async fn rollback_cuts_back_to_the_committed_state() {
 async fn rollback_without_a_committed_state_goes_back_to_the_file_at_open() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("events.jsonl");
-    let (first, _, _) = FileSink::open("archive", &path, None).unwrap();
+    let (first, _, _) = FileSink::open("archive", &path, None, None).unwrap();
     send(&first, &batch(0, 2)).await;
     drop(first);
-    let (sink, _, _) = FileSink::open("archive", &path, Some(on_disk(&path))).unwrap();
+    let (sink, _, _) = FileSink::open("archive", &path, Some(on_disk(&path)), None).unwrap();
     send(&sink, &batch(2, 2)).await;
     sink.rollback(None).await.unwrap();
     assert_eq!(read_records(&path), batch(0, 2));
@@ -419,6 +428,7 @@ fn state_round_trips_and_names_its_path() {
         len: 42,
         dev: u64::MAX - 1,
         ino: 1 << 63,
+        tail: Some(u64::MAX),
     };
     let state = cp.to_state(Path::new("/data/a.jsonl"));
     assert_eq!(
@@ -431,4 +441,65 @@ fn state_round_trips_and_names_its_path() {
     );
     let garbage = sink::SinkState("{\"len\":".to_owned());
     assert!(FileCheckpoint::from_state(&garbage, Path::new("/data/a.jsonl")).is_err());
+}
+
+// Another writer truncated the file and wrote past the committed length: the bytes
+// before it are no longer what the sink committed, so nothing is cut (start-up and
+// during a run); the sink appends after a newline.
+#[tokio::test]
+async fn a_file_rewritten_past_the_committed_length_is_never_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.jsonl");
+    let (sink, _, _) = FileSink::open("archive", &path, None, None).unwrap();
+    let committed = send(&sink, &batch(0, 3)).await;
+    drop(sink);
+    let rewritten = vec![b'x'; committed.len as usize + 10];
+    fs::write(&path, &rewritten).unwrap();
+    let (sink, _, recovery) = FileSink::open("archive", &path, Some(committed), None).unwrap();
+    assert!(
+        matches!(&recovery, Recovery::StartedAfresh { reason } if reason.contains("changed by another writer")),
+        "{recovery:?}"
+    );
+    let text = fs::read(&path).unwrap();
+    assert!(text.starts_with(&rewritten), "the foreign bytes were cut");
+
+    // The same during a run: the next send notices before it would cut.
+    let before = send(&sink, &batch(10, 1)).await;
+    let mut regrown = vec![b'y'; 10];
+    regrown.extend(std::iter::repeat_n(b'z', before.len as usize));
+    fs::write(&path, &regrown).unwrap();
+    send(&sink, &batch(11, 1)).await;
+    let text = fs::read_to_string(&path).unwrap();
+    assert!(text.starts_with(std::str::from_utf8(&regrown).unwrap()));
+    let last: sink::SharedRecord =
+        SharedRecord::new(serde_json::from_str(text.lines().last().unwrap()).unwrap());
+    assert_eq!(last, batch(11, 1)[0]);
+}
+
+// No committed state and no positions (the state was lost): the file's own records give
+// the positions back, per service, with the ids within the window.
+#[tokio::test]
+async fn a_file_without_a_committed_state_recovers_its_positions() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.jsonl");
+    let (sink, _, _) = FileSink::open("archive", &path, None, None).unwrap();
+    send(&sink, &batch(0, 5)).await;
+    drop(sink);
+    let window = std::time::Duration::from_millis(2);
+    let (_, _, recovery) = FileSink::open("archive", &path, None, Some(window)).unwrap();
+    let Recovery::Recovered { records, cursors } = recovery else {
+        panic!("{recovery:?}");
+    };
+    assert_eq!(records, 5);
+    assert_eq!(cursors.len(), 1);
+    let newest = batch(4, 1)[0].occur_time;
+    assert_eq!(cursors[0].position, newest);
+    let times: Vec<i64> = cursors[0].fingerprints.iter().map(|f| f.1).collect();
+    assert_eq!(times, vec![newest - 2, newest - 1, newest]);
+    // Without a window (the state holds positions of the sink), nothing is recovered.
+    let (_, _, recovery) = FileSink::open("archive", &path, None, None).unwrap();
+    assert!(
+        matches!(recovery, Recovery::StartedAfresh { .. }),
+        "{recovery:?}"
+    );
 }

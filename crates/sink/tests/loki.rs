@@ -48,7 +48,11 @@ async fn sink(double: &LokiDouble, keys: &str) -> Arc<dyn Sink> {
     let table = DeTable::parse(&text).unwrap();
     let config = (sink::loki::KIND.read)(table, &Context).unwrap();
     assert_eq!(config.kind(), "loki");
-    config.build("logs", None).await.unwrap().sink
+    config
+        .build("logs", sink::BuildContext::default())
+        .await
+        .unwrap()
+        .sink
 }
 
 fn start(settings: LokiSettings) -> LokiDouble {

@@ -11,10 +11,10 @@
 use pipeline::{Mode, Pipeline, RunReport, Selection, SinkRuntime, SourceRuntime, StateHandle};
 use record::SharedRecord;
 use simulator::{SimConfig, SimHandle, Simulator, Spread};
-use sink::config::BuiltSink;
+use sink::config::{BuildContext, BuiltSink};
 use sink::{
     BatchSettings, Delivery, ItemRetry, Rejection, RetrySettings, Sink, SinkConfig, SinkError,
-    SinkFilter, SinkOptions, SinkSettings, SinkState,
+    SinkFilter, SinkOptions, SinkSettings,
 };
 use source::checkpoint::{CheckpointStore, CursorKey, CursorState, PositionRow};
 use source::{
@@ -268,10 +268,11 @@ impl SinkConfig for FakeConfig {
         self.concurrency
     }
 
-    async fn build(&self, _: &str, _: Option<SinkState>) -> Result<BuiltSink, SinkError> {
+    async fn build(&self, _: &str, _: BuildContext) -> Result<BuiltSink, SinkError> {
         Ok(BuiltSink {
             sink: self.sink.clone(),
             state: None,
+            recovered: Vec::new(),
         })
     }
 
@@ -409,7 +410,9 @@ impl World {
         for (fake, spec) in sinks {
             let settings = self.sink_settings(fake, spec);
             runtimes.push(Arc::new(
-                SinkRuntime::open(&settings, &state).await.unwrap(),
+                SinkRuntime::open(&settings, &state, Duration::from_secs(600))
+                    .await
+                    .unwrap(),
             ));
         }
         let client = ModelArtsClient::new(&self.settings).unwrap();

@@ -2,9 +2,11 @@
 //! (`[state]`, `[runner]`, `[sources.NAME]`, `[sinks.NAME]`), read into
 //! validated settings with every default applied.
 //!
-//! Loading is pure: apart from reading the file itself it does no I/O. It
-//! never touches the state file and never reads a secret file (`token_file`,
-//! `password_file`, `secret_key_file`, `security_token_file`) or `ca_file`;
+//! Loading is pure: apart from reading the file itself, and resolving the
+//! symlinks of the paths it names so that two names of one file are seen as
+//! one (see [`resolve_path`]), it does no I/O. It never touches the state file
+//! and never reads a secret file (`token_file`, `password_file`,
+//! `secret_key_file`, `security_token_file`) or `ca_file`;
 //! the runner does that when it builds the pipeline, and again at each
 //! renewal, so rotated secrets are picked up. Every error names the file, the
 //! line and the key (see [`ConfigError`]), and none quotes a secret.
@@ -48,11 +50,12 @@ use raw::{
 use serde::Deserialize;
 use sink::config::{COMMON_KEYS, ConfigContext, ConfigIssue, ReadError, SinkProbe, WrittenPath};
 use sink::{SinkFilter, SinkOptions, SinkSettings};
+use source::checkpoint::resolve_path;
 use source::regions::{self, Cloud, RegionEndpoints};
 use source::{AuthSettings, Discover, OffsetUnit, Secret, SecretSource, SourceSettings, StartAt};
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use toml::Spanned;
@@ -217,11 +220,19 @@ impl<'a> Reader<'a> {
         }
         let source_names: BTreeSet<&str> = top.sources.keys().map(String::as_str).collect();
         // Normalized path -> the sink or state that writes it, to refuse two writers of one file.
+        // Resolved path -> what writes it, to refuse two writers of one file: the state
+        // file and its companions, this config file, and every sink's files. Paths are
+        // compared as the state's lock sees them (symlinks resolved).
         let mut writers: BTreeMap<PathBuf, String> = BTreeMap::new();
-        writers.insert(
-            normalized(&state_path),
-            "the state file (state.path)".to_owned(),
-        );
+        for companion in ["", "-wal", "-shm", "-journal", ".lock"] {
+            let mut name = state_path.clone().into_os_string();
+            name.push(companion);
+            writers.insert(
+                resolve_path(Path::new(&name)),
+                "the state file (state.path)".to_owned(),
+            );
+        }
+        writers.insert(resolve_path(self.file), "the config file".to_owned());
         let state_dir = state_path
             .parent()
             .map_or_else(|| self.base_dir.clone(), Path::to_owned);
@@ -240,7 +251,7 @@ impl<'a> Reader<'a> {
                 } else {
                     format!("sink `{name}`")
                 };
-                if let Some(other) = writers.insert(normalized(&path), what) {
+                if let Some(other) = writers.insert(resolve_path(&path), what) {
                     return Err(self.error(
                         span,
                         key,
@@ -1156,21 +1167,4 @@ struct Region {
     endpoints: RegionEndpoints,
     /// Of the `region` value, for errors about what it lacks.
     span: Range<usize>,
-}
-
-/// `path` without `.` and with `..` applied, to compare paths without touching the disk.
-fn normalized(path: &Path) -> PathBuf {
-    let mut out = PathBuf::new();
-    for component in path.components() {
-        match component {
-            Component::CurDir => {}
-            Component::ParentDir => {
-                if !out.pop() {
-                    out.push("..");
-                }
-            }
-            other => out.push(other),
-        }
-    }
-    out
 }

@@ -6,10 +6,10 @@
 use super::ElasticsearchSink;
 use super::request_builder::{IndexPattern, Mode};
 use crate::config::{
-    BuiltSink, ConfigContext, ConfigIssue, ReadError, SinkConfig, Table, deserialize,
+    BuildContext, BuiltSink, ConfigContext, ConfigIssue, ReadError, SinkConfig, Table, deserialize,
 };
 use crate::http::{AuthTable, HeadersTable, HttpOptions, HttpTables, RequestTable, TlsTable};
-use crate::{Sink, SinkError, SinkState};
+use crate::{Sink, SinkError};
 use reqwest::Url;
 use serde::Deserialize;
 use std::ops::Range;
@@ -217,14 +217,11 @@ impl SinkConfig for ElasticsearchConfig {
         self.http.request.concurrency
     }
 
-    async fn build(
-        &self,
-        name: &str,
-        _committed: Option<SinkState>,
-    ) -> Result<BuiltSink, SinkError> {
+    async fn build(&self, name: &str, _: BuildContext) -> Result<BuiltSink, SinkError> {
         Ok(BuiltSink {
             sink: Arc::new(ElasticsearchSink::new(name, self).await?),
             state: None,
+            recovered: Vec::new(),
         })
     }
 

@@ -1,16 +1,16 @@
 //! The keys of a file sink (`path`), and opening it with start-up recovery.
 
 use super::{FileCheckpoint, FileSink, Recovery};
+use crate::SinkError;
 use crate::config::{
-    BuiltSink, ConfigContext, ReadError, SinkConfig, Table, WrittenPath, deserialize,
+    BuildContext, BuiltSink, ConfigContext, ReadError, SinkConfig, Table, WrittenPath, deserialize,
 };
-use crate::{SinkError, SinkState};
 use serde::Deserialize;
 use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::Arc;
 use toml::Spanned;
-use tracing::warn;
+use tracing::{info, warn};
 
 /// `[sinks.NAME]` of `type = "file"`, without the common keys.
 #[derive(Deserialize)]
@@ -58,30 +58,33 @@ impl SinkConfig for FileConfig {
     }
 
     /// Opens the file and recovers against the committed checkpoint (cutting an
-    /// uncommitted tail); the state to commit is the checkpoint after recovery.
-    async fn build(
-        &self,
-        name: &str,
-        committed: Option<SinkState>,
-    ) -> Result<BuiltSink, SinkError> {
+    /// uncommitted tail), or, when the state holds nothing of the sink, recovers its
+    /// positions from the file; the state to commit is the checkpoint after recovery.
+    async fn build(&self, name: &str, context: BuildContext) -> Result<BuiltSink, SinkError> {
+        let BuildContext {
+            committed,
+            recover_within,
+        } = context;
         let committed = match committed {
             None => None,
             Some(state) => FileCheckpoint::from_state(&state, &self.path)
                 .map_err(|e| SinkError::permanent(name, e))?,
         };
         let (owned_name, path) = (name.to_owned(), self.path.clone());
-        let (sink, checkpoint, recovery) =
-            tokio::task::spawn_blocking(move || FileSink::open(&owned_name, &path, committed))
-                .await
-                .map_err(|e| {
-                    SinkError::retryable(
-                        name,
-                        format!("opening {}: the task did not finish", self.path.display()),
-                    )
-                    .with_source(e)
-                })??;
+        let (sink, checkpoint, recovery) = tokio::task::spawn_blocking(move || {
+            FileSink::open(&owned_name, &path, committed, recover_within)
+        })
+        .await
+        .map_err(|e| {
+            SinkError::retryable(
+                name,
+                format!("opening {}: the task did not finish", self.path.display()),
+            )
+            .with_source(e)
+        })??;
         let path = self.path.display();
-        match &recovery {
+        let mut recovered = Vec::new();
+        match recovery {
             Recovery::CutTail { committed, found } => warn!(
                 sink = %name, %path, committed, found,
                 "Cut an uncommitted tail left by an interrupted run; those events will be delivered again."
@@ -89,12 +92,20 @@ impl SinkConfig for FileConfig {
             Recovery::StartedAfresh { reason } => {
                 warn!(sink = %name, %path, %reason, "Starting the file afresh.");
             }
+            Recovery::Recovered { records, cursors } => {
+                info!(sink = %name, %path, records, services = cursors.len(),
+                    "Recovered the sink's positions from its file: the state held nothing of it \
+                     (lost or new). Services that have no record in the file start at their \
+                     source's start_at.");
+                recovered = cursors;
+            }
             Recovery::Created | Recovery::Resumed => {}
         }
         let state = (committed != Some(checkpoint)).then(|| checkpoint.to_state(&self.path));
         Ok(BuiltSink {
             sink: Arc::new(sink),
             state,
+            recovered,
         })
     }
 

@@ -15,10 +15,11 @@
 //! the last commit are treated like an uncommitted tail and cut.
 
 mod config;
+mod recovery;
 mod sink;
 
 pub use config::FileConfig;
-pub use sink::{FileCheckpoint, FileSink, Recovery};
+pub use sink::{FileCheckpoint, FileSink, Recovery, TAIL_BYTES};
 
 use crate::{BatchSettings, SinkKind};
 use std::time::Duration;

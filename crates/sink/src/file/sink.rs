@@ -1,24 +1,34 @@
 //! The file sink itself: appends with one write and an `fdatasync` per batch, start-up
 //! recovery against the committed checkpoint, and rollback to it when a commit fails.
 
+use crate::config::RecoveredCursor;
 use crate::{Delivery, SharedRecord, Sink, SinkError, SinkState};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use std::fs::{self, File, Metadata, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::Mutex;
 use tracing::{error, warn};
 
 /// What the engine commits for a file sink: the length and which file it belongs to.
 /// `dev` and `ino` are the device and inode numbers (0 on platforms without them, where
-/// only the length protects the file).
+/// only the length protects the file). `tail` identifies the committed content: a hash
+/// of its last [`TAIL_BYTES`] bytes, so that a file another writer truncated and grew
+/// again past the committed length is recognised and never cut in the middle of its
+/// lines (`None` in a state written before it existed).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FileCheckpoint {
     pub len: u64,
     pub dev: u64,
     pub ino: u64,
+    pub tail: Option<u64>,
 }
+
+/// How many bytes before the committed length the tail hash covers.
+pub const TAIL_BYTES: u64 = 4096;
 
 /// A [`FileCheckpoint`] as JSON in the state file, with the path it was taken for.
 /// Device and inode numbers are stored bit for bit as signed integers (SQLite's), since
@@ -29,6 +39,8 @@ struct StoredCheckpoint {
     len: u64,
     dev: i64,
     ino: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tail: Option<u64>,
 }
 
 impl FileCheckpoint {
@@ -39,6 +51,7 @@ impl FileCheckpoint {
             len: self.len,
             dev: self.dev.cast_signed(),
             ino: self.ino.cast_signed(),
+            tail: self.tail,
         };
         // A struct of a string and integers always serializes.
         SinkState(serde_json::to_string(&stored).unwrap_or_default())
@@ -56,6 +69,7 @@ impl FileCheckpoint {
             len: stored.len,
             dev: stored.dev.cast_unsigned(),
             ino: stored.ino.cast_unsigned(),
+            tail: stored.tail,
         }))
     }
 }
@@ -70,9 +84,16 @@ pub enum Recovery {
     /// The file was longer than committed (a run killed between fsync and the state
     /// commit); the bytes from `committed` to `found` were cut and must be re-delivered.
     CutTail { committed: u64, found: u64 },
-    /// The file is not the one committed (replaced, truncated, missing) or there is no
-    /// checkpoint for a non-empty file; nothing was cut, writing continues at its end.
+    /// The file is not the one committed (replaced, truncated, missing, its committed
+    /// content changed) or there is no checkpoint for a non-empty file; nothing was cut,
+    /// writing continues at its end.
     StartedAfresh { reason: String },
+    /// No checkpoint and no position at all (the state was lost): the positions were
+    /// recovered from the file's own records, and writing continues at its end.
+    Recovered {
+        records: u64,
+        cursors: Vec<RecoveredCursor>,
+    },
 }
 
 /// Appends records as JSON lines to a file, fsyncing every batch.
@@ -100,8 +121,13 @@ impl FileSink {
     /// - a different file (new inode: rotated by another tool), a missing file, or one
     ///   shorter than committed (truncated by another tool): never cut; append at its
     ///   current end; report `StartedAfresh` with the reason.
+    /// - same file, at least as long as committed, but the committed content is not what
+    ///   the sink wrote (its tail hash differs: another writer truncated and regrew it):
+    ///   never cut; `StartedAfresh`.
     /// - no checkpoint: append at the current end (`Created` if the file did not exist or
-    ///   was empty, otherwise `StartedAfresh`).
+    ///   was empty). A non-empty file is scanned for the positions it records when
+    ///   `recover_within` is given (the state holds nothing of the sink: `Recovered`, or an
+    ///   error if the file is not the sink's own output), otherwise `StartedAfresh`.
     ///
     /// Where writing continues after a file that does not end with a newline (a torn line
     /// left by another writer), a newline is added first so the next record starts its own
@@ -112,14 +138,27 @@ impl FileSink {
         name: &str,
         path: &Path,
         committed: Option<FileCheckpoint>,
+        recover_within: Option<Duration>,
     ) -> Result<(FileSink, FileCheckpoint, Recovery), SinkError> {
         let (mut file, existed) = open_for_append(name, path)?;
         let meta = file
             .metadata()
             .map_err(|e| io_error(name, path, "inspect", e))?;
         let found = identity(meta.len(), &meta);
+        let changed = match committed {
+            Some(c) if (c.dev, c.ino) == (found.dev, found.ino) && found.len >= c.len => {
+                !tail_matches(&mut file, c).map_err(|e| io_error(name, path, "read", e))?
+            }
+            _ => false,
+        };
         let recovery = match committed {
             None if !existed || found.len == 0 => Recovery::Created,
+            None if recover_within.is_some() => {
+                let window = recover_within.unwrap_or_default();
+                let (cursors, records) =
+                    super::recovery::scan(name, path, &mut file, found.len, window)?;
+                Recovery::Recovered { records, cursors }
+            }
             None => Recovery::StartedAfresh {
                 reason: format!(
                     "no committed length for this sink; appending after the {} bytes already in the file",
@@ -141,6 +180,11 @@ impl FileSink {
                     found.len, c.len
                 ),
             },
+            Some(_) if changed => Recovery::StartedAfresh {
+                reason: "the content the sink committed was changed by another writer (its last \
+                         bytes differ); nothing cut"
+                    .to_owned(),
+            },
             Some(c) if found.len > c.len => {
                 cut_to(&file, c.len)
                     .map_err(|e| io_error(name, path, "cut the uncommitted tail of", e))?;
@@ -155,9 +199,14 @@ impl FileSink {
             Recovery::CutTail { committed, .. } => committed,
             Recovery::StartedAfresh { .. } => end_with_newline(&mut file, found.len)
                 .map_err(|e| io_error(name, path, "append a newline to", e))?,
-            Recovery::Created | Recovery::Resumed => found.len,
+            Recovery::Created | Recovery::Resumed | Recovery::Recovered { .. } => found.len,
         };
-        let checkpoint = FileCheckpoint { len, ..found };
+        let tail = tail_hash(&mut file, len).map_err(|e| io_error(name, path, "read", e))?;
+        let checkpoint = FileCheckpoint {
+            len,
+            tail: Some(tail),
+            ..found
+        };
         let sink = FileSink {
             name: name.to_owned(),
             path: path.to_owned(),
@@ -203,7 +252,17 @@ impl OpenFile {
             .metadata()
             .map_err(|e| io_error(name, path, "inspect", e))?;
         let expected = self.checkpoint.len;
-        if meta.len() > expected {
+        if meta.len() > expected
+            && !tail_matches(&mut self.file, self.checkpoint)
+                .map_err(|e| io_error(name, path, "read", e))?
+        {
+            // Another writer truncated the file and wrote past our length: the bytes
+            // before it are not ours either. Never cut a file we did not write.
+            warn!(sink = %name, path = %path.display(), found = meta.len(), expected,
+                "File was rewritten by another writer; appending at its end, nothing cut.");
+            self.checkpoint.len = end_with_newline(&mut self.file, meta.len())
+                .map_err(|e| io_error(name, path, "append a newline to", e))?;
+        } else if meta.len() > expected {
             // Bytes we did not acknowledge: a cut that failed earlier, or another writer.
             // Start-up would cut them too; do it now so lines stay whole.
             warn!(sink = %name, path = %path.display(), found = meta.len(), expected,
@@ -236,6 +295,8 @@ impl OpenFile {
             .map_err(|e| io_error(name, path, "inspect", e))?
             .len();
         self.checkpoint.len = len;
+        self.checkpoint.tail =
+            Some(tail_hash(&mut self.file, len).map_err(|e| io_error(name, path, "read", e))?);
         Ok(self.checkpoint)
     }
 
@@ -253,11 +314,14 @@ impl OpenFile {
         if (committed.dev, committed.ino) != (self.checkpoint.dev, self.checkpoint.ino) {
             return Ok(());
         }
-        if committed.len >= self.checkpoint.len {
+        if committed.len >= self.checkpoint.len
+            || !tail_matches(&mut self.file, committed)
+                .map_err(|e| io_error(name, path, "read", e))?
+        {
             return Ok(());
         }
         let written = self.checkpoint.len;
-        self.checkpoint.len = committed.len;
+        self.checkpoint = committed;
         cut_to(&self.file, committed.len).map_err(|e| io_error(name, path, "cut back", e))?;
         warn!(sink = %name, path = %path.display(), committed = committed.len, written,
             "Cut the file back to its committed length; those events will be delivered again.");
@@ -284,6 +348,8 @@ impl OpenFile {
             .map_err(|e| io_error(name, path, "append a newline to", e))?;
         self.file = file;
         self.checkpoint = identity(len, &meta);
+        self.checkpoint.tail =
+            Some(tail_hash(&mut self.file, len).map_err(|e| io_error(name, path, "read", e))?);
         Ok(())
     }
 }
@@ -340,6 +406,7 @@ fn identity(len: u64, meta: &Metadata) -> FileCheckpoint {
         len,
         dev: meta.dev(),
         ino: meta.ino(),
+        tail: None,
     }
 }
 
@@ -349,7 +416,33 @@ fn identity(len: u64, _meta: &Metadata) -> FileCheckpoint {
         len,
         dev: 0,
         ino: 0,
+        tail: None,
     }
+}
+
+/// A hash of the last [`TAIL_BYTES`] bytes before `len` (SHA-256, the first 8 bytes):
+/// stable across versions, unlike the standard library's hasher.
+fn tail_hash(file: &mut File, len: u64) -> io::Result<u64> {
+    let start = len.saturating_sub(TAIL_BYTES);
+    let mut bytes = vec![0u8; usize::try_from(len - start).unwrap_or(0)];
+    file.seek(SeekFrom::Start(start))?;
+    file.read_exact(&mut bytes)?;
+    let digest = Sha256::digest(&bytes);
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    Ok(u64::from_be_bytes(first))
+}
+
+/// Whether the content before `committed.len` is still what was committed (true when
+/// the checkpoint has no tail hash to compare, or the file is shorter).
+fn tail_matches(file: &mut File, committed: FileCheckpoint) -> io::Result<bool> {
+    let Some(expected) = committed.tail else {
+        return Ok(true);
+    };
+    if file.metadata()?.len() < committed.len {
+        return Ok(true);
+    }
+    Ok(tail_hash(file, committed.len)? == expected)
 }
 
 /// Truncates to `len` and makes the cut durable before anything is appended after it.

@@ -9,13 +9,13 @@
 
 use super::LokiSink;
 use crate::config::{
-    BuiltSink, ConfigContext, ConfigIssue, HumanDuration, ReadError, SinkConfig, Table,
-    deserialize, duration,
+    BuildContext, BuiltSink, ConfigContext, ConfigIssue, HumanDuration, ReadError, SinkConfig,
+    Table, deserialize, duration,
 };
 use crate::http::{
     AuthTable, Compression, HeadersTable, HttpOptions, HttpTables, RequestTable, TlsTable,
 };
-use crate::{Sink, SinkError, SinkState};
+use crate::{Sink, SinkError};
 use record::EventRecord;
 use reqwest::Url;
 use serde::Deserialize;
@@ -455,14 +455,11 @@ impl SinkConfig for LokiConfig {
     }
 
     /// Builds the HTTP client (reads TLS and secret files). No network.
-    async fn build(
-        &self,
-        name: &str,
-        _committed: Option<SinkState>,
-    ) -> Result<BuiltSink, SinkError> {
+    async fn build(&self, name: &str, _: BuildContext) -> Result<BuiltSink, SinkError> {
         Ok(BuiltSink {
             sink: Arc::new(LokiSink::new(name, self).await?),
             state: None,
+            recovered: Vec::new(),
         })
     }
 

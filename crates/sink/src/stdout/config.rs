@@ -1,8 +1,10 @@
 //! The keys of a stdout sink: `format`.
 
 use super::{StdoutFormat, StdoutSink};
-use crate::config::{BuiltSink, ConfigContext, ReadError, SinkConfig, Table, deserialize};
-use crate::{Sink, SinkError, SinkState};
+use crate::config::{
+    BuildContext, BuiltSink, ConfigContext, ReadError, SinkConfig, Table, deserialize,
+};
+use crate::{Sink, SinkError};
 use serde::Deserialize;
 use std::sync::Arc;
 
@@ -39,14 +41,11 @@ impl SinkConfig for StdoutConfig {
         self
     }
 
-    async fn build(
-        &self,
-        name: &str,
-        _committed: Option<SinkState>,
-    ) -> Result<BuiltSink, SinkError> {
+    async fn build(&self, name: &str, _: BuildContext) -> Result<BuiltSink, SinkError> {
         Ok(BuiltSink {
             sink: Arc::new(StdoutSink::new(name, self.format)),
             state: None,
+            recovered: Vec::new(),
         })
     }
 

@@ -16,6 +16,35 @@ pub enum StateError {
     )]
     Locked { path: PathBuf, lock_path: PathBuf },
 
+    /// A component of the state path that must be a folder is a file.
+    #[error(
+        "state file {}: {} is a file, not a folder; the state path needs it to be a folder",
+        path.display(),
+        file.display()
+    )]
+    NotAFolder { path: PathBuf, file: PathBuf },
+
+    /// The runner may not create files in the state's folder.
+    #[error(
+        "state file {}: the folder {} is not writable by this user ({source}); the runner \
+         creates the state file, its -wal and -shm companions and its .lock there",
+        path.display(),
+        folder.display()
+    )]
+    NotWritable {
+        path: PathBuf,
+        folder: PathBuf,
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+
+    /// SQLite says the file is damaged.
+    #[error(
+        "state file {} is corrupt ({detail}); move it away and sync again (the file sink \
+         recovers its positions from its own file) or restore a backup",
+        path.display()
+    )]
+    Corrupt { path: PathBuf, detail: String },
+
     #[error("state file {}: {source}", path.display())]
     Io {
         path: PathBuf,
@@ -80,6 +109,9 @@ impl StateError {
                 Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
             ),
             StateError::Io { .. }
+            | StateError::NotAFolder { .. }
+            | StateError::NotWritable { .. }
+            | StateError::Corrupt { .. }
             | StateError::FutureVersion { .. }
             | StateError::Outdated { .. }
             | StateError::ForeignFile { .. }

@@ -208,18 +208,18 @@ impl CheckpointStore {
     /// Takes the exclusive OS lock on `<path>.lock`, creating the parent
     /// folder. `Err(StateError::Locked)` when another process holds it.
     pub fn lock(path: &Path) -> Result<StateLock, StateError> {
-        create_parent(path)?;
-        let lock_path = lock_path(path);
+        // Lock the file the path leads to: two configs may reach one state file through
+        // a symlink, and both must take the same lock.
+        let target = resolve_path(path);
+        create_parent(&target)?;
+        let lock_path = lock_path(&target);
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
             .open(&lock_path)
-            .map_err(|source| StateError::Io {
-                path: lock_path.clone(),
-                source,
-            })?;
+            .map_err(|source| io_error(path, &lock_path, false, source))?;
         match file.try_lock() {
             Ok(()) => Ok(StateLock {
                 _file: file,
@@ -329,6 +329,26 @@ impl CheckpointStore {
     /// The state file's path.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Whether SQLite finds the file intact (`PRAGMA quick_check`), for
+    /// `runner validate --check`.
+    pub fn check_integrity(&self) -> Result<(), StateError> {
+        let mut stmt = self
+            .conn
+            .prepare("PRAGMA quick_check")
+            .map_err(self.sqlite())?;
+        let problems: Vec<String> = stmt
+            .query_map([], |row| row.get::<_, String>(0))
+            .and_then(Iterator::collect)
+            .map_err(self.sqlite())?;
+        if problems.iter().all(|p| p == "ok") {
+            return Ok(());
+        }
+        Err(StateError::Corrupt {
+            path: self.path.clone(),
+            detail: problems.into_iter().take(3).collect::<Vec<_>>().join("; "),
+        })
     }
 
     /// The stored cursor, or `None` when this sink has never committed for
@@ -488,6 +508,17 @@ impl CheckpointStore {
             .map_err(sqlite_error(&path))?;
         }
         tx.commit().map_err(sqlite_error(&path))
+    }
+
+    /// Whether `sink` has a cursor on any service.
+    pub fn sink_has_cursors(&self, sink: &str) -> Result<bool, StateError> {
+        self.conn
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM cursor WHERE sink = ?1)",
+                [sink],
+                |row| row.get(0),
+            )
+            .map_err(self.sqlite())
     }
 
     /// Every cursor, ordered by source, service and sink.
@@ -713,22 +744,126 @@ fn raw_sink_state(row: &rusqlite::Row<'_>) -> rusqlite::Result<RawSinkState> {
 }
 
 fn sqlite_error(path: &Path) -> impl Fn(rusqlite::Error) -> StateError + '_ {
-    move |source| StateError::Sqlite {
-        path: path.to_path_buf(),
-        source,
+    move |source| match source.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::ReadOnly | rusqlite::ErrorCode::CannotOpen) => {
+            StateError::NotWritable {
+                path: path.to_path_buf(),
+                folder: path
+                    .parent()
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .unwrap_or(Path::new("."))
+                    .to_path_buf(),
+                source: Box::new(source),
+            }
+        }
+        Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase) => {
+            StateError::Corrupt {
+                path: path.to_path_buf(),
+                detail: source.to_string(),
+            }
+        }
+        _ => StateError::Sqlite {
+            path: path.to_path_buf(),
+            source,
+        },
     }
 }
 
 fn create_parent(path: &Path) -> Result<(), StateError> {
     match path.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => {
-            fs::create_dir_all(parent).map_err(|source| StateError::Io {
-                path: path.to_path_buf(),
-                source,
-            })
+            fs::create_dir_all(parent).map_err(|source| io_error(path, parent, true, source))
         }
         _ => Ok(()),
     }
+}
+
+/// An I/O error about `what` (the state's folder, when `what_is_folder`, or its lock
+/// file) in terms of its real cause: a file where a folder of the path should be, or a
+/// folder this user may not write.
+fn io_error(path: &Path, what: &Path, what_is_folder: bool, source: std::io::Error) -> StateError {
+    // A component of the path that should be a folder, exists, and is not one.
+    let file = what
+        .ancestors()
+        .skip(usize::from(!what_is_folder))
+        .find(|a| !a.as_os_str().is_empty() && a.metadata().is_ok_and(|m| !m.is_dir()));
+    if let Some(file) = file {
+        return StateError::NotAFolder {
+            path: path.to_path_buf(),
+            file: file.to_path_buf(),
+        };
+    }
+    if source.kind() == std::io::ErrorKind::PermissionDenied {
+        let folder = what
+            .ancestors()
+            .find(|a| a.is_dir())
+            .unwrap_or(what)
+            .to_path_buf();
+        return StateError::NotWritable {
+            path: path.to_path_buf(),
+            folder,
+            source: Box::new(source),
+        };
+    }
+    StateError::Io {
+        path: what.to_path_buf(),
+        source,
+    }
+}
+
+/// `path` as the lock sees it: absolute, with every symlink resolved, also one at the
+/// end that points to a file not created yet, and `.`/`..` applied. Reads links and
+/// metadata, never writes. Two paths that lead to one file resolve to the same path.
+pub fn resolve_path(path: &Path) -> PathBuf {
+    let mut current = normalized(&std::path::absolute(path).unwrap_or_else(|_| path.to_owned()));
+    // A bounded number of hops, like the kernel's, against a loop of links.
+    for _ in 0..40 {
+        match fs::symlink_metadata(&current) {
+            Ok(meta) if meta.file_type().is_symlink() => match fs::read_link(&current) {
+                Ok(target) => {
+                    let base = current.parent().map(Path::to_owned).unwrap_or_default();
+                    current = normalized(&base.join(target));
+                }
+                Err(_) => break,
+            },
+            Ok(_) => return fs::canonicalize(&current).unwrap_or(current),
+            Err(_) => break,
+        }
+    }
+    // Not there (yet): resolve the longest existing ancestor, keep the rest as written.
+    let mut rest = Vec::new();
+    let mut base = current.clone();
+    while fs::symlink_metadata(&base).is_err() {
+        match base.file_name() {
+            Some(name) => rest.push(name.to_owned()),
+            None => break,
+        }
+        if !base.pop() {
+            break;
+        }
+    }
+    let mut resolved = fs::canonicalize(&base).unwrap_or(base);
+    for name in rest.iter().rev() {
+        resolved.push(name);
+    }
+    resolved
+}
+
+/// `path` without `.` and with `..` applied, without touching the disk.
+fn normalized(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for component in path.components() {
+        match component {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                if !out.pop() {
+                    out.push("..");
+                }
+            }
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 /// `<path>.lock`, keeping the full file name (`events.db.lock`), so that the

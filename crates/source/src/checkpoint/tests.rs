@@ -851,20 +851,72 @@ fn errors_name_the_state_file() {
     )
     .unwrap();
     let err = CheckpointStore::open(&path).unwrap_err();
-    assert!(matches!(err, StateError::Sqlite { .. }), "{err:?}");
+    assert!(matches!(err, StateError::Corrupt { .. }), "{err:?}");
     assert!(
         err.to_string().contains(&path.display().to_string()),
         "{err}"
     );
+    assert!(err.to_string().contains("corrupt"), "{err}");
 
-    // A parent "folder" that is a file cannot be created.
+    // A parent "folder" that is a file cannot be created: the error says which file.
     let below_a_file = path.join("state.db");
-    let err = CheckpointStore::open(&below_a_file).unwrap_err();
-    assert!(matches!(err, StateError::Io { .. }), "{err:?}");
+    for err in [
+        CheckpointStore::open(&below_a_file).unwrap_err(),
+        CheckpointStore::lock(&below_a_file).unwrap_err(),
+    ] {
+        assert!(matches!(err, StateError::NotAFolder { .. }), "{err:?}");
+        let shown = err.to_string();
+        assert!(
+            shown.contains(&below_a_file.display().to_string()),
+            "{shown}"
+        );
+        assert!(
+            shown.contains(&format!("{} is a file, not a folder", path.display())),
+            "{shown}"
+        );
+    }
+}
+
+#[test]
+fn the_lock_follows_symlinks_to_the_state_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("state")).unwrap();
+    std::fs::create_dir_all(dir.path().join("alt")).unwrap();
+    let real = dir.path().join("state/s.db");
+    let link = dir.path().join("alt/s.db");
+    // Dangling until the first open creates the state file.
+    std::os::unix::fs::symlink("../state/s.db", &link).unwrap();
+    let held = CheckpointStore::lock(&real).unwrap();
+    let err = CheckpointStore::lock(&link).unwrap_err();
+    assert!(matches!(err, StateError::Locked { .. }), "{err:?}");
+    drop(held);
+    let held = CheckpointStore::lock(&link).unwrap();
+    assert!(CheckpointStore::lock(&real).is_err());
+    assert_eq!(held.path(), resolve_path(&real).with_file_name("s.db.lock"));
+    assert_eq!(resolve_path(&link), resolve_path(&real));
+    assert_eq!(
+        resolve_path(&dir.path().join("alt/../state/./new/x.db")),
+        resolve_path(&dir.path().join("state")).join("new/x.db")
+    );
+}
+
+#[test]
+fn a_corrupt_state_file_fails_the_integrity_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.db");
+    let store = CheckpointStore::open(&path).unwrap();
+    store.check_integrity().unwrap();
+    drop(store);
+    let mut bytes = std::fs::read(&path).unwrap();
+    for byte in bytes.iter_mut().skip(100).take(4000) {
+        *byte = 0x5a;
+    }
+    std::fs::write(&path, &bytes).unwrap();
+    let outcome = CheckpointStore::open_read_only(&path)
+        .and_then(|store| store.expect("the file exists").check_integrity());
     assert!(
-        err.to_string()
-            .contains(&below_a_file.display().to_string()),
-        "{err}"
+        matches!(outcome, Err(StateError::Corrupt { .. })),
+        "{outcome:?}"
     );
 }
 

@@ -103,7 +103,9 @@ impl Harness {
         let state = StateHandle::new(CheckpointStore::open(&self.state_path).unwrap());
         let out = self.out_path();
         let before = std::fs::metadata(&out).map_or(0, |m| m.len());
-        let sink = SinkRuntime::open(&file_sink(&out), &state).await.unwrap();
+        let sink = SinkRuntime::open(&file_sink(&out), &state, self.settings.lookback)
+            .await
+            .unwrap();
         assert!(
             sink.unavailable().is_none(),
             "the file sink cannot open {out:?}"
