@@ -217,6 +217,10 @@ pub(crate) enum ItemOutcome {
     Held {
         reason: String,
     },
+    /// Acknowledged without having been sent, by design; counted by kind.
+    Skipped {
+        kind: &'static str,
+    },
 }
 
 /// The result of sending one batch, with its retries.
@@ -243,6 +247,8 @@ pub struct DriverReport {
     pub expected_dead_lettered: BTreeMap<&'static str, u64>,
     /// Records the sink held back for a later run.
     pub held: u64,
+    /// Records the sink acknowledged without sending, by kind.
+    pub skipped: BTreeMap<&'static str, u64>,
     pub batches: u64,
     /// Sends, counting retries.
     pub requests: u64,
@@ -275,6 +281,7 @@ pub struct SinkDriver {
     unexpected_dead_lettered: u64,
     expected_dead_lettered: BTreeMap<&'static str, u64>,
     held: u64,
+    skipped: BTreeMap<&'static str, u64>,
     batches: u64,
     requests: u64,
 }
@@ -309,6 +316,7 @@ pub fn spawn(
         unexpected_dead_lettered: 0,
         expected_dead_lettered: BTreeMap::new(),
         held: 0,
+        skipped: BTreeMap::new(),
         batches: 0,
         requests: 0,
     };
@@ -371,6 +379,7 @@ impl SinkDriver {
             unexpected_dead_lettered: self.unexpected_dead_lettered,
             expected_dead_lettered: self.expected_dead_lettered,
             held: self.held,
+            skipped: self.skipped,
             batches: self.batches,
             requests: self.requests,
             failure: self.failure,
@@ -489,6 +498,10 @@ impl SinkDriver {
         for (entry, item) in entries.iter().zip(&outcome.outcomes) {
             let how = match item {
                 Some(ItemOutcome::Delivered) => Resolution::Delivered,
+                Some(ItemOutcome::Skipped { kind }) => {
+                    *self.skipped.entry(kind).or_default() += 1;
+                    Resolution::Skipped
+                }
                 Some(ItemOutcome::Rejected { expected, .. }) if dead_letters_written => {
                     dead_lettered += 1;
                     match expected {
@@ -758,7 +771,8 @@ fn check(delivery: &Delivery, len: usize) -> Result<(), String> {
         .iter()
         .map(|r| r.index)
         .chain(delivery.retry.iter().map(|r| r.index))
-        .chain(delivery.held.iter().map(|h| h.index));
+        .chain(delivery.held.iter().map(|h| h.index))
+        .chain(delivery.skipped.iter().map(|k| k.index));
     for index in indices {
         match seen.get_mut(index) {
             None => {
@@ -789,6 +803,9 @@ fn apply(delivery: &Delivery, sent: &[usize], outcomes: &mut [Option<ItemOutcome
         outcomes[sent[hold.index]] = Some(ItemOutcome::Held {
             reason: hold.reason.clone(),
         });
+    }
+    for skip in &delivery.skipped {
+        outcomes[sent[skip.index]] = Some(ItemOutcome::Skipped { kind: skip.kind });
     }
     let mut retry = Vec::new();
     for (i, &batch_index) in sent.iter().enumerate() {

@@ -21,6 +21,8 @@ pub enum Resolution {
     Delivered,
     /// The destination refused it for good; it is in the dead-letter file.
     DeadLettered,
+    /// The sink acknowledged it without sending it, by design (too old to alert about).
+    Skipped,
 }
 
 /// Where a cursor stands when its service's pull starts.
@@ -125,6 +127,7 @@ impl Ledger {
         match how {
             Resolution::Delivered => self.pending_delivered += 1,
             Resolution::DeadLettered => self.pending_dead_lettered += 1,
+            Resolution::Skipped => {}
         }
         self.changed = true;
         self.advance();

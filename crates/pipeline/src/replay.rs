@@ -116,7 +116,7 @@ pub async fn replay(
         for ((line, record), item) in chunk.iter().zip(outcome.outcomes) {
             let slot = &mut rewritten[line - 1];
             match item {
-                Some(ItemOutcome::Delivered) => {
+                Some(ItemOutcome::Delivered | ItemOutcome::Skipped { .. }) => {
                     report.accepted += 1;
                     *slot = None;
                 }

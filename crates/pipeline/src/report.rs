@@ -93,6 +93,8 @@ pub struct SinkSummary {
     pub expected_dead_lettered: BTreeMap<&'static str, u64>,
     /// Records the sink held back for a later run (their positions wait).
     pub held: u64,
+    /// Records the sink acknowledged without sending, by kind (`too_old_to_alert`).
+    pub skipped: BTreeMap<&'static str, u64>,
     pub dead_letter_path: PathBuf,
     pub batches: u64,
     /// Sends, counting retries.
@@ -114,6 +116,7 @@ impl SinkSummary {
             unexpected_dead_lettered: 0,
             expected_dead_lettered: BTreeMap::new(),
             held: 0,
+            skipped: BTreeMap::new(),
             dead_letter_path,
             batches: 0,
             requests: 0,
@@ -146,6 +149,14 @@ impl SinkSummary {
                 self.dead_lettered,
                 self.dead_letter_path.display()
             );
+        }
+        if !self.skipped.is_empty() {
+            let skipped: Vec<String> = self
+                .skipped
+                .iter()
+                .map(|(kind, n)| format!("{n} {kind}"))
+                .collect();
+            let _ = write!(line, ", not sent by design: {}", skipped.join(", "));
         }
         if self.held > 0 {
             let _ = write!(

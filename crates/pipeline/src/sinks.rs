@@ -36,11 +36,15 @@ pub struct SinkRuntime {
 
 impl SinkRuntime {
     fn with(settings: &SinkSettings, sink: Option<Arc<dyn Sink>>) -> Self {
+        let mut options = settings.options.clone();
+        if let Some(timeout) = settings.config.batch_timeout() {
+            options.batch.timeout = timeout;
+        }
         SinkRuntime {
             name: settings.name.clone(),
             kind: settings.kind(),
             filter: settings.filter.clone(),
-            options: settings.options.clone(),
+            options,
             concurrency: settings.config.concurrency().max(1),
             dead_letter: DeadLetterFile::for_sink(settings),
             sink,

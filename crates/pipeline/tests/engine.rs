@@ -819,3 +819,38 @@ async fn held_records_wait_for_a_later_run_and_expected_refusals_do_not_fail_it(
         "the dead-lettered one does not"
     );
 }
+
+// Records a sink acknowledges without sending (a chat sink's events too old to alert
+// about) move the positions like delivered ones, are counted by kind, and are neither
+// dead-lettered nor offered again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skipped_records_are_acknowledged_and_counted_but_not_dead_lettered() {
+    let world = World::new(2, 20, 10);
+    let fake = FakeSink::new("chat", |_, batch| {
+        Answer::Skip((0..batch.len()).filter(|i| i % 2 == 0).collect())
+    });
+    let report = world.sync(&[(&fake, SinkSpec::default())], 2).await;
+    assert!(report.ok(), "{:?}", report.lines());
+    let skipped = report.sinks[0]
+        .skipped
+        .get("too_old_to_alert")
+        .copied()
+        .unwrap_or(0);
+    assert_eq!(skipped + fake.accepted().len() as u64, 40);
+    assert!(skipped > 0);
+    assert!(
+        report.sinks[0].line().contains("not sent by design"),
+        "{}",
+        report.sinks[0].line()
+    );
+    assert!(!world.dead_letter_path("chat").exists());
+    for row in world.positions() {
+        assert_eq!(row.position, Some(world.newest(&row.service_id)));
+    }
+    let again = FakeSink::accepting("chat");
+    assert!(world.sync(&[(&again, SinkSpec::default())], 2).await.ok());
+    assert!(
+        again.calls().is_empty(),
+        "skipped records were offered again"
+    );
+}

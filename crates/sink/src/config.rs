@@ -186,6 +186,13 @@ pub trait SinkConfig: fmt::Debug + Send + Sync {
         1
     }
 
+    /// A batch timeout the kind's own keys set, which wins over `batch.timeout` (a chat
+    /// sink's `group_window`: how long events of one service may wait to share a
+    /// message).
+    fn batch_timeout(&self) -> Option<std::time::Duration> {
+        None
+    }
+
     /// Opens the sink: the I/O that reading the config does not do, from what the state
     /// file holds of it.
     async fn build(&self, name: &str, context: BuildContext) -> Result<BuiltSink, SinkError>;

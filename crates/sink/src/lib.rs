@@ -45,9 +45,10 @@ pub use stdout::{StdoutFormat, StdoutSink};
 ///   position for this sink until it is resolved. A record in [`Delivery::held`] was not
 ///   sent and should not be yet (a Loki entry dated more than 10 minutes ahead): it is
 ///   neither retried nor acknowledged in this run, and holds its service's position for
-///   this sink, so a later run offers it again. Each index appears at most once across
-///   the three lists and is below the batch's length; anything else is an engine error
-///   for the sink.
+///   this sink, so a later run offers it again. A record in [`Delivery::skipped`] is
+///   acknowledged without having been sent (a chat sink's event too old to alert about)
+///   and counted by kind. Each index appears at most once across the four lists and is
+///   below the batch's length; anything else is an engine error for the sink.
 /// - **Whole-batch failure.** `Err(_)` means *nothing* of the batch is acknowledged. A
 ///   [retryable](SinkError::is_retryable) error is retried within the run with backoff
 ///   (honouring [`SinkError::retry_after`]); a permanent one fails the sink for the run.
@@ -99,6 +100,9 @@ pub struct Delivery {
     pub retry: Vec<ItemRetry>,
     /// Records the sink did not send and that must wait for a later run.
     pub held: Vec<ItemHold>,
+    /// Records the sink acknowledges without sending them, by design (a chat sink's
+    /// events older than its `max_age`): counted by kind, never dead-lettered.
+    pub skipped: Vec<ItemSkip>,
     /// The sink's state after this send, to commit with the positions.
     pub state: Option<SinkState>,
 }
@@ -134,6 +138,15 @@ pub struct ItemRetry {
     pub reason: String,
     /// The destination's status for the item, if it gave one.
     pub status: Option<u16>,
+}
+
+/// One record a sink acknowledges without sending it (an event too old to alert about).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ItemSkip {
+    /// Index of the record in the batch passed to `send`.
+    pub index: usize,
+    /// Why, by a short name the summary counts it under (`"too_old_to_alert"`).
+    pub kind: &'static str,
 }
 
 /// One record a sink did not send and that must wait for a later run (a Loki entry

@@ -46,6 +46,9 @@ pub enum Answer {
         hold: Vec<usize>,
         too_old: Vec<usize>,
     },
+    /// Records acknowledged without being "sent" (too old to alert about); the others are
+    /// accepted.
+    Skip(Vec<usize>),
     /// Outcomes as given, unchecked (for impossible answers).
     Raw(Delivery),
 }
@@ -182,6 +185,16 @@ impl Sink for FakeSink {
             Answer::Accept => Delivery::all_accepted(),
             Answer::Fail(e) => return Err(e),
             Answer::Raw(delivery) => return Ok(delivery),
+            Answer::Skip(indices) => Delivery {
+                skipped: indices
+                    .into_iter()
+                    .map(|index| sink::ItemSkip {
+                        index,
+                        kind: "too_old_to_alert",
+                    })
+                    .collect(),
+                ..Delivery::default()
+            },
             Answer::Loki { hold, too_old } => Delivery {
                 rejected: too_old
                     .into_iter()
@@ -228,6 +241,7 @@ impl Sink for FakeSink {
             .map(|r| r.index)
             .chain(delivery.retry.iter().map(|r| r.index))
             .chain(delivery.held.iter().map(|h| h.index))
+            .chain(delivery.skipped.iter().map(|k| k.index))
             .collect();
         let mut accepted = self.accepted.lock().unwrap();
         for (i, record) in batch.iter().enumerate() {
@@ -336,6 +350,9 @@ impl World {
             },
         )
         .unwrap();
+        // Building the source's client needs the process's TLS crypto provider (the
+        // runner installs it in `main`).
+        tls_provider::install();
         let settings = SourceSettings {
             name: "sim".to_owned(),
             endpoint: sim.base_url(),
@@ -346,6 +363,7 @@ impl World {
             event_type: None,
             page_size,
             lookback: Duration::from_secs(600),
+            max_clock_skew: Duration::from_secs(300),
             start_at: StartAt::Beginning,
             offset_unit: OffsetUnit::Auto,
             request_timeout: Duration::from_secs(10),
