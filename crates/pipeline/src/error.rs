@@ -4,8 +4,8 @@
 
 use crate::dead_letter::DeadLetterError;
 use sink::SinkError;
-use source::SourceError;
 use source::checkpoint::StateError;
+use source::{AuthKind, SourceError};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,18 +27,16 @@ pub enum SourceFailure {
     Auth(SourceError),
     /// Authentication could not be tried to an end (unreachable endpoint, 5xx).
     #[error("authentication ({kind}) failed: {error}")]
-    AuthAttempt {
-        kind: &'static str,
-        error: SourceError,
-    },
-    /// `run` waits after a refused authentication before trying the source again.
+    AuthAttempt { kind: AuthKind, error: SourceError },
+    /// The source's refused credentials are held (its one lockout policy): `run` does not
+    /// present them again until the hold ends or they change.
     #[error(
         "authentication ({kind}) failed {}s ago; not tried again for another {}s, because repeated failures lock AK/SK keys",
         .ago.as_secs(),
         .wait.as_secs()
     )]
     HeldBack {
-        kind: &'static str,
+        kind: AuthKind,
         ago: Duration,
         wait: Duration,
     },
@@ -47,6 +45,10 @@ pub enum SourceFailure {
     /// `--service ID` names a service that no selected source follows.
     #[error("--service {0}: no selected source follows this service")]
     NotFollowed(String),
+    /// A shutdown came before the source's services were followed (not a failure of the
+    /// source: the run is stopping).
+    #[error("stopped by a shutdown before its services were synced")]
+    Interrupted,
 }
 
 /// Why one service's pull stopped early (what was delivered before is kept).
@@ -57,6 +59,9 @@ pub enum ServiceFailure {
     /// Its cursors could not be read.
     #[error("state: {0}")]
     State(#[from] StateFailure),
+    /// The service's task ended without an outcome: it panicked or was cancelled.
+    #[error("the service's task ended unexpectedly: {0}")]
+    Task(String),
 }
 
 /// Why a sink stopped delivering for this cycle. Its positions stay at what it

@@ -8,6 +8,12 @@
 //! pull for that long is *left behind* (the other sinks are not paced by it). It keeps
 //! its position and feed, and the pipeline runs a catch-up pull for it once the other
 //! sinks are done.
+//!
+//! A shutdown ends the pull at once, whatever it waits for (a retry's backoff, the
+//! source's rate limiter, a request in flight): what was handed to the drivers is
+//! delivered and committed by them; the rest is read again next run. Positions never
+//! move past the clock plus the source's `max_clock_skew` (each batch says how far they
+//! may move), and a stored one that is ahead of it is brought back when it is loaded.
 
 use crate::driver::{DriverHandle, Feed, Offered};
 use crate::error::{ServiceFailure, StateFailure};
@@ -17,6 +23,7 @@ use crate::run::{Mode, SourceRuntime};
 use crate::sinks::SinkRuntime;
 use record::{EventRecord, IdParts, SharedRecord};
 use source::checkpoint::CursorKey;
+use source::pull::position_limit;
 use source::{PullOptions, ServicePull, SinkCursor, SourceError, StartAt};
 use std::io::Write;
 use std::sync::Arc;
@@ -122,6 +129,7 @@ impl ServiceJob {
             page_size: self.source.settings.page_size,
             event_type: self.source.settings.event_type.clone(),
             offset_unit: self.source.settings.offset_unit,
+            max_clock_skew: self.source.settings.max_clock_skew,
         };
         let source = self.source.clone();
         let mut pull = ServicePull::new(
@@ -234,10 +242,17 @@ impl ServiceJob {
             .collect();
         let since = self.since();
         let lookback = settings.lookback;
+        let limit = position_limit(record::now_ms(), settings.max_clock_skew);
         for ((index, key), stored) in wanted.into_iter().zip(keys).zip(stored) {
             let target = &mut self.targets[index];
             target.stored = stored.is_some();
-            target.cursor = Some(SinkCursor::new(stored, since, lookback));
+            let mut cursor = SinkCursor::new(stored, since, lookback);
+            if cursor.cap_position(limit) {
+                warn!(source = %settings.name, service_id = %self.service_id, sink = %target.sink.name,
+                    position = %record::timestamp_rfc3339(limit),
+                    "The stored position was ahead of the clock plus max_clock_skew; it is moved back to that (what the sink has stays fingerprinted).");
+            }
+            target.cursor = Some(cursor);
             target.opened = false;
             starts.push((index, key));
         }
@@ -282,13 +297,29 @@ impl ServiceJob {
         // With password auth the project may come from the token.
         let project_id = self.source.client.project_id().to_owned();
         let source_name = self.source.settings.name.clone();
-        while let Some(batch) = pull.next_batch().await? {
+        let mut stopping = self.shutdown.clone();
+        loop {
+            // Whatever the pull waits for (a backoff, the rate limiter, a request), a
+            // shutdown ends the wait: the pull is dropped where it stands.
+            let next = tokio::select! {
+                biased;
+                () = stopped(&mut stopping) => {
+                    info!(source = %source_name, service_id = %self.service_id,
+                        "Stopping this service's pull: shutting down.");
+                    break;
+                }
+                next = pull.next_batch() => next?,
+            };
+            let Some(batch) = next else {
+                break;
+            };
             summary.malformed += batch.malformed.len() as u64;
             summary.fetched += batch.events.len() as u64;
             if !batch.service_name.is_empty() {
                 summary.service_name.clone_from(&batch.service_name);
             }
-            let through = batch.events.last().map(|e| e.occur_time);
+            // The newest event's time, but never past the clock plus max_clock_skew.
+            let through = batch.through;
             let records: Vec<SharedRecord> = batch
                 .events
                 .iter()
@@ -370,6 +401,13 @@ impl ServiceJob {
             }
         }
         Ok(())
+    }
+}
+
+/// Resolves once `shutdown` turns true; never, if its sender is gone without saying so.
+pub(crate) async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    if shutdown.wait_for(|stop| *stop).await.is_err() {
+        std::future::pending::<()>().await;
     }
 }
 

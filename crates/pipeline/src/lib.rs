@@ -48,6 +48,6 @@ pub mod state;
 pub use dead_letter::{DeadLetterEntry, DeadLetterFile};
 pub use error::{ServiceFailure, SinkFailure, SourceFailure, StateFailure};
 pub use report::{RunReport, ServiceSummary, SinkSummary};
-pub use run::{AUTH_RETRY_DELAY, Followed, Mode, Pipeline, Selection, SourceRuntime};
+pub use run::{Followed, Mode, Pipeline, Selection, SourceRuntime};
 pub use sinks::{SINK_HOLD, SinkRuntime};
 pub use state::StateHandle;

@@ -1,11 +1,18 @@
 //! One sync cycle: authenticate each selected source once and work out which services
 //! it follows, start one driver per sink, run the service jobs `concurrency` at a time,
 //! then the catch-up pulls of sinks the jobs left behind, and gather the report.
+//!
+//! A shutdown ends every wait of the cycle on the source side (authentication, the
+//! services listing, each service's pull); the drivers then finish and commit what they
+//! were handed. A service task that panics or is cancelled is a failure of that service,
+//! named in the report, never a silent success. A refused authentication is held by the
+//! source's client (its one lockout policy): `run` polls it again only when the hold ends
+//! or the credentials change.
 
 use crate::driver::{self, DriverReport};
-use crate::error::{SinkFailure, SourceFailure};
-use crate::job::{JobOutcome, ServiceJob, Target};
-use crate::report::{RunReport, SinkSummary, SourceProblem};
+use crate::error::{ServiceFailure, SinkFailure, SourceFailure};
+use crate::job::{JobOutcome, ServiceJob, Target, stopped};
+use crate::report::{RunReport, ServiceSummary, SinkSummary, SourceProblem};
 use crate::sinks::SinkRuntime;
 use crate::state::StateHandle;
 use source::checkpoint::DiscoveredService;
@@ -13,14 +20,9 @@ use source::discovery;
 use source::{ModelArtsClient, ServerModel, SourceError, SourceSettings};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 use tokio::sync::{Semaphore, watch};
-use tokio::task::JoinSet;
+use tokio::task::{JoinError, JoinSet};
 use tracing::{error, warn};
-
-/// After an authentication failure `run` leaves the source alone this long:
-/// five bad AK/SK signatures lock the key for five minutes on the real cloud.
-pub const AUTH_RETRY_DELAY: Duration = Duration::from_secs(5 * 60);
 
 /// One configured source, ready to pull.
 pub struct SourceRuntime {
@@ -69,8 +71,6 @@ pub struct Pipeline {
     pub sinks: Vec<Arc<SinkRuntime>>,
     /// Services pulled at once, across sources.
     pub concurrency: usize,
-    /// When each source last failed to authenticate (kept across the polls of `run`).
-    auth_failed_at: Mutex<HashMap<String, Instant>>,
 }
 
 impl Pipeline {
@@ -83,51 +83,37 @@ impl Pipeline {
             sources,
             sinks,
             concurrency: concurrency.max(1),
-            auth_failed_at: Mutex::new(HashMap::new()),
         }
     }
 
     /// Authenticates the source with one request and works out which services it
-    /// follows: those listed in `services`, plus those that `discover` matches.
-    pub async fn follow(&self, source: &SourceRuntime) -> Result<Vec<Followed>, SourceFailure> {
-        let name = &source.settings.name;
+    /// follows: those listed in `services`, plus those that `discover` matches. A
+    /// shutdown ends whatever it waits for.
+    pub async fn follow(
+        &self,
+        source: &SourceRuntime,
+        shutdown: &watch::Receiver<bool>,
+    ) -> Result<Vec<Followed>, SourceFailure> {
+        let mut stopping = shutdown.clone();
+        tokio::select! {
+            biased;
+            () = stopped(&mut stopping) => Err(SourceFailure::Interrupted),
+            followed = self.follow_now(source) => followed,
+        }
+    }
+
+    async fn follow_now(&self, source: &SourceRuntime) -> Result<Vec<Followed>, SourceFailure> {
         let kind = source.client.auth_kind();
-        let failed_at = self
-            .auth_failed_at
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(name)
-            .copied();
-        if let Some(at) = failed_at
-            && at.elapsed() < AUTH_RETRY_DELAY
-        {
-            return Err(SourceFailure::HeldBack {
-                kind,
-                ago: at.elapsed(),
-                wait: AUTH_RETRY_DELAY.saturating_sub(at.elapsed()),
-            });
-        }
-        let outcome = source.client.authenticate().await;
-        {
-            let mut failures = self
-                .auth_failed_at
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            match &outcome {
-                Ok(()) => {
-                    failures.remove(name);
-                }
-                Err(SourceError::Auth { .. }) => {
-                    failures.insert(name.clone(), Instant::now());
-                }
-                Err(_) => {}
-            }
-        }
-        match outcome {
+        match source.client.authenticate().await {
             Ok(()) => {}
             // The error names the auth kind and the code already.
             Err(e @ SourceError::Auth { .. }) => return Err(SourceFailure::Auth(e)),
-            Err(error) => return Err(SourceFailure::AuthAttempt { kind, error }),
+            Err(SourceError::HeldBack { ago, wait, .. }) => {
+                return Err(SourceFailure::HeldBack { kind, ago, wait });
+            }
+            Err(error) => {
+                return Err(SourceFailure::AuthAttempt { kind, error });
+            }
         }
         let mut followed: Vec<Followed> = source
             .settings
@@ -176,13 +162,19 @@ impl Pipeline {
             })
             .collect();
         let followed =
-            futures_util::future::join_all(selected.iter().map(|s| self.follow(s))).await;
+            futures_util::future::join_all(selected.iter().map(|s| self.follow(s, &shutdown)))
+                .await;
         let mut problems = Vec::new();
         let mut services = Vec::new();
         let mut discovered_by_source = Vec::new();
         for (source, followed) in selected.into_iter().zip(followed) {
             let followed = match followed {
                 Ok(followed) => followed,
+                Err(SourceFailure::Interrupted) => {
+                    warn!(source = %source.settings.name,
+                        "Shutting down before the source's services were synced.");
+                    continue;
+                }
                 Err(failure) => {
                     error!(source = %source.settings.name, error = %failure,
                         "Source failed; its services were not synced. Other sources go on.");
@@ -253,6 +245,8 @@ impl Pipeline {
         }
         let permits = Arc::new(Semaphore::new(self.concurrency));
         let mut jobs = JoinSet::new();
+        // Which service each task pulls, to name it if the task ends without an outcome.
+        let mut tasks: HashMap<tokio::task::Id, (String, String)> = HashMap::new();
         let order: Vec<(String, String)> = services
             .iter()
             .map(|(s, f)| (s.settings.name.clone(), f.service_id.clone()))
@@ -275,12 +269,12 @@ impl Pipeline {
                 shutdown: shutdown.clone(),
                 catch_up: false,
             };
-            spawn_job(&mut jobs, &permits, job);
+            spawn_job(&mut jobs, &mut tasks, &permits, job);
         }
         let mut catch_ups = Vec::new();
-        while let Some(joined) = jobs.join_next().await {
+        while let Some(joined) = jobs.join_next_with_id().await {
             match joined {
-                Ok(JobOutcome { summary, catch_up }) => {
+                Ok((_, JobOutcome { summary, catch_up })) => {
                     if let Some(job) = catch_up {
                         for sink in job.sinks() {
                             if let Some(s) = sinks.iter_mut().find(|s| s.name == sink) {
@@ -292,21 +286,21 @@ impl Pipeline {
                     }
                     report.services.push(summary);
                 }
-                Err(e) => error!(error = %e, "A service task failed unexpectedly."),
+                Err(e) => report.services.push(task_failure(&tasks, e)),
             }
         }
         // The sinks left behind catch up now that the others are done, unless the run
         // is stopping (they catch up next run).
         if !*shutdown.borrow() {
             for job in catch_ups {
-                spawn_job(&mut jobs, &permits, job);
+                spawn_job(&mut jobs, &mut tasks, &permits, job);
             }
         } else {
             catch_ups.clear();
         }
-        while let Some(joined) = jobs.join_next().await {
-            match joined {
-                Ok(JobOutcome { summary, catch_up }) => {
+        while let Some(joined) = jobs.join_next_with_id().await {
+            let summary = match joined {
+                Ok((_, JobOutcome { summary, catch_up })) => {
                     if let Some(left) = catch_up {
                         for sink in left.sinks() {
                             if let Some(s) = sinks.iter_mut().find(|s| s.name == sink) {
@@ -314,18 +308,22 @@ impl Pipeline {
                             }
                         }
                     }
-                    if let Some(main) = report
-                        .services
-                        .iter_mut()
-                        .find(|s| s.source == summary.source && s.service_id == summary.service_id)
-                    {
-                        main.requests += summary.requests;
-                        if main.failure.is_none() {
-                            main.failure = summary.failure;
-                        }
+                    summary
+                }
+                Err(e) => task_failure(&tasks, e),
+            };
+            match report
+                .services
+                .iter_mut()
+                .find(|s| s.source == summary.source && s.service_id == summary.service_id)
+            {
+                Some(main) => {
+                    main.requests += summary.requests;
+                    if main.failure.is_none() {
+                        main.failure = summary.failure;
                     }
                 }
-                Err(e) => error!(error = %e, "A catch-up task failed unexpectedly."),
+                None => report.services.push(summary),
             }
         }
         for (summary, driver) in sinks.iter_mut().zip(drivers) {
@@ -358,13 +356,48 @@ impl Pipeline {
     }
 }
 
-fn spawn_job(jobs: &mut JoinSet<JobOutcome>, permits: &Arc<Semaphore>, job: ServiceJob) {
+fn spawn_job(
+    jobs: &mut JoinSet<JobOutcome>,
+    tasks: &mut HashMap<tokio::task::Id, (String, String)>,
+    permits: &Arc<Semaphore>,
+    job: ServiceJob,
+) {
     let permits = permits.clone();
-    jobs.spawn(async move {
+    let service = (job.source.settings.name.clone(), job.service_id.clone());
+    let handle = jobs.spawn(async move {
         // The semaphore is never closed, so acquire cannot fail.
         let _permit = permits.acquire_owned().await;
         job.run().await
     });
+    tasks.insert(handle.id(), service);
+}
+
+/// The summary of a service whose task ended without an outcome (it panicked or was
+/// cancelled): a failure that names the service, so the run cannot end as a success.
+fn task_failure(
+    tasks: &HashMap<tokio::task::Id, (String, String)>,
+    error: JoinError,
+) -> ServiceSummary {
+    let (source, service_id) = tasks
+        .get(&error.id())
+        .cloned()
+        .unwrap_or_else(|| ("-".to_owned(), "-".to_owned()));
+    let why = if error.is_panic() {
+        let payload = error.into_panic();
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "no message".to_owned());
+        format!("it panicked: {message}")
+    } else {
+        "it was cancelled".to_owned()
+    };
+    error!(source = %source, service_id = %service_id, why = %why,
+        "A service's task ended unexpectedly; the service failed. What was delivered before is kept.");
+    let mut summary = ServiceSummary::new(&source, &service_id);
+    summary.failure = Some(ServiceFailure::Task(why));
+    summary
 }
 
 /// Adds what a driver did to its sink's summary and the services' summaries.
@@ -386,6 +419,7 @@ fn merge(summary: &mut SinkSummary, done: DriverReport, report: &mut RunReport) 
     summary.unexpected_dead_lettered = done.unexpected_dead_lettered;
     summary.expected_dead_lettered = done.expected_dead_lettered;
     summary.held = done.held;
+    summary.skipped = done.skipped;
     summary.batches = done.batches;
     summary.requests = done.requests;
     if summary.failure.is_none() {
@@ -429,5 +463,46 @@ async fn record_discovery(
             }
         }
         Err(e) => warn!(source, error = %e, "Could not record discovered services."),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[tokio::test]
+    async fn a_task_that_panics_or_is_cancelled_fails_its_service_by_name() {
+        let mut jobs: JoinSet<()> = JoinSet::new();
+        let mut tasks = HashMap::new();
+        let panicking = jobs.spawn(async { panic!("year 10000 cannot be written") });
+        tasks.insert(panicking.id(), ("prod".to_owned(), "svc-1".to_owned()));
+        let error = jobs.join_next().await.unwrap().unwrap_err();
+        let summary = task_failure(&tasks, error);
+        assert_eq!(
+            (summary.source.as_str(), summary.service_id.as_str()),
+            ("prod", "svc-1")
+        );
+        let line = summary.line();
+        assert!(
+            line.contains("failed 1") && line.contains("panicked: year 10000 cannot be written"),
+            "{line}"
+        );
+        let report = RunReport {
+            services: vec![summary],
+            ..RunReport::default()
+        };
+        assert!(
+            !report.ok(),
+            "a panicked service never ends a run as a success"
+        );
+
+        let cancelled = jobs.spawn(std::future::pending());
+        tasks.insert(cancelled.id(), ("prod".to_owned(), "svc-2".to_owned()));
+        cancelled.abort();
+        let error = jobs.join_next().await.unwrap().unwrap_err();
+        let summary = task_failure(&tasks, error);
+        assert_eq!(summary.service_id, "svc-2");
+        assert!(summary.line().contains("cancelled"), "{}", summary.line());
     }
 }

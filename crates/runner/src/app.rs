@@ -2,12 +2,14 @@
 //! through the pipeline, and turn the outcome into an exit code.
 
 use crate::config::{Config, ConfigError};
+use crate::signals::{Signals, Stop, outcome_code};
 use pipeline::replay::{self, ReplayError};
 use pipeline::{
-    DeadLetterFile, Mode, Pipeline, RunReport, Selection, SinkRuntime, SourceRuntime, StateFailure,
-    StateHandle,
+    DeadLetterFile, Followed, Mode, Pipeline, RunReport, Selection, SinkRuntime, SourceFailure,
+    SourceRuntime, StateFailure, StateHandle,
 };
 use sink::SinkSettings;
+use source::SourceSettings;
 use source::checkpoint::{
     CheckpointStore, Commit, CursorCommit, CursorKey, ResetFilter, ResetTo, StateError, StateLock,
 };
@@ -15,11 +17,11 @@ use source::{Discover, ModelArtsClient, SourceError, discovery};
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::watch;
-use tracing::{info, warn};
+use tracing::warn;
 
-/// Exit codes of the contract.
+/// Exit codes of the contract. When several outcomes apply, the code is the first of 3,
+/// 2, 130/143, 1, 0.
 pub mod exit {
     /// Everything delivered.
     pub const OK: u8 = 0;
@@ -29,8 +31,10 @@ pub mod exit {
     pub const CONFIG: u8 = 2;
     /// Another runner holds the same state file.
     pub const LOCKED: u8 = 3;
-    /// `sync` interrupted by SIGINT; what was delivered is committed.
+    /// `sync` stopped by SIGINT; what was delivered is committed.
     pub const INTERRUPTED: u8 = 130;
+    /// `sync` stopped by SIGTERM; what was delivered is committed.
+    pub const TERMINATED: u8 = 143;
 }
 
 /// Why a command could not do its job; [`AppError::code`] is its exit code.
@@ -60,13 +64,24 @@ pub enum AppError {
         "shutdown_timeout ({0}) passed with a batch still in flight; it will be delivered again on the next run"
     )]
     ShutdownTimeout(String),
+    /// Whether `--service` names a followed service could not be found out: a source
+    /// that discovers its services could not list them.
+    #[error("cannot tell which services source {name} follows: {failure}")]
+    SelectionUnknown {
+        name: String,
+        failure: Box<SourceFailure>,
+    },
+    /// A signal came before the command did anything.
+    #[error("stopped by {} before anything was synced", .0.name())]
+    Stopped(Stop),
 }
 
 impl AppError {
     pub fn code(&self) -> u8 {
         match self {
-            AppError::Config(_) | AppError::Usage(_) | AppError::SourceSetup(_) => exit::CONFIG,
             AppError::State(StateError::Locked { .. }) => exit::LOCKED,
+            AppError::Config(_) | AppError::Usage(_) | AppError::SourceSetup(_) => exit::CONFIG,
+            AppError::Stopped(signal) => signal.code(),
             _ => exit::FAILED,
         }
     }
@@ -84,17 +99,118 @@ pub fn check_selection(config: &Config, selection: &Selection) -> Result<(), App
     }
     for service in &selection.services {
         // A source with `discover` may follow it; that is known only after
-        // listing the project's services, so the run itself checks it.
-        let followed = config
-            .sources
-            .iter()
-            .filter(|s| selection.source.as_ref().is_none_or(|n| n == &s.name))
+        // listing the project's services (see `check_discovered`).
+        let followed = selected(config, selection)
             .any(|s| s.services.contains(service) || s.discover.is_some());
         if !followed {
-            return Err(AppError::Usage(format!(
-                "--service {service}: no selected source follows this service"
-            )));
+            let listed: Vec<(String, Vec<String>)> = selected(config, selection)
+                .map(|s| (s.name.clone(), s.services.clone()))
+                .collect();
+            return Err(not_followed(service, &listed));
         }
+    }
+    Ok(())
+}
+
+/// The sources `--source` selects (all of them without it).
+fn selected<'c>(
+    config: &'c Config,
+    selection: &'c Selection,
+) -> impl Iterator<Item = &'c SourceSettings> {
+    config
+        .sources
+        .iter()
+        .filter(|s| selection.source.as_ref().is_none_or(|n| n == &s.name))
+}
+
+/// `--service ID` that no selected source follows, naming those that are followed.
+fn not_followed(service: &str, followed: &[(String, Vec<String>)]) -> AppError {
+    let named: Vec<String> = followed
+        .iter()
+        .map(|(source, services)| {
+            if services.is_empty() {
+                format!("{source}: none")
+            } else {
+                format!("{source}: {}", services.join(", "))
+            }
+        })
+        .collect();
+    AppError::Usage(format!(
+        "--service {service}: no selected source follows this service; the followed services are {}",
+        named.join("; ")
+    ))
+}
+
+/// `--service ID`s that no selected source lists in `services`, checked against what the
+/// selected sources that `discover` find now: one authentication and one listing each,
+/// before the state or any sink is touched, so that a typo is a usage error (exit 2)
+/// naming the followed services. A source that cannot be listed (refused credentials)
+/// ends the command, since the run would fail on it anyway.
+async fn check_discovered(
+    config: &Config,
+    selection: &Selection,
+    signals: &Signals,
+) -> Result<(), AppError> {
+    let unlisted: Vec<&String> = selection
+        .services
+        .iter()
+        .filter(|id| !selected(config, selection).any(|s| s.services.contains(id)))
+        .collect();
+    if unlisted.is_empty() {
+        return Ok(());
+    }
+    let discovering: Vec<SourceSettings> = selected(config, selection)
+        .filter(|s| s.discover.is_some())
+        .cloned()
+        .collect();
+    let sources = discovering
+        .into_iter()
+        .map(|settings| {
+            let client = ModelArtsClient::new(&settings).map_err(AppError::SourceSetup)?;
+            Ok(Arc::new(SourceRuntime::new(settings, client)))
+        })
+        .collect::<Result<Vec<_>, AppError>>()?;
+    let pipeline = Pipeline::new(sources, Vec::new(), 1);
+    let shutdown = signals.shutdown();
+    let mut followed: Vec<(String, Vec<String>)> = selected(config, selection)
+        .filter(|s| s.discover.is_none())
+        .map(|s| (s.name.clone(), s.services.clone()))
+        .collect();
+    for source in &pipeline.sources {
+        let name = source.settings.name.clone();
+        match pipeline.follow(source, &shutdown).await {
+            Ok(list) => followed.push((
+                name,
+                list.into_iter().map(|f: Followed| f.service_id).collect(),
+            )),
+            Err(SourceFailure::Interrupted) => {
+                return Err(AppError::Stopped(
+                    signals.received().unwrap_or(Stop::Interrupt),
+                ));
+            }
+            Err(failure) => {
+                return Err(AppError::SelectionUnknown {
+                    name,
+                    failure: Box::new(failure),
+                });
+            }
+        }
+    }
+    for service in unlisted {
+        if !followed.iter().any(|(_, ids)| ids.contains(service)) {
+            return Err(not_followed(service, &followed));
+        }
+    }
+    Ok(())
+}
+
+/// Reads every secret file of every source once (with tokio), so that a missing or
+/// empty one is a configuration error (exit 2) found before the state is touched.
+async fn check_secret_files(config: &Config) -> Result<(), AppError> {
+    for settings in &config.sources {
+        source::read_secret_files(settings)
+            .await
+            .map_err(AppError::SourceSetup)?;
     }
     Ok(())
 }
@@ -188,77 +304,59 @@ async fn flush_sinks(pipeline: &Pipeline) {
     }
 }
 
-/// A watch that turns true on the first SIGINT or SIGTERM.
-pub fn shutdown_signal() -> (watch::Sender<bool>, watch::Receiver<bool>) {
-    watch::channel(false)
-}
-
-async fn wait_for_signal() -> &'static str {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match (
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::terminate()),
-        ) {
-            (Ok(mut int), Ok(mut term)) => {
-                tokio::select! {
-                    _ = int.recv() => "SIGINT",
-                    _ = term.recv() => "SIGTERM",
-                }
-            }
-            _ => {
-                let _ = tokio::signal::ctrl_c().await;
-                "SIGINT"
-            }
+/// Waits for `run` to end; after the first signal, at most `timeout` more. `None`: the
+/// time ran out with work still in flight.
+async fn within_shutdown_timeout<F: std::future::Future>(
+    run: F,
+    shutdown: &watch::Receiver<bool>,
+    timeout: std::time::Duration,
+) -> Option<F::Output> {
+    tokio::pin!(run);
+    let mut stopping = shutdown.clone();
+    tokio::select! {
+        outcome = &mut run => Some(outcome),
+        Ok(_) = stopping.wait_for(|stop| *stop) => {
+            tokio::time::timeout(timeout, &mut run).await.ok()
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-        "SIGINT"
     }
 }
 
 /// `runner sync`.
 pub async fn sync(config: &Config, selection: Selection, dry_run: bool) -> Result<u8, AppError> {
     check_selection(config, &selection)?;
+    check_secret_files(config).await?;
+    let signals = Signals::listen();
+    check_discovered(config, &selection, &signals).await?;
     if dry_run {
-        return dry_run_sync(config, &selection).await;
+        return dry_run_sync(config, &selection, &signals).await;
     }
     let delivering = prepare(config).await?;
-    let (stop, shutdown) = shutdown_signal();
-    let interrupted = Arc::new(AtomicBool::new(false));
-    let flag = interrupted.clone();
-    let watcher = tokio::spawn(async move {
-        let name = wait_for_signal().await;
-        warn!(
-            signal = name,
-            "Interrupted; finishing the batches in flight, then stopping."
-        );
-        flag.store(true, Ordering::SeqCst);
-        let _ = stop.send(true);
-        // A second signal stops at once; committed work is safe.
-        wait_for_signal().await;
-        std::process::exit(i32::from(exit::INTERRUPTED));
-    });
-    let outcome = delivering
-        .pipeline
-        .sync(&delivering.mode, &selection, shutdown)
-        .await;
-    watcher.abort();
+    let shutdown = signals.shutdown();
+    let outcome = within_shutdown_timeout(
+        delivering
+            .pipeline
+            .sync(&delivering.mode, &selection, shutdown.clone()),
+        &shutdown,
+        config.runner.shutdown_timeout,
+    )
+    .await;
     flush_sinks(&delivering.pipeline).await;
-    let ok = report(&outcome);
-    Ok(if interrupted.load(Ordering::SeqCst) {
-        exit::INTERRUPTED
-    } else if ok {
-        exit::OK
-    } else {
-        exit::FAILED
-    })
+    let all_delivered = match outcome {
+        Some(outcome) => report(&outcome),
+        None => {
+            let timeout = humantime::format_duration(config.runner.shutdown_timeout);
+            eprintln!("error: {}", AppError::ShutdownTimeout(timeout.to_string()));
+            false
+        }
+    };
+    Ok(outcome_code(signals.received(), all_delivered))
 }
 
-async fn dry_run_sync(config: &Config, selection: &Selection) -> Result<u8, AppError> {
+async fn dry_run_sync(
+    config: &Config,
+    selection: &Selection,
+    signals: &Signals,
+) -> Result<u8, AppError> {
     let sources = build_sources(config)?;
     let path = config.state_path.clone();
     let store = tokio::task::spawn_blocking(move || CheckpointStore::open_read_only(&path))
@@ -273,44 +371,39 @@ async fn dry_run_sync(config: &Config, selection: &Selection) -> Result<u8, AppE
     let mode = Arc::new(Mode::DryRun {
         state: store.map(StateHandle::new),
     });
-    let (_stop, shutdown) = shutdown_signal();
-    let outcome = pipeline.sync(&mode, selection, shutdown).await;
-    Ok(if report(&outcome) {
-        exit::OK
-    } else {
-        exit::FAILED
-    })
+    let shutdown = signals.shutdown();
+    let outcome = within_shutdown_timeout(
+        pipeline.sync(&mode, selection, shutdown.clone()),
+        &shutdown,
+        config.runner.shutdown_timeout,
+    )
+    .await;
+    let all_printed = outcome.is_some_and(|outcome| report(&outcome));
+    Ok(outcome_code(signals.received(), all_printed))
 }
 
-/// `runner run`: sync every `interval` until SIGINT/SIGTERM.
+/// `runner run`: sync every `interval` until SIGINT/SIGTERM (then exit 0; a second signal
+/// exits at once with 130 or 143).
 pub async fn run(config: &Config) -> Result<u8, AppError> {
+    check_secret_files(config).await?;
+    let signals = Signals::listen();
     let delivering = prepare(config).await?;
-    let (stop, shutdown) = shutdown_signal();
-    tokio::spawn(async move {
-        let name = wait_for_signal().await;
-        info!(signal = name, "Stopping: finishing the batches in flight.");
-        let _ = stop.send(true);
-    });
+    let shutdown = signals.shutdown();
     let selection = Selection::default();
     loop {
-        let mut stopping = shutdown.clone();
-        let sync = delivering
-            .pipeline
-            .sync(&delivering.mode, &selection, shutdown.clone());
-        tokio::pin!(sync);
-        let outcome = tokio::select! {
-            outcome = &mut sync => outcome,
-            _ = stopping.wait_for(|stop| *stop) => {
-                match tokio::time::timeout(config.runner.shutdown_timeout, &mut sync).await {
-                    Ok(outcome) => outcome,
-                    Err(_) => {
-                        flush_sinks(&delivering.pipeline).await;
-                        return Err(AppError::ShutdownTimeout(
-                            humantime::format_duration(config.runner.shutdown_timeout).to_string(),
-                        ));
-                    }
-                }
-            }
+        let outcome = within_shutdown_timeout(
+            delivering
+                .pipeline
+                .sync(&delivering.mode, &selection, shutdown.clone()),
+            &shutdown,
+            config.runner.shutdown_timeout,
+        )
+        .await;
+        let Some(outcome) = outcome else {
+            flush_sinks(&delivering.pipeline).await;
+            return Err(AppError::ShutdownTimeout(
+                humantime::format_duration(config.runner.shutdown_timeout).to_string(),
+            ));
         };
         report(&outcome);
         if *shutdown.borrow() {
@@ -587,6 +680,7 @@ pub async fn reset_state(
 
 /// `runner services`: which services each source follows, and why.
 pub async fn services(config: &Config) -> Result<u8, AppError> {
+    check_secret_files(config).await?;
     let sources = build_sources(config)?;
     let mut ok = true;
     for source in &sources {
@@ -718,12 +812,8 @@ pub async fn dead_letter_replay(config: &Config, sink: &str) -> Result<u8, AppEr
     let settings = named_sink(config, sink)?;
     let (_lock, state) = open_state(config).await?;
     let runtime = SinkRuntime::open(settings, &state, recovery_window(config, settings)).await?;
-    let (stop, shutdown) = shutdown_signal();
-    tokio::spawn(async move {
-        wait_for_signal().await;
-        let _ = stop.send(true);
-    });
-    let done = replay::replay(&runtime, &state, shutdown).await?;
+    let signals = Signals::listen();
+    let done = replay::replay(&runtime, &state, signals.shutdown()).await?;
     if let Some(handle) = runtime.sink()
         && let Err(e) = handle.flush().await
     {

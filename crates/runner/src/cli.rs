@@ -10,12 +10,14 @@ use std::path::PathBuf;
 
 /// The exit codes, shown at the end of `--help`.
 const EXIT_CODES: &str = "\
-Exit codes:
+Exit codes (when several apply, the first of 3, 2, 130/143, 1, 0):
   0    everything delivered
-  1    some service or sink failed (what succeeded is kept)
-  2    bad command line or configuration
+  1    some source, service or sink failed (what succeeded is kept)
+  2    bad command line or configuration (nothing was touched)
   3    another runner holds the state file
-  130  sync interrupted by SIGINT (what was delivered is committed)
+  130  sync stopped by SIGINT (what was delivered is committed)
+  143  sync stopped by SIGTERM (what was delivered is committed)
+  run exits 0 on SIGINT or SIGTERM; a second signal stops at once, with 130 or 143.
 
 Records go to stdout (the stdout sink, or what --dry-run would deliver); logs and the
 summary go to stderr. RUST_LOG filters the logs (default: info), e.g. RUST_LOG=debug.";
@@ -570,7 +572,7 @@ mod tests {
     fn help_shows_the_exit_codes_and_every_flag_is_documented() {
         let mut root = Cli::command();
         let help = root.render_long_help().to_string();
-        for needle in ["Exit codes", "130", "RUST_LOG", "--log-format"] {
+        for needle in ["Exit codes", "130", "143", "RUST_LOG", "--log-format"] {
             assert!(help.contains(needle), "{needle} not in:\n{help}");
         }
         fn check(command: &clap::Command, path: &str) {

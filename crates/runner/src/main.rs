@@ -8,6 +8,7 @@ mod app;
 mod cli;
 mod config;
 mod demo;
+mod signals;
 
 use app::{AppError, exit};
 use cli::{Cli, Command, LogFormat};
@@ -21,6 +22,9 @@ use tracing_subscriber::EnvFilter;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format, matches!(cli.command, Command::Demo(_)));
+    // reqwest is built without a TLS crypto provider: this program chooses ring, once,
+    // before any HTTP client is built (the libraries only check that one is installed).
+    tls_provider::install();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -206,6 +206,8 @@ pub enum OffsetMode {
     /// `offset` counts rows but the server pages internally: skip
     /// `(offset / served_size) * served_size` rows.
     RecordFloored,
+    /// A broken server: `offset` is ignored and every page is the first one.
+    Ignored,
 }
 
 /// A misbehaviour the simulator can answer a request with instead of serving it.
@@ -293,6 +295,9 @@ pub struct Behaviour {
     pub retry_after_secs: u64,
     /// The first rule (in this order) that matches a request number decides its fault.
     pub faults: Vec<FaultRule>,
+    /// A lying server: every events and services page reports this `total_count` instead
+    /// of the number of matching rows (it may exceed any 64-bit count).
+    pub claimed_total_count: Option<u128>,
 }
 
 impl Default for Behaviour {
@@ -305,6 +310,7 @@ impl Default for Behaviour {
             latency: Duration::ZERO,
             retry_after_secs: 1,
             faults: Vec::new(),
+            claimed_total_count: None,
         }
     }
 }
@@ -333,7 +339,13 @@ impl Behaviour {
             OffsetMode::Page => offset.saturating_mul(size),
             OffsetMode::Record => offset,
             OffsetMode::RecordFloored => (offset / size) * size,
+            OffsetMode::Ignored => 0,
         }
+    }
+
+    /// The `total_count` a page reports when `matching` rows match.
+    pub fn total_count(&self, matching: usize) -> u128 {
+        self.claimed_total_count.unwrap_or(matching as u128)
     }
 }
 
@@ -342,7 +354,7 @@ impl Behaviour {
 pub enum ParseOptionError {
     #[error("unknown spread {0:?}: expected realistic, same-ms or uniform:<step_ms>")]
     Spread(String),
-    #[error("unknown offset unit {0:?}: expected page, record or record-floored")]
+    #[error("unknown offset unit {0:?}: expected page, record, record-floored or ignored")]
     OffsetMode(String),
     #[error("unknown fault kind {0:?}: expected 429, 500, 503, 502-html, truncate or drop")]
     FaultKind(String),
@@ -418,6 +430,7 @@ impl FromStr for OffsetMode {
             "page" => Ok(OffsetMode::Page),
             "record" => Ok(OffsetMode::Record),
             "record-floored" => Ok(OffsetMode::RecordFloored),
+            "ignored" => Ok(OffsetMode::Ignored),
             _ => Err(ParseOptionError::OffsetMode(text.to_owned())),
         }
     }
@@ -477,6 +490,8 @@ mod tests {
         behaviour.offset_mode = OffsetMode::RecordFloored;
         assert_eq!(behaviour.rows_to_skip(13, 10), 10);
         assert_eq!(behaviour.rows_to_skip(9, 10), 0);
+        behaviour.offset_mode = OffsetMode::Ignored;
+        assert_eq!(behaviour.rows_to_skip(13, 10), 0);
     }
 
     #[test]

@@ -97,8 +97,8 @@ struct Args {
     #[arg(long)]
     end_exclusive: bool,
 
-    /// What `offset` counts: page (as documented), record, or record-floored (records,
-    /// rounded down to a page boundary).
+    /// What `offset` counts: page (as documented), record, record-floored (records,
+    /// rounded down to a page boundary), or ignored (a broken server: every page is the first).
     #[arg(long, default_value = "page")]
     offset_unit: OffsetMode,
 
@@ -188,6 +188,7 @@ impl Args {
                 latency: self.latency,
                 retry_after_secs: self.retry_after,
                 faults: self.faults,
+                claimed_total_count: None,
             },
         }
     }

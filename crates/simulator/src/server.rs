@@ -603,7 +603,7 @@ struct ServiceJson<'a> {
 
 #[derive(Serialize)]
 struct ServicesPage<'a> {
-    total_count: usize,
+    total_count: u128,
     count: usize,
     services: Vec<ServiceJson<'a>>,
 }
@@ -666,7 +666,7 @@ fn answer_services(state: &SimState, query: &BTreeMap<String, String>) -> Answer
         })
         .collect();
     let page = ServicesPage {
-        total_count: matching.len(),
+        total_count: behaviour.total_count(matching.len()),
         count: services.len(),
         services,
     };

@@ -206,7 +206,7 @@ pub(crate) struct EventsPage<'a> {
     pub(crate) service_id: &'a str,
     pub(crate) service_name: &'a str,
     pub(crate) count: usize,
-    pub(crate) total_count: usize,
+    pub(crate) total_count: u128,
     pub(crate) events: Vec<RowJson<'a>>,
 }
 
@@ -430,7 +430,7 @@ impl Store {
             service_id: &entry.service_id,
             service_name: &entry.service_name,
             count: events.len(),
-            total_count,
+            total_count: behaviour.total_count(total_count),
             events,
         }
     }

@@ -2,6 +2,9 @@
 //! over real HTTP on 127.0.0.1: what lands, under which `_id` and index; that a re-send
 //! creates nothing; per-item outcomes (mapping refusals, item 429s); whole-request
 //! 429/413/401; endpoints in turn; the healthcheck per flavour.
+//!
+//! Each test installs the TLS crypto provider first (`tls_provider::install`): the runner
+//! does it in `main`, and each test may run in a process of its own.
 
 #![allow(clippy::unwrap_used)]
 
@@ -88,6 +91,7 @@ fn record_ids(batch: &[SharedRecord]) -> Vec<String> {
 
 #[tokio::test]
 async fn documents_land_with_the_record_id_and_the_record_as_source() {
+    tls_provider::install();
     let es = ElasticsearchDouble::start().unwrap();
     let sink = sink_for(&es).await;
     let batch = records(3);
@@ -117,6 +121,7 @@ async fn documents_land_with_the_record_id_and_the_record_as_source() {
 
 #[tokio::test]
 async fn a_resend_creates_nothing_new() {
+    tls_provider::install();
     let es = ElasticsearchDouble::start().unwrap();
     let sink = sink_for(&es).await;
     let batch = records(5);
@@ -137,6 +142,7 @@ async fn a_resend_creates_nothing_new() {
 
 #[tokio::test]
 async fn date_patterns_choose_the_index_from_occur_time() {
+    tls_provider::install();
     let es = ElasticsearchDouble::start().unwrap();
     let mut config = config(&[es.base_url()]);
     config.index = IndexPattern::parse("modelarts-events-%Y.%m.%d").unwrap();
@@ -162,6 +168,7 @@ async fn date_patterns_choose_the_index_from_occur_time() {
 
 #[tokio::test]
 async fn data_stream_mode_adds_the_timestamp_and_uses_create() {
+    tls_provider::install();
     let es = double(ElasticsearchOptions {
         data_streams: vec!["logs-modelarts-*".to_owned()],
         ..ElasticsearchOptions::default()
@@ -201,6 +208,7 @@ async fn data_stream_mode_adds_the_timestamp_and_uses_create() {
 
 #[tokio::test]
 async fn a_mapping_refusal_rejects_exactly_that_record_with_the_reason() {
+    tls_provider::install();
     for (flavour, kind) in [
         (Flavour::Elasticsearch8, "document_parsing_exception"),
         (Flavour::OpenSearch2, "mapper_parsing_exception"),
@@ -249,6 +257,7 @@ async fn a_mapping_refusal_rejects_exactly_that_record_with_the_reason() {
 
 #[tokio::test]
 async fn item_429_asks_to_retry_exactly_those_records() {
+    tls_provider::install();
     for (flavour, kind) in [
         (Flavour::Elasticsearch8, "es_rejected_execution_exception"),
         (Flavour::OpenSearch2, "rejected_execution_exception"),
@@ -280,6 +289,7 @@ async fn item_429_asks_to_retry_exactly_those_records() {
 
 #[tokio::test]
 async fn whole_request_429_with_retry_after_is_retryable_with_the_delay() {
+    tls_provider::install();
     let es = ElasticsearchDouble::start().unwrap();
     let sink = sink_for(&es).await;
     es.fail_next_bulk(1, 429, Some(7));
@@ -305,6 +315,7 @@ async fn whole_request_429_with_retry_after_is_retryable_with_the_delay() {
 
 #[tokio::test]
 async fn a_413_splits_the_batch_and_everything_lands() {
+    tls_provider::install();
     let batch = records(16);
     let pattern = IndexPattern::parse("modelarts-events").unwrap();
     let body = BulkBody::encode(&batch, &pattern, Mode::Bulk);
@@ -328,6 +339,7 @@ async fn a_413_splits_the_batch_and_everything_lands() {
 
 #[tokio::test]
 async fn a_document_too_large_alone_is_rejected_and_the_others_land() {
+    tls_provider::install();
     let es = double(ElasticsearchOptions {
         max_content_length: 2_000,
         ..ElasticsearchOptions::default()
@@ -350,6 +362,7 @@ async fn a_document_too_large_alone_is_rejected_and_the_others_land() {
 
 #[tokio::test]
 async fn endpoints_are_used_in_turn() {
+    tls_provider::install();
     let (a, b) = (
         ElasticsearchDouble::start().unwrap(),
         ElasticsearchDouble::start().unwrap(),
@@ -370,6 +383,7 @@ async fn endpoints_are_used_in_turn() {
 
 #[tokio::test]
 async fn a_down_endpoint_hands_its_requests_to_the_next() {
+    tls_provider::install();
     let down = ElasticsearchDouble::start().unwrap().base_url();
     let up = ElasticsearchDouble::start().unwrap();
     let sink = ElasticsearchSink::new("es", &config(&[down.clone(), up.base_url()]))
@@ -391,6 +405,7 @@ async fn a_down_endpoint_hands_its_requests_to_the_next() {
 
 #[tokio::test]
 async fn auth_is_required_and_sent() {
+    tls_provider::install();
     let es = double(ElasticsearchOptions {
         auth: Some(RequiredAuth::Basic {
             user: "shipper".to_owned(),
@@ -447,6 +462,7 @@ async fn auth_is_required_and_sent() {
 
 #[tokio::test]
 async fn healthcheck_reads_the_version_of_each_flavour() {
+    tls_provider::install();
     for (flavour, distribution, number) in [
         (
             Flavour::Elasticsearch8,
@@ -494,6 +510,7 @@ async fn healthcheck_reads_the_version_of_each_flavour() {
 
 #[tokio::test]
 async fn healthcheck_403_for_write_only_keys_says_what_to_do() {
+    tls_provider::install();
     let es = double(ElasticsearchOptions {
         root_forbidden: true,
         ..ElasticsearchOptions::default()
@@ -521,6 +538,7 @@ async fn healthcheck_403_for_write_only_keys_says_what_to_do() {
 
 #[tokio::test]
 async fn healthcheck_passes_while_one_endpoint_answers() {
+    tls_provider::install();
     let down = ElasticsearchDouble::start().unwrap().base_url();
     let up = ElasticsearchDouble::start().unwrap();
     let sink = ElasticsearchSink::new("es", &config(&[down.clone(), up.base_url()]))
@@ -536,6 +554,7 @@ async fn healthcheck_passes_while_one_endpoint_answers() {
 
 #[tokio::test]
 async fn a_200_that_is_not_a_bulk_answer_is_a_retryable_error() {
+    tls_provider::install();
     let es = ElasticsearchDouble::start().unwrap();
     let sink = sink_for(&es).await;
     let batch = records(2);
@@ -562,6 +581,7 @@ async fn a_200_that_is_not_a_bulk_answer_is_a_retryable_error() {
 
 #[tokio::test]
 async fn an_item_403_fails_the_send_permanently() {
+    tls_provider::install();
     let es = ElasticsearchDouble::start().unwrap();
     let sink = sink_for(&es).await;
     let batch = records(1);
@@ -582,6 +602,7 @@ async fn an_item_403_fails_the_send_permanently() {
 
 #[tokio::test]
 async fn the_pipeline_goes_in_the_query() {
+    tls_provider::install();
     let es = double(ElasticsearchOptions {
         pipelines: Some(vec!["modelarts events".to_owned()]),
         ..ElasticsearchOptions::default()
@@ -612,6 +633,7 @@ async fn the_pipeline_goes_in_the_query() {
 
 #[tokio::test]
 async fn gzip_bodies_are_accepted() {
+    tls_provider::install();
     let es = ElasticsearchDouble::start().unwrap();
     let mut gzip = config(&[es.base_url()]);
     gzip.http.compression = Compression::Gzip;
@@ -626,6 +648,7 @@ async fn gzip_bodies_are_accepted() {
 
 #[tokio::test]
 async fn an_empty_batch_sends_nothing() {
+    tls_provider::install();
     let es = ElasticsearchDouble::start().unwrap();
     let sink = sink_for(&es).await;
     assert_eq!(sink.send(&[]).await.unwrap(), Delivery::all_accepted());

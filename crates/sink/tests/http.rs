@@ -2,6 +2,9 @@
 //! it receives and answers as told. Auth of each kind, configured headers, gzip, the
 //! status classification with `Retry-After`, timeouts, refused connections, TLS and
 //! secret files, the proxy environment, and that no secret reaches an error or `Debug`.
+//!
+//! Each test installs the TLS crypto provider first (`tls_provider::install`): the runner
+//! does it in `main`, and each test may run in a process of its own.
 
 #![allow(clippy::unwrap_used)]
 
@@ -181,6 +184,7 @@ fn reqwest_source(error: &SinkError) -> &reqwest::Error {
 
 #[tokio::test]
 async fn bearer_auth_headers_and_body_are_sent() {
+    tls_provider::install();
     let server = Server::answering(204).await;
     let options = HttpOptions {
         auth: Some(HttpAuth::Bearer {
@@ -236,6 +240,7 @@ async fn bearer_auth_headers_and_body_are_sent() {
 
 #[tokio::test]
 async fn basic_auth_reads_its_password_file_trimmed() {
+    tls_provider::install();
     let server = Server::answering(200).await;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("password");
@@ -253,6 +258,7 @@ async fn basic_auth_reads_its_password_file_trimmed() {
 
 #[tokio::test]
 async fn api_key_auth_uses_the_elasticsearch_scheme() {
+    tls_provider::install();
     let server = Server::answering(200).await;
     let options = with_auth(HttpAuth::ApiKey {
         api_key: inline(API_KEY),
@@ -266,6 +272,7 @@ async fn api_key_auth_uses_the_elasticsearch_scheme() {
 
 #[tokio::test]
 async fn secret_files_are_read_at_each_build_not_per_request() {
+    tls_provider::install();
     let server = Server::answering(200).await;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("token");
@@ -288,6 +295,7 @@ async fn secret_files_are_read_at_each_build_not_per_request() {
 
 #[tokio::test]
 async fn gzip_body_decodes_to_what_was_sent() {
+    tls_provider::install();
     let server = Server::answering(200).await;
     let options = HttpOptions {
         compression: Compression::Gzip,
@@ -316,6 +324,7 @@ async fn gzip_body_decodes_to_what_was_sent() {
 
 #[tokio::test]
 async fn throttled_with_retry_after_is_retryable_with_the_wait() {
+    tls_provider::install();
     let server = Server::start(|_| {
         Reply::status(429)
             .header("retry-after", "3")
@@ -341,6 +350,7 @@ async fn throttled_with_retry_after_is_retryable_with_the_wait() {
 
 #[tokio::test]
 async fn server_errors_are_retryable() {
+    tls_provider::install();
     for status in [500, 502, 503, 504] {
         let server =
             Server::start(move |_| Reply::status(status).body("circuit breaker open")).await;
@@ -360,6 +370,7 @@ async fn server_errors_are_retryable() {
 
 #[tokio::test]
 async fn refusals_are_permanent_with_their_status() {
+    tls_provider::install();
     for status in [401, 403, 404, 410, 413, 400, 422, 501] {
         let server = Server::answering(status).await;
         let client = HttpClient::build("es", &HttpOptions::default())
@@ -380,6 +391,7 @@ async fn refusals_are_permanent_with_their_status() {
 
 #[tokio::test]
 async fn redirects_are_not_followed() {
+    tls_provider::install();
     // Followed, a 302 would turn the POST into a bodiless GET whose 200 would look
     // like an acknowledgement.
     let server = Server::start(|got| {
@@ -408,6 +420,7 @@ async fn redirects_are_not_followed() {
 
 #[tokio::test]
 async fn send_raw_hands_back_a_non_2xx_answer() {
+    tls_provider::install();
     let server = Server::start(|_| Reply::status(400).body("entry too far behind")).await;
     let client = HttpClient::build("loki", &HttpOptions::default())
         .await
@@ -429,6 +442,7 @@ async fn send_raw_hands_back_a_non_2xx_answer() {
 
 #[tokio::test]
 async fn a_server_that_never_answers_is_a_retryable_timeout() {
+    tls_provider::install();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     // Accepts and holds every connection without reading or answering.
@@ -457,6 +471,7 @@ async fn a_server_that_never_answers_is_a_retryable_timeout() {
 
 #[tokio::test]
 async fn a_closed_port_is_a_retryable_connect_error_that_hides_the_url_path() {
+    tls_provider::install();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     drop(listener);
@@ -484,6 +499,7 @@ async fn a_closed_port_is_a_retryable_connect_error_that_hides_the_url_path() {
 
 #[tokio::test]
 async fn no_secret_in_errors_or_debug_even_when_the_server_echoes_it() {
+    tls_provider::install();
     // A careless server quoting the credentials it refused.
     let server = Server::start(|got| {
         Reply::status(401).body(&format!(
@@ -537,6 +553,7 @@ async fn no_secret_in_errors_or_debug_even_when_the_server_echoes_it() {
 
 #[tokio::test]
 async fn unusable_files_are_permanent_errors_naming_key_and_path_not_content() {
+    tls_provider::install();
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("absent.pem");
     let garbage = dir.path().join("garbage.pem");
@@ -635,6 +652,7 @@ impl std::io::Write for Logs {
 
 #[tokio::test]
 async fn insecure_skip_verify_warns_at_every_build() {
+    tls_provider::install();
     let logs = Logs::default();
     let writer = logs.clone();
     let subscriber = tracing_subscriber::fmt()
@@ -699,6 +717,7 @@ async fn run_proxy_child(env: Vec<(&'static str, String)>) {
 #[tokio::test]
 #[ignore = "run by proxies_come_from_the_environment, with proxy variables set"]
 async fn proxy_child() {
+    tls_provider::install();
     let target = Url::parse(&std::env::var("SINK_HTTP_TEST_TARGET").unwrap()).unwrap();
     let expect = std::env::var("SINK_HTTP_TEST_EXPECT").unwrap();
     let client = HttpClient::build("proxied", &HttpOptions::default())
@@ -713,6 +732,7 @@ async fn proxy_child() {
 
 #[tokio::test]
 async fn proxies_come_from_the_environment() {
+    tls_provider::install();
     let proxy = Server::start(|got| {
         if got.method == Method::CONNECT {
             Reply::status(403)

@@ -3,6 +3,9 @@
 //! nothing, tenancy, the records Loki would refuse (too old, too new, too long) and what
 //! happens to them, Loki's 400 resolved entry by entry, and the failures the engine retries
 //! or gives up on. The sink is read from TOML and built as the runner does.
+//!
+//! Each test installs the TLS crypto provider first (`tls_provider::install`): the runner
+//! does it in `main`, and each test may run in a process of its own.
 
 #![allow(clippy::unwrap_used)]
 
@@ -121,6 +124,7 @@ fn entry_of<'a>(entries: &'a [LokiEntry], record: &SharedRecord) -> &'a LokiEntr
 
 #[tokio::test]
 async fn protobuf_push_lands_labels_nanoseconds_and_the_exact_line() {
+    tls_provider::install();
     let loki = LokiDouble::start().unwrap();
     let sink = sink(&loki, "").await;
     let batch = batch();
@@ -160,6 +164,7 @@ async fn protobuf_push_lands_labels_nanoseconds_and_the_exact_line() {
 
 #[tokio::test]
 async fn json_and_gzipped_json_land_the_same_entries_as_protobuf() {
+    tls_provider::install();
     let batch = batch();
     let proto = LokiDouble::start().unwrap();
     sink(&proto, "").await.send(&batch).await.unwrap();
@@ -192,6 +197,7 @@ async fn json_and_gzipped_json_land_the_same_entries_as_protobuf() {
 
 #[tokio::test]
 async fn a_resend_adds_nothing() {
+    tls_provider::install();
     let loki = LokiDouble::start().unwrap();
     let sink = sink(&loki, "").await;
     let batch = batch();
@@ -213,6 +219,7 @@ async fn a_resend_adds_nothing() {
 
 #[tokio::test]
 async fn tenancy() {
+    tls_provider::install();
     let loki = start(LokiSettings {
         auth_enabled: true,
         limits: LokiLimits::default(),
@@ -234,6 +241,7 @@ async fn tenancy() {
 
 #[tokio::test]
 async fn too_old_is_dead_lettered_as_an_expected_refusal() {
+    tls_provider::install();
     let loki = LokiDouble::start().unwrap();
     let sink = sink(&loki, "").await;
     let now = now_ms();
@@ -268,6 +276,7 @@ async fn too_old_is_dead_lettered_as_an_expected_refusal() {
 
 #[tokio::test]
 async fn rewrite_timestamp_sends_old_records_with_the_current_time() {
+    tls_provider::install();
     let loki = LokiDouble::start().unwrap();
     let sink = sink(&loki, "too_old = \"rewrite_timestamp\"\n").await;
     let old = event("billing", now_ms() - 8 * DAY_MS, "deployed last week");
@@ -306,6 +315,7 @@ async fn rewrite_timestamp_sends_old_records_with_the_current_time() {
 
 #[tokio::test]
 async fn too_new_is_held_back() {
+    tls_provider::install();
     let loki = LokiDouble::start().unwrap();
     let sink = sink(&loki, "").await;
     let now = now_ms();
@@ -332,6 +342,7 @@ async fn too_new_is_held_back() {
 
 #[tokio::test]
 async fn an_entry_loki_refuses_among_valid_ones_is_the_only_one_rejected() {
+    tls_provider::install();
     // The sink checks Loki's default line limit (256 KiB); this Loki is stricter.
     let loki = start(limits(LokiLimits {
         max_line_size: 600,
@@ -374,6 +385,7 @@ async fn an_entry_loki_refuses_among_valid_ones_is_the_only_one_rejected() {
 
 #[tokio::test]
 async fn a_refused_resend_of_an_entry_behind_the_window_says_it_may_be_stored() {
+    tls_provider::install();
     let loki = start(limits(LokiLimits {
         max_line_size: 600,
         ..LokiLimits::default()
@@ -406,6 +418,7 @@ async fn a_refused_resend_of_an_entry_behind_the_window_says_it_may_be_stored() 
 // once.
 #[tokio::test]
 async fn a_resent_batch_behind_the_window_is_refused_as_expected_and_stored_once() {
+    tls_provider::install();
     let loki = start(limits(LokiLimits::default()));
     let sink = sink(&loki, "").await;
     let now = now_ms();
@@ -424,6 +437,7 @@ async fn a_resent_batch_behind_the_window_is_refused_as_expected_and_stored_once
 
 #[tokio::test]
 async fn a_single_entry_refused_is_rejected_without_a_second_request() {
+    tls_provider::install();
     let loki = start(limits(LokiLimits {
         max_line_size: 600,
         ..LokiLimits::default()
@@ -438,6 +452,7 @@ async fn a_single_entry_refused_is_rejected_without_a_second_request() {
 
 #[tokio::test]
 async fn entries_that_fail_alone_for_now_are_retried_alone() {
+    tls_provider::install();
     let loki = start(limits(LokiLimits {
         max_line_size: 600,
         ..LokiLimits::default()
@@ -466,6 +481,7 @@ async fn entries_that_fail_alone_for_now_are_retried_alone() {
 
 #[tokio::test]
 async fn throttling_is_retryable_after_the_servers_delay() {
+    tls_provider::install();
     let loki = LokiDouble::start().unwrap();
     let sink = sink(&loki, "").await;
     loki.fail_next(
@@ -486,6 +502,7 @@ async fn throttling_is_retryable_after_the_servers_delay() {
 
 #[tokio::test]
 async fn server_errors_and_an_absent_server_are_retryable() {
+    tls_provider::install();
     let loki = LokiDouble::start().unwrap();
     let sink = sink(&loki, "").await;
     let batch = batch();
@@ -514,6 +531,7 @@ async fn server_errors_and_an_absent_server_are_retryable() {
 
 #[tokio::test]
 async fn blocked_ingestion_is_not_an_acknowledgement() {
+    tls_provider::install();
     let loki = LokiDouble::start().unwrap();
     let sink = sink(&loki, "").await;
     loki.fail_next(1, LokiFault::Blocked);
@@ -525,6 +543,7 @@ async fn blocked_ingestion_is_not_an_acknowledgement() {
 
 #[tokio::test]
 async fn healthcheck_asks_ready() {
+    tls_provider::install();
     let loki = LokiDouble::start().unwrap();
     let sink = sink(&loki, "").await;
     sink.healthcheck().await.unwrap();
@@ -539,6 +558,7 @@ async fn healthcheck_asks_ready() {
 
 #[tokio::test]
 async fn label_templates_metadata_and_text_lines() {
+    tls_provider::install();
     for encoding in ["protobuf", "json"] {
         let loki = LokiDouble::start().unwrap();
         let sink = sink(
@@ -577,6 +597,7 @@ async fn label_templates_metadata_and_text_lines() {
 
 #[tokio::test]
 async fn an_empty_batch_sends_nothing() {
+    tls_provider::install();
     let loki = LokiDouble::start().unwrap();
     let sink = sink(&loki, "").await;
     assert_eq!(sink.send(&[]).await.unwrap(), Delivery::all_accepted());

@@ -8,19 +8,22 @@
 //! (<https://docs.otc.t-systems.com/modelarts/api-ref/>).
 
 use crate::auth::{Authenticator, Outgoing};
-use crate::error::{SourceError, THROTTLING_CODES};
+use crate::error::SourceError;
 use crate::rate::RateLimiter;
+use crate::response::{self, Refusal, error_chain};
 use crate::retry::Backoff;
-use crate::settings::SourceSettings;
+use crate::settings::{AuthKind, SourceSettings};
 use aksk::encode;
 use reqwest::header::HeaderMap;
 use serde_json::Value;
 use std::path::Path;
-use std::time::Duration;
 use tracing::{info, warn};
 
-/// How much of a raw row or error body is quoted in logs and errors.
-const QUOTE_LIMIT: usize = 300;
+pub use crate::response::quote;
+
+/// The newest `occur_time` RFC 3339 can write (9999-12-31T23:59:59.999Z). A row dated
+/// outside 1970..=9999 cannot become a record: it is malformed.
+pub const MAX_OCCUR_TIME: i64 = 253_402_300_799_999;
 
 /// One request of the events API. The client always asks
 /// `sort_by=occur_time&order=asc`.
@@ -34,7 +37,7 @@ pub struct EventsQuery {
 }
 
 /// One event as the API gives it, read leniently.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct RawEvent {
     pub occur_time: i64,
     pub event_type: String,
@@ -42,8 +45,9 @@ pub struct RawEvent {
 }
 
 /// A row of `events[]`: an event, or a row that cannot be placed because it
-/// has no usable `occur_time` (kept as truncated raw JSON for the log).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// has no usable `occur_time` (none, not a number, or outside the years 1970..=9999),
+/// kept as truncated raw JSON for the log.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum EventRow {
     Event(RawEvent),
     Malformed(String),
@@ -95,14 +99,20 @@ pub struct ModelArtsClient {
 }
 
 impl ModelArtsClient {
-    /// Builds the client without touching the network: reads `ca_file` and
-    /// the secrets that are files.
+    /// Builds the client without touching the network: reads `ca_file`. Secret files are
+    /// read when first needed (see [`crate::read_secret_files`] to check them up front).
     pub fn new(settings: &SourceSettings) -> Result<Self, SourceError> {
         let name = &settings.name;
         let setup = |what: String| SourceError::Setup(format!("source {name}: {what}"));
-        // reqwest is built without a default TLS crypto provider so that the
-        // project picks one (ring) once; installing twice is harmless.
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        // reqwest is built without a default TLS crypto provider (`rustls-no-provider`):
+        // the program picks one, once, in `main`. Without one reqwest would panic here.
+        if !tls_provider::is_installed() {
+            return Err(setup(
+                "no TLS crypto provider is installed in this process (the runner installs \
+                 ring in main; a test must call tls_provider::install first)"
+                    .to_owned(),
+            ));
+        }
         // Proxies: reqwest reads HTTPS_PROXY, HTTP_PROXY, ALL_PROXY and
         // NO_PROXY (and their lower-case forms) from the environment whenever
         // no proxy is set on the builder. Its `system-proxy` feature, off
@@ -155,7 +165,7 @@ impl ModelArtsClient {
             max_retries: settings.max_retries,
         };
         let auth = Authenticator::new(settings, http.clone(), backoff.clone())?;
-        if settings.project_id.is_none() && auth.kind() != "password" {
+        if settings.project_id.is_none() && auth.kind() != AuthKind::Password {
             return Err(setup(format!(
                 "project_id is required with {} auth",
                 auth.kind()
@@ -179,20 +189,25 @@ impl ModelArtsClient {
     /// to its services: token → `GET services?limit=1`; password → the IAM
     /// login (learning the project id if it is not configured); aksk → a
     /// signed `GET services?limit=1`. Secrets that are files are read again
-    /// first. A refusal is [`SourceError::Auth`], not retried; until the next
-    /// `authenticate()` (or a change of the secret files) requests fail with
-    /// it without presenting the refused credentials again.
+    /// first. A refusal is [`SourceError::Auth`], not retried, and is held: for five
+    /// minutes, or until the secret files change, requests fail with it without
+    /// presenting the refused credentials again, and a later `authenticate()` answers
+    /// [`SourceError::HeldBack`] at once (the source's one lockout policy).
     pub async fn authenticate(&self) -> Result<(), SourceError> {
-        self.auth.reload()?;
-        self.auth.clear_hold();
-        if self.auth.kind() == "password" {
-            let learned = self.auth.login().await?;
-            if self.project_id.is_none() && learned.is_none() {
-                return Err(no_project(&self.source));
-            }
-            return Ok(());
+        self.auth.begin().await?;
+        let outcome = match self.auth.kind() {
+            AuthKind::Password => match self.auth.login().await {
+                Ok(learned) if self.project_id.is_none() && learned.is_none() => {
+                    Err(no_project(&self.source))
+                }
+                other => other.map(drop),
+            },
+            AuthKind::Token | AuthKind::Aksk => self.services(0, 1).await.map(drop),
+        };
+        if let Err(error @ SourceError::Auth { .. }) = &outcome {
+            self.auth.refused(error).await;
         }
-        self.services(0, 1).await.map(drop)
+        outcome
     }
 
     /// The project id: configured, or learned from the IAM token (empty
@@ -204,8 +219,8 @@ impl ModelArtsClient {
             .unwrap_or_default()
     }
 
-    /// `token`, `password` or `aksk`.
-    pub fn auth_kind(&self) -> &'static str {
+    /// How the source authenticates.
+    pub fn auth_kind(&self) -> AuthKind {
         self.auth.kind()
     }
 
@@ -321,7 +336,7 @@ impl ModelArtsClient {
                 continue;
             }
             if matches!(error, SourceError::Auth { .. }) {
-                self.auth.after_refusal(&error);
+                self.auth.after_refusal(&error).await;
                 return Err(error);
             }
             let Some(delay) = self.backoff.retry_delay(attempt, &error) else {
@@ -347,65 +362,24 @@ impl ModelArtsClient {
         request: &str,
         service_id: Option<&str>,
     ) -> Result<Vec<u8>, SourceError> {
-        let response = self
-            .http
-            .get(url)
-            .headers(headers)
-            .header("Accept", "application/json")
-            .send()
-            .await
-            .map_err(|e| SourceError::Transport {
-                request: request.to_owned(),
-                message: error_chain(&e),
-            })?;
-        let status = response.status().as_u16();
-        let retry_after = retry_after(response.headers());
-        let body = read_body(response, request, self.max_response_bytes).await?;
-        if status == 200 {
-            return Ok(body);
+        let (answer, _) = response::send(
+            self.http
+                .get(url)
+                .headers(headers)
+                .header("Accept", "application/json"),
+            request,
+            self.max_response_bytes,
+        )
+        .await?;
+        if answer.status == 200 {
+            return Ok(answer.body);
         }
-        let (code, message) = error_fields(&body);
-        let message = self.auth.redact(&message);
-        let request = request.to_owned();
-        let throttled = code
-            .as_deref()
-            .is_some_and(|c| THROTTLING_CODES.contains(&c));
-        Err(match status {
-            429 | 500..=599 => SourceError::Server {
-                request,
-                status,
-                code,
-                message,
-                retry_after,
-            },
-            401 | 403 => SourceError::Auth {
-                request,
-                auth: self.auth.kind(),
-                status,
-                code,
-                message,
-            },
-            _ if throttled => SourceError::Server {
-                request,
-                status,
-                code,
-                message,
-                retry_after,
-            },
-            404 if service_id.is_some() => SourceError::ServiceNotFound {
-                request,
-                service_id: service_id.unwrap_or_default().to_owned(),
-                status,
-                code,
-                message,
-            },
-            _ => SourceError::Rejected {
-                request,
-                status,
-                code,
-                message,
-            },
-        })
+        let refusal = Refusal {
+            request,
+            auth: self.auth.kind(),
+            service_id,
+        };
+        Err(answer.error(refusal, |message| self.auth.redact(message)))
     }
 }
 
@@ -413,54 +387,6 @@ fn no_project(source: &str) -> SourceError {
     SourceError::Setup(format!(
         "source {source}: the IAM token names no project; set project_id"
     ))
-}
-
-/// The server's `Retry-After` in seconds (the HTTP-date form is not used by
-/// the API gateway).
-pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    headers
-        .get("retry-after")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .filter(|secs| secs.is_finite() && *secs >= 0.0)
-        .and_then(|secs| Duration::try_from_secs_f64(secs).ok())
-}
-
-/// Reads the body, refusing more than `limit` bytes.
-pub(crate) async fn read_body(
-    mut response: reqwest::Response,
-    request: &str,
-    limit: u64,
-) -> Result<Vec<u8>, SourceError> {
-    let too_large = || SourceError::TooLarge {
-        request: request.to_owned(),
-        limit,
-    };
-    if response.content_length().is_some_and(|len| len > limit) {
-        return Err(too_large());
-    }
-    let mut body = Vec::new();
-    loop {
-        match response.chunk().await {
-            Ok(Some(chunk)) => {
-                if (body.len() + chunk.len()) as u64 > limit {
-                    return Err(too_large());
-                }
-                body.extend_from_slice(&chunk);
-            }
-            Ok(None) => return Ok(body),
-            Err(e) => {
-                return Err(SourceError::Transport {
-                    request: request.to_owned(),
-                    message: format!(
-                        "body cut off after {} bytes: {}",
-                        body.len(),
-                        error_chain(&e)
-                    ),
-                });
-            }
-        }
-    }
 }
 
 /// The certificates of a PEM file of extra CAs. A file with none is an
@@ -489,55 +415,6 @@ fn describe(path: &str, query: &str) -> String {
     } else {
         format!("GET {path}?{query}")
     }
-}
-
-/// The error and its causes on one line (reqwest's top-level message alone
-/// is rarely enough to act on).
-pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
-
-/// Cuts text for quoting in a log line or error message.
-pub fn quote(text: &str) -> String {
-    if text.len() <= QUOTE_LIMIT {
-        return text.to_owned();
-    }
-    let mut end = QUOTE_LIMIT;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}… ({} bytes)", &text[..end], text.len())
-}
-
-/// `error_code` and `error_msg` of an error body; the ModelArts/APIG shape,
-/// the IAM (Keystone) shape, or, for a non-JSON page, the start of its text.
-pub(crate) fn error_fields(body: &[u8]) -> (Option<String>, String) {
-    let text = String::from_utf8_lossy(body);
-    let Ok(json) = serde_json::from_slice::<Value>(body) else {
-        let flat: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
-        return (None, quote(&flat));
-    };
-    let field = |v: &Value, keys: &[&str]| {
-        keys.iter().find_map(|k| v.get(*k)).map(|v| match v {
-            Value::String(s) => s.clone(),
-            other => other.to_string(),
-        })
-    };
-    let code = field(&json, &["error_code", "errorCode", "code"]);
-    let message = field(&json, &["error_msg", "errorMsg", "message"])
-        .or_else(|| {
-            json.get("error")
-                .and_then(|e| field(e, &["message", "title"]))
-        })
-        .unwrap_or_else(|| quote(&text));
-    (code, quote(&message))
 }
 
 fn lenient_u64(value: Option<&Value>) -> Option<u64> {
@@ -586,12 +463,16 @@ fn parse_events_page(body: &[u8], request: &str) -> Result<EventsPage, SourceErr
     let rows: Vec<EventRow> = events
         .iter()
         .map(|row| match lenient_ms(row.get("occur_time")) {
-            Some(occur_time) => EventRow::Event(RawEvent {
-                occur_time,
-                event_type: lenient_text(row.get("event_type")),
-                event_info: lenient_text(row.get("event_info")),
-            }),
-            None => EventRow::Malformed(quote(&row.to_string())),
+            // Before 1970 or after 9999 a time cannot be written as RFC 3339 (nor, before
+            // 1970, be paged by `start_time`): the row cannot be placed.
+            Some(occur_time) if (0..=MAX_OCCUR_TIME).contains(&occur_time) => {
+                EventRow::Event(RawEvent {
+                    occur_time,
+                    event_type: lenient_text(row.get("event_type")),
+                    event_info: lenient_text(row.get("event_info")),
+                })
+            }
+            _ => EventRow::Malformed(quote(&row.to_string())),
         })
         .collect();
     // Without total_count the page can only be taken as complete.
@@ -667,27 +548,40 @@ mod tests {
     }
 
     #[test]
-    fn error_fields_read_every_shape() {
-        assert_eq!(
-            error_fields(br#"{"error_code":"ModelArts.3502","error_msg":"not found"}"#),
-            (Some("ModelArts.3502".into()), "not found".into())
+    fn times_outside_1970_to_9999_are_malformed_rows() {
+        let body = format!(
+            r#"{{"total_count":6,"events":[
+            {{"occur_time":0,"event_type":"normal","event_info":"epoch"}},
+            {{"occur_time":{MAX_OCCUR_TIME},"event_type":"normal","event_info":"last ms of 9999"}},
+            {{"occur_time":253402300800000,"event_type":"normal","event_info":"year 10000"}},
+            {{"occur_time":-1,"event_type":"normal","event_info":"before 1970"}},
+            {{"occur_time":9223372036854775807,"event_type":"normal","event_info":"i64::MAX"}},
+            {{"occur_time":1e30,"event_type":"normal","event_info":"beyond i64"}}]}}"#
         );
+        let page = parse_events_page(body.as_bytes(), "GET /x").unwrap();
+        let placed: Vec<i64> = page
+            .rows
+            .iter()
+            .filter_map(|row| match row {
+                EventRow::Event(e) => Some(e.occur_time),
+                EventRow::Malformed(_) => None,
+            })
+            .collect();
+        assert_eq!(placed, vec![0, MAX_OCCUR_TIME]);
+        for (row, text) in
+            page.rows[2..]
+                .iter()
+                .zip(["year 10000", "before 1970", "i64::MAX", "beyond i64"])
+        {
+            assert!(
+                matches!(row, EventRow::Malformed(raw) if raw.contains(text)),
+                "{row:?}"
+            );
+        }
         assert_eq!(
-            error_fields(
-                br#"{"error":{"code":401,"message":"bad password","title":"Unauthorized"}}"#
-            )
-            .1,
-            "bad password"
+            record::timestamp_rfc3339(MAX_OCCUR_TIME),
+            "9999-12-31T23:59:59.999Z",
+            "the last placeable millisecond can be written"
         );
-        let (code, msg) = error_fields(b"<html>\n<h1>502 Bad Gateway</h1></html>");
-        assert_eq!(code, None);
-        assert!(msg.contains("502 Bad Gateway"));
-    }
-
-    #[test]
-    fn quote_cuts_long_text_on_a_char_boundary() {
-        let long = "ä".repeat(1000);
-        let q = quote(&long);
-        assert!(q.len() < 400 && q.ends_with("(2000 bytes)"));
     }
 }

@@ -71,6 +71,20 @@ impl SinkCursor {
         self.position
     }
 
+    /// Moves a position that is ahead of `limit` (the clock plus `max_clock_skew`) back
+    /// to it, and says whether it did: positions never run ahead of the clock (a state
+    /// written before they were capped, or a clock that was set back). The fingerprints
+    /// stay, so what the sink has is still not delivered again.
+    pub fn cap_position(&mut self, limit: i64) -> bool {
+        match self.position {
+            Some(position) if position > limit => {
+                self.position = Some(limit);
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// The oldest `occur_time` this sink could still need.
     pub fn floor(&self) -> i64 {
         floor(self.since, self.position, self.lookback_ms)
@@ -160,6 +174,32 @@ mod tests {
         assert_eq!((c.since(), c.position()), (5, Some(10)));
         assert!(!c.is_new(10, "a"));
         assert!(c.is_new(10, "b"));
+    }
+
+    #[test]
+    fn a_position_ahead_of_the_clock_is_capped_and_its_fingerprints_kept() {
+        let lookback = Duration::from_millis(100);
+        let mut c = SinkCursor::new(None, 0, lookback);
+        // The pull hands over an event far ahead; its batch's `through` is capped.
+        c.advance([("future", 1_000_000)], Some(2_000));
+        assert_eq!(c.position(), Some(2_000));
+        assert!(!c.is_new(1_000_000, "future"), "kept by fingerprint");
+        assert!(
+            c.is_new(1_950, "later"),
+            "a later event inside lookback is new"
+        );
+        // A stored position from the future is brought back to the limit.
+        let stored = CursorState {
+            since: 0,
+            position: Some(1_000_000),
+            fingerprints: vec![("future".into(), 1_000_000)],
+        };
+        let mut c = SinkCursor::new(Some(stored), 0, lookback);
+        assert!(c.cap_position(2_000));
+        assert_eq!((c.position(), c.floor()), (Some(2_000), 1_900));
+        assert!(!c.is_new(1_000_000, "future"));
+        assert!(c.is_new(1_950, "later"));
+        assert!(!c.cap_position(2_000), "nothing to do the second time");
     }
 
     #[test]

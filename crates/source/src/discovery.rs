@@ -6,7 +6,10 @@
 //! events API (pages or records?), and a server may serve fewer rows than
 //! `limit`. So the listing detects the offset unit with one probe, pages by
 //! the served size, stops on `total_count` (never on a short page) and
-//! keeps each service once.
+//! keeps each service once. A server that ignores `offset` or lies in
+//! `total_count` cannot make it page for ever: a page that brings no service
+//! not seen before ends the listing, and it asks at most
+//! `ceil(total_count / served) + 2` pages.
 //!
 //! API: "Obtaining Services" (<https://docs.otc.t-systems.com/modelarts/api-ref/>).
 
@@ -14,7 +17,7 @@ use crate::client::{ModelArtsClient, ServiceInfo};
 use crate::error::SourceError;
 use crate::settings::Discover;
 use std::collections::HashSet;
-use tracing::debug;
+use tracing::{debug, warn};
 
 /// Every service of the project.
 pub async fn list_services(
@@ -45,13 +48,36 @@ pub async fn list_services(
     let by_pages = served > 1 && client.services(probe, limit).await?.services.is_empty();
     debug!(total, served, by_pages, "Listing services page by page.");
     let mut page = 1u64;
-    while (services.len() as u64) < total && page * served < total {
-        let offset = if by_pages { page } else { page * served };
+    let most = total.div_ceil(served).saturating_add(2);
+    while (services.len() as u64) < total && page.saturating_mul(served) < total {
+        if page >= most {
+            warn!(
+                total,
+                served,
+                pages = page,
+                "The services list would take more pages than its total_count justifies; ending the listing."
+            );
+            break;
+        }
+        let offset = if by_pages {
+            page
+        } else {
+            page.saturating_mul(served)
+        };
         let next = client.services(offset, limit).await?;
         if next.services.is_empty() {
             break;
         }
+        let before = services.len();
         keep(next.services, &mut services);
+        if services.len() == before {
+            warn!(
+                offset,
+                total,
+                "A page of the services list brought no service not listed before (the server ignores offset or overstates total_count); ending the listing."
+            );
+            break;
+        }
         page += 1;
     }
     Ok(services)

@@ -1,6 +1,7 @@
 //! Errors of the ModelArts client and the pull, classified so that the retry
 //! policy never parses strings: [`SourceError::is_retryable`] decides.
 
+use crate::settings::AuthKind;
 use std::time::Duration;
 
 /// What went wrong talking to ModelArts. Every variant names the request
@@ -30,16 +31,31 @@ pub enum SourceError {
     TooLarge { request: String, limit: u64 },
 
     /// 401/403: the credentials were refused. Not retried: five bad AK/SK
-    /// signatures lock the key for five minutes. `auth` is the auth kind
-    /// (`token`, `password`, `aksk`); `message` is the server's, with any
-    /// credential of ours blanked out.
+    /// signatures lock the key for five minutes. `message` is the server's,
+    /// with any credential of ours blanked out.
     #[error("{request}: authentication ({auth}) failed: HTTP {status}{}: {message}", code_suffix(.code))]
     Auth {
         request: String,
-        auth: &'static str,
+        auth: AuthKind,
         status: u16,
         code: Option<String>,
         message: String,
+    },
+
+    /// The credentials were refused a short while ago and have not changed since:
+    /// they are not presented again until the hold ends (repeated failures lock
+    /// AK/SK keys and IAM users).
+    #[error(
+        "authentication ({auth}) failed {}s ago; not tried again for another {}s, because repeated failures lock AK/SK keys and IAM users (changing the credentials ends the wait): {refusal}",
+        .ago.as_secs(),
+        .wait.as_secs()
+    )]
+    HeldBack {
+        auth: AuthKind,
+        ago: Duration,
+        wait: Duration,
+        /// The refusal that is held.
+        refusal: Box<SourceError>,
     },
 
     /// 404 for the service (`ModelArts.3502`).
@@ -102,6 +118,7 @@ impl SourceError {
             SourceError::Server { .. } => true,
             SourceError::TooLarge { .. }
             | SourceError::Auth { .. }
+            | SourceError::HeldBack { .. }
             | SourceError::ServiceNotFound { .. }
             | SourceError::Rejected { .. }
             | SourceError::Setup(_)

@@ -15,10 +15,12 @@ pub mod error;
 pub mod pull;
 pub mod rate;
 pub mod regions;
+mod response;
 pub mod retry;
 pub mod secret;
 pub mod settings;
 
+pub use auth::read_secret_files;
 pub use client::{EventsPage, EventsQuery, ModelArtsClient, RawEvent, ServiceInfo};
 pub use cursor::SinkCursor;
 pub use error::SourceError;
@@ -26,5 +28,6 @@ pub use pull::{PullOptions, PulledBatch, PulledEvent, ServerModel, ServicePull};
 pub use regions::{Cloud, RegionEndpoints};
 pub use secret::Secret;
 pub use settings::{
-    AuthSettings, Discover, OffsetUnit, SecretSource, SourceSettings, StartAt, TlsSettings,
+    AuthKind, AuthSettings, Discover, OffsetUnit, SecretSource, SourceSettings, StartAt,
+    TlsSettings,
 };

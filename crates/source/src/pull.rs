@@ -21,12 +21,27 @@
 //! - Identical events in one millisecond ("twins") are numbered 1, 2, … in
 //!   the server's order; a group is numbered from its first row on every
 //!   read, so the numbers, and so the ids, are stable across runs.
+//! - Inside an overfull millisecond each page is handed out only once the next
+//!   one has shown that the server pages honestly: a page that repeats one
+//!   already read, while a page past the end still has rows, proves the server
+//!   ignores `offset`, and the service fails with that reason before anything
+//!   it cannot number correctly is delivered (twins would be invented, other
+//!   rows never seen). Every paging loop is bounded by what the data can
+//!   justify: at most `ceil(total_count / served) + 2` requests for one
+//!   millisecond's window, and a page that brings nothing new ends a loop.
+//! - Positions never run ahead of the clock: a batch says how far positions
+//!   may move (`through`), which is its newest event but at most the clock
+//!   plus `max_clock_skew`. An event dated later is delivered, and kept by its
+//!   fingerprint until the position reaches it, so one event from the future
+//!   does not push later ones out of `lookback`.
 
 use crate::client::{EventRow, EventsPage, EventsQuery, ModelArtsClient, RawEvent};
 use crate::error::SourceError;
 use crate::settings::OffsetUnit;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::hash::{Hash, Hasher};
 use std::sync::Mutex;
+use std::time::Duration;
 use tracing::{debug, info, warn};
 
 /// What a source has learned about its server's paging, shared by all of
@@ -49,6 +64,8 @@ pub struct PullOptions {
     pub page_size: u32,
     pub event_type: Option<String>,
     pub offset_unit: OffsetUnit,
+    /// How far ahead of the clock a batch's `through` may be.
+    pub max_clock_skew: Duration,
 }
 
 /// One event ready to become a record: its twin number is assigned.
@@ -68,6 +85,21 @@ pub struct PulledBatch {
     pub events: Vec<PulledEvent>,
     /// Rows with no usable `occur_time`, as truncated raw JSON.
     pub malformed: Vec<String>,
+    /// How far positions may move for this batch: its newest event's time, but never
+    /// past the clock plus `max_clock_skew` (`None` without events).
+    pub through: Option<i64>,
+}
+
+/// The newest position a commit may write now: the clock (`now_ms`) plus
+/// `max_clock_skew`.
+pub fn position_limit(now_ms: i64, max_clock_skew: Duration) -> i64 {
+    now_ms.saturating_add(crate::cursor::lookback_ms(max_clock_skew))
+}
+
+/// How far positions may move for `events` (ascending): to the newest one, but not past
+/// `limit`.
+pub fn capped_through(events: &[PulledEvent], limit: i64) -> Option<i64> {
+    events.last().map(|e| e.occur_time.min(limit))
 }
 
 /// Where the pull is.
@@ -93,6 +125,18 @@ struct MillisecondRead {
     window: (i64, i64),
     /// Times this millisecond was read again from page 0.
     restarts: u32,
+    /// The events of the page read last: handed out once the next page has shown that
+    /// the server pages this millisecond honestly, or the millisecond ends.
+    held: Vec<PulledEvent>,
+    /// A digest of each page read, to notice one that repeats an earlier page.
+    pages: HashSet<u64>,
+    /// Whether a page past the end came back empty: the server honours `offset`, so a
+    /// page that repeats another holds real twins.
+    offset_honoured: bool,
+    /// Pages asked in this read (page 0, later pages, a page past the end)…
+    fetched: u64,
+    /// …and how many its `total_count` can justify: `ceil(total / served) + 2`.
+    budget: u64,
 }
 
 /// How often one overfull millisecond is read again from its start because
@@ -202,14 +246,29 @@ impl<'a> ServicePull<'a> {
             warn!(
                 service_id = %self.service_id,
                 row = %raw,
-                "Skipping an event without a usable occur_time."
+                "Skipping an event without a usable occur_time (none, not a number, or outside the years 1970 to 9999)."
+            );
+        }
+        let limit = position_limit(record::now_ms(), self.options.max_clock_skew);
+        for event in events.iter().filter(|e| e.occur_time > limit) {
+            warn!(
+                service_id = %self.service_id,
+                occur_time = %record::timestamp_rfc3339(event.occur_time),
+                max_clock_skew = %humantime::format_duration(self.options.max_clock_skew),
+                "An event is dated further ahead of the clock than max_clock_skew; it is delivered once, and positions wait for the clock to reach it."
             );
         }
         PulledBatch {
             service_name: self.service_name.clone(),
+            through: capped_through(&events, limit),
             events,
             malformed,
         }
+    }
+
+    /// A batch of `events` from the millisecond read, if there are any.
+    fn some_batch(&self, events: Vec<PulledEvent>) -> Option<PulledBatch> {
+        (!events.is_empty()).then(|| self.batch(events, Vec::new()))
     }
 
     /// One request of the time scan. Sets the next phase; returns a batch
@@ -221,7 +280,7 @@ impl<'a> ServicePull<'a> {
         } else if model.start_inclusive == Some(true) {
             Some(self.floor)
         } else {
-            Some(self.floor - 1)
+            Some(self.floor.saturating_sub(1))
         };
         let query = self.query(start_time, None, 0);
         let page = match self.fetch(&query).await {
@@ -239,6 +298,7 @@ impl<'a> ServicePull<'a> {
         let mut malformed = Vec::new();
         let mut kept: Vec<RawEvent> = Vec::with_capacity(served);
         let mut below_floor = false;
+        let page_digest = digest(&page.rows);
         for row in page.rows {
             match row {
                 EventRow::Malformed(raw) => malformed.push(raw),
@@ -271,7 +331,7 @@ impl<'a> ServicePull<'a> {
             let events = number_twins(kept);
             self.floor = events
                 .last()
-                .map(|e| e.occur_time + 1)
+                .map(|e| e.occur_time.saturating_add(1))
                 .unwrap_or(self.floor);
             self.phase = Phase::Done;
             return Ok(Some(self.batch(events, malformed)));
@@ -300,7 +360,13 @@ impl<'a> ServicePull<'a> {
             // them by offset to the first row that can be placed.
             let total = page.total_count;
             return match self
-                .skip_unplaceable(start_time, total, served as u32, &mut malformed)
+                .skip_unplaceable(
+                    start_time,
+                    total,
+                    served as u32,
+                    page_digest,
+                    &mut malformed,
+                )
                 .await?
             {
                 Some(next) if next > self.floor => {
@@ -363,14 +429,17 @@ impl<'a> ServicePull<'a> {
         (start, end)
     }
 
-    /// Reads page 0 of an overfull millisecond and decides how to go on.
-    /// Returns the first events and the next phase.
+    /// Reads page 0 of an overfull millisecond and decides how to go on. Returns
+    /// the events to hand out now (only when page 0 held the whole millisecond;
+    /// otherwise they are held until the next page) and the next phase.
     async fn start_millisecond(
         &mut self,
         ms: i64,
         restarts: u32,
     ) -> Result<(Vec<PulledEvent>, Phase), SourceError> {
-        loop {
+        // Each round either halves the limit or learns that start_time is
+        // inclusive; neither happens without end.
+        for _ in 0..=32 {
             let (start, end) = self.millisecond_window(ms);
             let query = self.query(Some(start), Some(end), 0);
             let page = match self.fetch(&query).await {
@@ -402,17 +471,93 @@ impl<'a> ServicePull<'a> {
                 twins: HashMap::new(),
                 window: (start, end),
                 restarts,
+                held: Vec::new(),
+                pages: HashSet::from([digest(&rows)]),
+                offset_honoured: false,
+                fetched: 1,
+                budget: window_budget(total, served),
             };
             let events = number_in_group(&mut read.twins, rows);
             if served as u64 >= total || served_now == 0 {
-                self.floor = ms + 1;
+                self.floor = ms.saturating_add(1);
                 return Ok((events, Phase::Scan));
             }
-            read.unit = self
+            let (unit, probe) = self
                 .offset_unit(Some(start), Some(end), total, served)
                 .await?;
-            return Ok((events, Phase::Millisecond(read)));
+            read.unit = unit;
+            if let Some(probe) = probe {
+                // A record server answers the probe with later rows of the
+                // millisecond; rows equal to page 0 mean the offset went unheard.
+                let (probe, _) = self.rows_at(ms, start, end, probe);
+                if !probe.is_empty() && read.pages.contains(&digest(&probe)) {
+                    self.check_offset_honoured(&mut read).await?;
+                }
+            }
+            read.held = events;
+            return Ok((Vec::new(), Phase::Millisecond(read)));
         }
+        Err(SourceError::Paging {
+            service_id: self.service_id.clone(),
+            message: format!(
+                "the first page of the millisecond {ms} could not be read alone (the server \
+                 keeps answering with rows outside it or with bodies too large)"
+            ),
+        })
+    }
+
+    /// A page of the millisecond repeated one already read: real twins, or a
+    /// server that ignores `offset`. A page past the end tells them apart: an
+    /// honest server has no rows there. Fails the pull for a server that ignores
+    /// `offset`, before anything of the millisecond it cannot number is handed out.
+    async fn check_offset_honoured(
+        &mut self,
+        read: &mut MillisecondRead,
+    ) -> Result<(), SourceError> {
+        if read.offset_honoured {
+            return Ok(());
+        }
+        self.spend(read)?;
+        let past_end = read.total.div_ceil(u64::from(read.served.max(1)));
+        let offset = page_offset(read.unit, past_end, read.served);
+        let (start, end) = read.window;
+        let page = self
+            .fetch(&self.query(Some(start), Some(end), offset))
+            .await?;
+        if page.rows.is_empty() {
+            read.offset_honoured = true;
+            return Ok(());
+        }
+        Err(SourceError::Paging {
+            service_id: self.service_id.clone(),
+            message: format!(
+                "the server ignores `offset`: a page of the {} events at {} ({} ms) repeats a \
+                 page already read, and offset {offset}, past the last page, still has rows. \
+                 The millisecond cannot be read completely, so its events from there on are \
+                 not delivered (none, when this is its second page) and the service stops",
+                read.total,
+                record::timestamp_rfc3339(read.ms),
+                read.ms
+            ),
+        })
+    }
+
+    /// Counts one more request of the millisecond read, failing when it would
+    /// pass what the millisecond's `total_count` can justify.
+    fn spend(&self, read: &mut MillisecondRead) -> Result<(), SourceError> {
+        if read.fetched >= read.budget {
+            return Err(SourceError::Paging {
+                service_id: self.service_id.clone(),
+                message: format!(
+                    "the millisecond {} would take more than {} requests, the most its \
+                     total_count of {} events in pages of {} can justify; the server's paging \
+                     cannot be trusted",
+                    read.ms, read.budget, read.total, read.served
+                ),
+            });
+        }
+        read.fetched += 1;
+        Ok(())
     }
 
     /// Keeps the rows at `ms`; notes what rows outside it teach about the
@@ -441,27 +586,27 @@ impl<'a> ServicePull<'a> {
         (kept, before)
     }
 
-    /// The offset unit: configured, learned, or detected now. A server that
-    /// counts pages has no rows at page `ceil(T / L)`; one that counts
-    /// records (floored to a page or not) has rows at record `ceil(T / L)`.
-    /// Servers of the second kind are paged at record offsets `k * L`,
-    /// which is right for both of them.
+    /// The offset unit: configured, learned, or detected now, with the rows of
+    /// the probe when one was made. A server that counts pages has no rows at
+    /// page `ceil(T / L)`; one that counts records (floored to a page or not)
+    /// has rows at record `ceil(T / L)`. Servers of the second kind are paged
+    /// at record offsets `k * L`, which is right for both of them.
     async fn offset_unit(
         &mut self,
         start: Option<i64>,
         end: Option<i64>,
         total: u64,
         served: u32,
-    ) -> Result<OffsetUnit, SourceError> {
+    ) -> Result<(OffsetUnit, Option<Vec<EventRow>>), SourceError> {
         if self.options.offset_unit != OffsetUnit::Auto {
-            return Ok(self.options.offset_unit);
+            return Ok((self.options.offset_unit, None));
         }
         if let Some(unit) = self.model().offset_unit {
-            return Ok(unit);
+            return Ok((unit, None));
         }
         if served <= 1 {
             // With one row a page, pages and records are the same thing.
-            return Ok(OffsetUnit::Record);
+            return Ok((OffsetUnit::Record, None));
         }
         let mut total = total;
         let mut attempts = 0;
@@ -484,31 +629,51 @@ impl<'a> ServicePull<'a> {
         };
         info!(service_id = %self.service_id, ?unit, "Detected how the server counts offset.");
         self.learn(|m| m.offset_unit = Some(unit));
-        Ok(unit)
+        Ok((unit, Some(page.rows)))
     }
 
     /// After a page made only of rows without a usable `occur_time`, pages
     /// on by offset from the same `start_time` until a row that can be
     /// placed turns up, and returns its time (`None`: only such rows
-    /// remain). The rows passed over are added to `malformed`.
+    /// remain). The rows passed over are added to `malformed`. A page that
+    /// repeats one already read ends the paging: it fails the pull when a page
+    /// past the end still has rows (the server ignores `offset`).
     async fn skip_unplaceable(
         &mut self,
         start: Option<i64>,
         total: u64,
         served: u32,
+        first_page: u64,
         malformed: &mut Vec<String>,
     ) -> Result<Option<i64>, SourceError> {
         let served = served.max(1);
-        let unit = self.offset_unit(start, None, total, served).await?;
+        let (unit, _) = self.offset_unit(start, None, total, served).await?;
+        let mut pages = HashSet::from([first_page]);
         let mut page_no = 1u64;
-        while page_no * (served as u64) < total {
-            let offset = match unit {
-                OffsetUnit::Page => page_no,
-                _ => page_no * served as u64,
-            };
+        while page_no.saturating_mul(served as u64) < total {
+            let offset = page_offset(unit, page_no, served);
             let page = self.fetch(&self.query(start, None, offset)).await?;
             if page.rows.is_empty() {
                 return Ok(None);
+            }
+            if !pages.insert(digest(&page.rows)) {
+                let past_end = page_offset(unit, total.div_ceil(served as u64), served);
+                let after = self.fetch(&self.query(start, None, past_end)).await?;
+                if after.rows.is_empty() {
+                    // Identical rows, honestly paged: nothing new is learned
+                    // from more of them.
+                    warn!(service_id = %self.service_id, offset,
+                        "A page of rows without a usable occur_time repeats an earlier one; not paging further.");
+                    return Ok(None);
+                }
+                return Err(SourceError::Paging {
+                    service_id: self.service_id.clone(),
+                    message: format!(
+                        "the server ignores `offset`: the page at offset {offset} repeats a page \
+                         already read and offset {past_end}, past the last page, still has rows, \
+                         so the pull cannot page past the rows without a usable occur_time"
+                    ),
+                });
             }
             let mut first: Option<i64> = None;
             for row in page.rows {
@@ -534,16 +699,14 @@ impl<'a> ServicePull<'a> {
         &mut self,
         mut read: MillisecondRead,
     ) -> Result<Option<PulledBatch>, SourceError> {
-        if read.next_page * read.served as u64 >= read.total {
-            self.floor = read.ms + 1;
+        if read.next_page.saturating_mul(read.served as u64) >= read.total {
+            self.floor = read.ms.saturating_add(1);
             self.phase = Phase::Scan;
-            return Ok(None);
+            return Ok(self.some_batch(read.held));
         }
+        self.spend(&mut read)?;
         let (start, end) = self.millisecond_window(read.ms);
-        let offset = match read.unit {
-            OffsetUnit::Page => read.next_page,
-            _ => read.next_page * read.served as u64,
-        };
+        let offset = page_offset(read.unit, read.next_page, read.served);
         let query = self.query(Some(start), Some(end), offset);
         let page = match self.fetch(&query).await {
             Err(SourceError::TooLarge { .. }) if self.limit > 1 => {
@@ -553,7 +716,7 @@ impl<'a> ServicePull<'a> {
                 self.limit = (self.limit / 2).max(1);
                 let (events, phase) = self.start_millisecond(read.ms, read.restarts).await?;
                 self.phase = phase;
-                return Ok(Some(self.batch(events, Vec::new())));
+                return Ok(self.some_batch(events));
             }
             other => other?,
         };
@@ -565,12 +728,13 @@ impl<'a> ServicePull<'a> {
             // page's offset shifts it, so its rows could repeat rows already
             // numbered (a made-up twin) or skip some. Read the millisecond
             // again from page 0: numbering starts afresh, the ids of rows
-            // already handed out repeat, and the cursors skip them.
+            // already handed out repeat, and the cursors skip them. The page
+            // held back is read again too.
             debug!(service_id = %self.service_id, ms = read.ms,
                 "The millisecond's rows changed while reading it; reading it again.");
             let (events, phase) = self.start_millisecond(read.ms, read.restarts + 1).await?;
             self.phase = phase;
-            return Ok(Some(self.batch(events, Vec::new())));
+            return Ok(self.some_batch(events));
         }
         read.total = page.total_count;
         read.next_page += 1;
@@ -579,14 +743,40 @@ impl<'a> ServicePull<'a> {
         if served_now == 0 {
             warn!(service_id = %self.service_id, ms = read.ms, offset,
                 "The server returned no rows inside total_count; ending this millisecond.");
-            self.floor = read.ms + 1;
+            self.floor = read.ms.saturating_add(1);
             self.phase = Phase::Scan;
-            return Ok(None);
+            return Ok(self.some_batch(read.held));
+        }
+        if !rows.is_empty() && !read.pages.insert(digest(&rows)) {
+            self.check_offset_honoured(&mut read).await?;
         }
         let events = number_in_group(&mut read.twins, rows);
+        let ready = std::mem::replace(&mut read.held, events);
         self.phase = Phase::Millisecond(read);
-        Ok(Some(self.batch(events, Vec::new())))
+        Ok(self.some_batch(ready))
     }
+}
+
+/// Requests one millisecond's window may take: its pages, and one page past
+/// the end to tell identical twins from a server that ignores `offset`.
+fn window_budget(total: u64, served: u32) -> u64 {
+    total.div_ceil(u64::from(served.max(1))).saturating_add(2)
+}
+
+/// The `offset` of page `page` (0-based) in `unit`, for pages of `served` rows.
+fn page_offset(unit: OffsetUnit, page: u64, served: u32) -> u64 {
+    match unit {
+        OffsetUnit::Page => page,
+        OffsetUnit::Record | OffsetUnit::Auto => page.saturating_mul(u64::from(served)),
+    }
+}
+
+/// A digest of a page's rows in their order, to notice a page that repeats
+/// another.
+fn digest<T: Hash>(rows: &[T]) -> u64 {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    rows.hash(&mut hasher);
+    hasher.finish()
 }
 
 /// Numbers twins in a run of complete millisecond groups (ascending time).
@@ -649,6 +839,73 @@ mod tests {
         ]);
         let twins: Vec<u32> = events.iter().map(|e| e.twin).collect();
         assert_eq!(twins, vec![1, 2, 1, 1, 2]);
+    }
+
+    fn pulled(t: i64) -> PulledEvent {
+        PulledEvent {
+            occur_time: t,
+            event_type: "normal".into(),
+            event_info: "x".into(),
+            twin: 1,
+        }
+    }
+
+    #[test]
+    fn positions_never_pass_the_clock_plus_the_skew() {
+        let now = 1_700_000_000_000;
+        let limit = position_limit(now, Duration::from_secs(300));
+        assert_eq!(limit, now + 300_000);
+        // A batch dated before the limit moves positions to its newest event…
+        assert_eq!(
+            capped_through(&[pulled(now - 5), pulled(now)], limit),
+            Some(now)
+        );
+        // …one with an event an hour ahead only to the limit, and one from the year
+        // 3000 too.
+        let hour = now + 3_600_000;
+        assert_eq!(
+            capped_through(&[pulled(now), pulled(hour)], limit),
+            Some(limit)
+        );
+        assert_eq!(
+            capped_through(&[pulled(32_503_680_000_000)], limit),
+            Some(limit)
+        );
+        assert_eq!(capped_through(&[], limit), None);
+        // A zero skew caps at the clock; a huge one saturates rather than overflows.
+        assert_eq!(position_limit(now, Duration::ZERO), now);
+        assert_eq!(
+            position_limit(i64::MAX - 1, Duration::from_secs(60)),
+            i64::MAX
+        );
+    }
+
+    #[test]
+    fn a_window_takes_at_most_its_pages_plus_two_requests() {
+        assert_eq!(window_budget(30, 10), 5);
+        assert_eq!(window_budget(31, 10), 6);
+        assert_eq!(window_budget(1, 1), 3);
+        // A lying total cannot overflow the bound, and a server serving nothing is
+        // taken as serving one row a page.
+        assert_eq!(window_budget(u64::MAX, 1), u64::MAX);
+        assert_eq!(window_budget(5, 0), 7);
+    }
+
+    #[test]
+    fn offsets_count_pages_or_records() {
+        assert_eq!(page_offset(OffsetUnit::Page, 3, 10), 3);
+        assert_eq!(page_offset(OffsetUnit::Record, 3, 10), 30);
+        assert_eq!(page_offset(OffsetUnit::Record, u64::MAX, 10), u64::MAX);
+    }
+
+    #[test]
+    fn a_repeated_page_has_the_digest_of_the_first() {
+        let page = vec![raw(5, "a"), raw(5, "b")];
+        let same = vec![raw(5, "a"), raw(5, "b")];
+        let other_order = vec![raw(5, "b"), raw(5, "a")];
+        assert_eq!(digest(&page), digest(&same));
+        assert_ne!(digest(&page), digest(&other_order));
+        assert_ne!(digest(&page), digest(&[raw(5, "a")]));
     }
 
     #[test]

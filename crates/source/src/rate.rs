@@ -15,6 +15,12 @@ use tracing::info;
 /// rate is lower still): slow enough to let a shared gateway limit recover,
 /// fast enough that a throttled source still makes progress.
 pub const FLOOR_PER_SECOND: f64 = 0.2;
+/// The lowest `max_requests_per_second` a source may have: one request every 100 s.
+/// Lower rates make a run last for hours, and their intervals overflow.
+pub const MIN_PER_SECOND: f64 = 0.01;
+/// The highest `max_requests_per_second` a source may have. Higher rates are no cap at
+/// all (and no gateway takes them).
+pub const MAX_PER_SECOND: f64 = 10_000.0;
 /// Successes in a row after which the rate goes up again.
 pub const RECOVERY_RUN: u32 = 10;
 /// How much the rate goes up after a run of successes.
@@ -41,13 +47,15 @@ struct State {
 }
 
 impl RateLimiter {
-    /// `per_second` must be > 0 (the config validates it); anything else is
-    /// taken as "no cap".
+    /// `per_second` should be within [`MIN_PER_SECOND`]..=[`MAX_PER_SECOND`] (the
+    /// config refuses other values). A lower one is raised to [`MIN_PER_SECOND`], so
+    /// that no rate is so low that its interval overflows (which would turn the cap
+    /// off); a value that is not a number is taken as "no cap".
     pub fn new(source: &str, per_second: f64) -> Self {
-        let configured = if per_second.is_finite() && per_second > 0.0 {
-            per_second
-        } else {
+        let configured = if per_second.is_nan() {
             f64::MAX
+        } else {
+            per_second.max(MIN_PER_SECOND)
         };
         RateLimiter {
             source: source.to_owned(),
@@ -176,6 +184,29 @@ mod tests {
         }
         // At 2/s three starts span one second (at 8/s they would span 250 ms).
         assert_eq!(start.elapsed(), Duration::from_millis(1000));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn rates_too_low_to_space_requests_are_raised_and_never_turn_the_cap_off() {
+        for (asked, kept) in [
+            (1e-300, MIN_PER_SECOND),
+            (0.0, MIN_PER_SECOND),
+            (-5.0, MIN_PER_SECOND),
+            (f64::NEG_INFINITY, MIN_PER_SECOND),
+            (f64::NAN, f64::MAX),
+            (2.0, 2.0),
+        ] {
+            assert_eq!(RateLimiter::new("s", asked).rate(), kept, "{asked}");
+        }
+        let slowest = RateLimiter::new("s", 1e-300);
+        let start = Instant::now();
+        slowest.acquire().await;
+        slowest.acquire().await;
+        assert_eq!(
+            start.elapsed(),
+            Duration::from_secs(100),
+            "the cap is still on"
+        );
     }
 
     #[test]

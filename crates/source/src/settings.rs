@@ -25,6 +25,10 @@ pub struct SourceSettings {
     pub page_size: u32,
     /// Re-read window for late events.
     pub lookback: Duration,
+    /// How far ahead of the clock a committed position may be. An event dated later is
+    /// delivered (and fingerprinted), but positions wait for the clock, so that one
+    /// event from the future never pushes later ones out of `lookback`.
+    pub max_clock_skew: Duration,
     /// Where a service or sink with no position starts.
     pub start_at: StartAt,
     pub offset_unit: OffsetUnit,
@@ -89,13 +93,41 @@ pub enum AuthSettings {
 }
 
 impl AuthSettings {
-    /// The kind's name as written in the config (`token`, `password`, `aksk`).
-    pub fn kind(&self) -> &'static str {
+    /// Which kind of authentication this is.
+    pub fn kind(&self) -> AuthKind {
         match self {
-            AuthSettings::Token { .. } => "token",
-            AuthSettings::Password { .. } => "password",
-            AuthSettings::Aksk { .. } => "aksk",
+            AuthSettings::Token { .. } => AuthKind::Token,
+            AuthSettings::Password { .. } => AuthKind::Password,
+            AuthSettings::Aksk { .. } => AuthKind::Aksk,
         }
+    }
+}
+
+/// The kinds of authentication, as `auth.type` names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AuthKind {
+    /// A static `X-Auth-Token`.
+    Token,
+    /// An IAM password login whose token is cached and renewed.
+    Password,
+    /// AK/SK request signing.
+    Aksk,
+}
+
+impl AuthKind {
+    /// The name as written in the config (`token`, `password`, `aksk`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthKind::Token => "token",
+            AuthKind::Password => "password",
+            AuthKind::Aksk => "aksk",
+        }
+    }
+}
+
+impl std::fmt::Display for AuthKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

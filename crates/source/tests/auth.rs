@@ -11,7 +11,8 @@ mod harness;
 use harness::{Harness, SERVICE, check_exactly_once, number, pull_all, start_with, uniform_events};
 use simulator::{AccessKey, Behaviour, IamUser, SimConfig};
 use source::{
-    AuthSettings, EventsQuery, ModelArtsClient, Secret, SecretSource, SourceError, TlsSettings,
+    AuthKind, AuthSettings, EventsQuery, ModelArtsClient, Secret, SecretSource, SourceError,
+    TlsSettings,
 };
 use std::path::Path;
 use std::sync::Arc;
@@ -81,7 +82,7 @@ async fn password_login_then_events() {
     let mut harness = start_with(iam_config(), uniform_events(BASE, 35));
     harness.settings.auth = password_auth(&harness, PASSWORD, None);
     let client = ModelArtsClient::new(&harness.settings).unwrap();
-    assert_eq!(client.auth_kind(), "password");
+    assert_eq!(client.auth_kind(), AuthKind::Password);
     client.authenticate().await.unwrap();
     let delivered = pull_all(&client, &harness.sim.project_id(), 10)
         .await
@@ -214,7 +215,7 @@ async fn a_wrong_password_is_one_login_and_an_auth_error_without_the_password() 
     assert!(
         matches!(
             &error,
-            SourceError::Auth { auth: "password", status: 401, code: Some(code), .. }
+            SourceError::Auth { auth: AuthKind::Password, status: 401, code: Some(code), .. }
                 if code == "IAM.0062"
         ),
         "{error:?}"
@@ -249,8 +250,25 @@ async fn a_wrong_password_is_one_login_and_an_auth_error_without_the_password() 
         0,
         "no API request without a token"
     );
-    // The next run tries again.
-    assert!(client.authenticate().await.is_err());
+    // A later poll of the same process (`runner run`) is told to wait: the hold is
+    // the source's one lockout policy, whoever asks.
+    let held = client.authenticate().await.unwrap_err();
+    assert!(
+        matches!(
+            &held,
+            SourceError::HeldBack {
+                auth: AuthKind::Password,
+                ..
+            }
+        ),
+        "{held:?}"
+    );
+    assert!(held.to_string().contains("not tried again"), "{held}");
+    assert_no_secret(&format!("{held} {held:?}"), &[wrong, PASSWORD]);
+    assert_eq!(harness.sim.iam_logins(), 1);
+    // The next run (a new process) tries again.
+    let next_run = ModelArtsClient::new(&harness.settings).unwrap();
+    assert!(next_run.authenticate().await.is_err());
     assert_eq!(harness.sim.iam_logins(), 2);
 }
 
@@ -283,7 +301,7 @@ async fn aksk_signed_requests_are_accepted() {
     let mut harness = start_with(config, uniform_events(BASE, 25));
     harness.settings.auth = aksk_auth(inline(SK), None);
     let client = ModelArtsClient::new(&harness.settings).unwrap();
-    assert_eq!(client.auth_kind(), "aksk");
+    assert_eq!(client.auth_kind(), AuthKind::Aksk);
     client.authenticate().await.unwrap();
     let delivered = pull_all(&client, &harness.sim.project_id(), 10)
         .await
@@ -310,7 +328,7 @@ async fn a_wrong_secret_key_is_one_request_and_an_auth_error_without_the_key() {
     assert!(
         matches!(
             &error,
-            SourceError::Auth { auth: "aksk", status: 401, code: Some(code), .. }
+            SourceError::Auth { auth: AuthKind::Aksk, status: 401, code: Some(code), .. }
                 if code == "APIG.0301"
         ),
         "{error:?}"
@@ -440,10 +458,16 @@ async fn a_wrong_static_token_is_an_auth_error_without_the_token() {
         token: inline(wrong),
     };
     let client = ModelArtsClient::new(&harness.settings).unwrap();
-    assert_eq!(client.auth_kind(), "token");
+    assert_eq!(client.auth_kind(), AuthKind::Token);
     let error = client.authenticate().await.unwrap_err();
     assert!(
-        matches!(error, SourceError::Auth { auth: "token", .. }),
+        matches!(
+            error,
+            SourceError::Auth {
+                auth: AuthKind::Token,
+                ..
+            }
+        ),
         "{error:?}"
     );
     assert_eq!(harness.sim.request_count(), 1);

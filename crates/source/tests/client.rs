@@ -68,8 +68,11 @@ async fn auto_detects_servers_counting_records() {
     // 20, which is right whether the server floors to a page or not.
     let offsets = pull_overfull(OffsetMode::Record, OffsetUnit::Auto).await;
     assert_eq!(offsets, vec![(0, 10), (3, 10), (10, 10), (20, 5)]);
+    // A server that floors to a page answers the probe at record 3 with page 0
+    // again, as a server that ignores offset would: one page past the end (record
+    // 30, empty) shows it honours offset, once per source.
     let offsets = pull_overfull(OffsetMode::RecordFloored, OffsetUnit::Auto).await;
-    assert_eq!(offsets, vec![(0, 10), (3, 10), (10, 10), (20, 5)]);
+    assert_eq!(offsets, vec![(0, 10), (3, 10), (30, 0), (10, 10), (20, 5)]);
 }
 
 #[tokio::test]
@@ -144,6 +147,7 @@ async fn an_unknown_service_is_service_not_found_and_not_retried() {
         page_size: 10,
         event_type: None,
         offset_unit: OffsetUnit::Auto,
+        max_clock_skew: std::time::Duration::from_secs(300),
     };
     let missing = "00000000-0000-4000-8000-000000000404";
     let mut pull = ServicePull::new(&client, &model, missing, None, options);
@@ -276,4 +280,87 @@ async fn a_run_of_unplaceable_rows_longer_than_a_page_is_skipped_not_fatal() {
             .unwrap_or_else(|e| panic!("{offset_mode:?}: {e}"));
         assert!(harness.sync().await.delivered.is_empty());
     }
+}
+
+/// One event, then 30 identical ones in one millisecond, then one more.
+fn thirty_twins() -> Vec<SimEvent> {
+    let mut events = vec![SimEvent::new(BASE, "normal", "Before.")];
+    events.extend((0..30).map(|_| SimEvent::new(BASE + 100, "normal", "Heartbeat.")));
+    events.push(SimEvent::new(BASE + 200, "normal", "After."));
+    events
+}
+
+#[tokio::test]
+async fn identical_twins_that_fill_whole_pages_are_told_from_an_offset_the_server_ignores() {
+    // An honest server: every page of the millisecond is ten identical rows, so page 1
+    // repeats page 0. One page past the end (offset 3 pages: empty) shows the server
+    // honours offset, once; all 30 twins are delivered, numbered 1..=30.
+    let mut harness = Harness::start(Behaviour::default(), thirty_twins());
+    harness.settings.offset_unit = OffsetUnit::Page;
+    let outcome = harness.sync().await;
+    check_exactly_once(&harness.expected(), &outcome.delivered).unwrap();
+    let twins: Vec<u32> = outcome
+        .delivered
+        .iter()
+        .filter(|d| d.occur_time == BASE + 100)
+        .map(|d| d.twin)
+        .collect();
+    assert_eq!(twins, (1..=30).collect::<Vec<_>>());
+    assert_eq!(
+        millisecond_offsets(&harness.sim.requests()),
+        vec![(0, 10), (1, 10), (3, 0), (2, 10)]
+    );
+}
+
+#[tokio::test]
+async fn a_server_that_ignores_offset_fails_the_pull_before_the_millisecond_is_delivered() {
+    for unit in [OffsetUnit::Auto, OffsetUnit::Page, OffsetUnit::Record] {
+        for events in [one_overfull_millisecond(), thirty_twins()] {
+            let behaviour = Behaviour {
+                offset_mode: OffsetMode::Ignored,
+                ..Behaviour::default()
+            };
+            let mut harness = Harness::start(behaviour, events);
+            harness.settings.offset_unit = unit;
+            let outcome = harness.try_sync().await;
+            let error = outcome.error.expect("the pull fails");
+            assert!(
+                matches!(&error, SourceError::Paging { .. })
+                    && error.to_string().contains("ignores `offset`"),
+                "{unit:?}: {error}"
+            );
+            assert!(!error.is_retryable());
+            // The event before the millisecond is delivered; nothing of it is.
+            let times: Vec<i64> = outcome.delivered.iter().map(|d| d.occur_time).collect();
+            assert_eq!(times, vec![BASE], "{unit:?}");
+            // Page 0, perhaps the unit probe, page 1 and one page past the end.
+            let asked = millisecond_offsets(&harness.sim.requests()).len();
+            assert!(
+                asked <= 4,
+                "{unit:?}: {asked} requests inside the millisecond"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_lying_total_count_costs_a_handful_of_requests() {
+    let behaviour = Behaviour {
+        offset_mode: OffsetMode::Ignored,
+        claimed_total_count: Some(100_000_000_000_000_000_000),
+        ..Behaviour::default()
+    };
+    let harness = Harness::start(behaviour, vec![SimEvent::new(BASE, "normal", "Alone.")]);
+    let outcome = harness.try_sync().await;
+    assert!(
+        matches!(outcome.error, Some(SourceError::Paging { .. })),
+        "{:?}",
+        outcome.error
+    );
+    assert!(outcome.delivered.is_empty(), "no invented twin");
+    assert!(
+        harness.sim.request_count() <= 5,
+        "{} requests",
+        harness.sim.request_count()
+    );
 }

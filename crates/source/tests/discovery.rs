@@ -73,3 +73,26 @@ async fn the_filter_follows_names_and_statuses() {
     picked.sort();
     assert_eq!(picked, vec!["prod-asr", "prod-ocr"]);
 }
+
+#[tokio::test]
+async fn a_services_list_that_ignores_offset_or_lies_in_its_total_ends() {
+    for claimed_total_count in [None, Some(100_000_000_000_000_000_000)] {
+        let behaviour = Behaviour {
+            offset_mode: OffsetMode::Ignored,
+            max_page_size: Some(4),
+            claimed_total_count,
+            ..Behaviour::default()
+        };
+        let sim = sim_with_services(10, behaviour);
+        let client = ModelArtsClient::new(&settings_for(&sim)).unwrap();
+        let listed = list_services(&client, 5).await.unwrap();
+        // The first page, then one that brings nothing new: the listing ends there
+        // (with a warning) rather than page for ever.
+        assert_eq!(listed.len(), 4, "{claimed_total_count:?}");
+        assert!(
+            sim.request_count() <= 3,
+            "{claimed_total_count:?}: {} requests",
+            sim.request_count()
+        );
+    }
+}

@@ -87,6 +87,8 @@ pub mod defaults {
     pub const MAX_RESPONSE_BYTES: u64 = 64 * 1024 * 1024;
     pub const RETRY_INITIAL_BACKOFF: Duration = Duration::from_secs(1);
     pub const RETRY_MAX_BACKOFF: Duration = Duration::from_secs(60);
+    /// How far ahead of the clock a position may be.
+    pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(5 * 60);
     /// How long a state commit waits for another process's write lock.
     pub const STATE_BUSY_TIMEOUT: Duration = source::checkpoint::DEFAULT_BUSY_TIMEOUT;
 }
@@ -209,6 +211,9 @@ impl<'a> Reader<'a> {
         for (name, table) in &top.sources {
             self.check_name("sources", name, table.span())?;
             sources.push(self.source(name)?);
+        }
+        for warning in shared_services(&sources) {
+            tracing::warn!("{warning}");
         }
 
         if top.sinks.is_empty() {
@@ -408,11 +413,18 @@ impl<'a> Reader<'a> {
             None => defaults::MAX_REQUESTS_PER_SECOND,
             Some(value) => {
                 let rate = *value.get_ref();
-                if !(rate.is_finite() && rate > 0.0) {
+                let (min, max) = (source::rate::MIN_PER_SECOND, source::rate::MAX_PER_SECOND);
+                if !(min..=max).contains(&rate) {
+                    // 1e-300 written out in full would be 300 digits long.
+                    let shown = if (1e-6..1e9).contains(&rate.abs()) {
+                        rate.to_string()
+                    } else {
+                        format!("{rate:e}")
+                    };
                     return Err(self.error(
                         value.span(),
                         key("max_requests_per_second"),
-                        format!("must be a number greater than 0, got {rate}"),
+                        format!("must be between {min} and {max} requests per second, got {shown}"),
                     ));
                 }
                 rate
@@ -464,6 +476,12 @@ impl<'a> Reader<'a> {
             }),
             page_size,
             lookback: self.duration(&table.lookback, &key("lookback"), defaults::LOOKBACK, true)?,
+            max_clock_skew: self.duration(
+                &table.max_clock_skew,
+                &key("max_clock_skew"),
+                defaults::MAX_CLOCK_SKEW,
+                true,
+            )?,
             start_at,
             offset_unit: match table.offset_unit {
                 None | Some(OffsetUnitName::Auto) => OffsetUnit::Auto,
@@ -1167,4 +1185,42 @@ struct Region {
     endpoints: RegionEndpoints,
     /// Of the `region` value, for errors about what it lacks.
     span: Range<usize>,
+}
+
+/// Warnings for services that two sources both read (the same endpoint, project and
+/// service id in their `services`): each source delivers the same events under its own
+/// name, so a sink that takes both receives every event twice (the ids are the same, the
+/// `source` field differs). Sources that discover their services are compared when they
+/// run, not here: which services they follow is not known at load time.
+fn shared_services(sources: &[SourceSettings]) -> Vec<String> {
+    let mut readers: BTreeMap<(String, &str, &str), Vec<&str>> = BTreeMap::new();
+    for source in sources {
+        let Some(project) = source.project_id.as_deref() else {
+            // The project comes from the IAM token: not known before logging in.
+            continue;
+        };
+        let endpoint = source.endpoint.trim_end_matches('/').to_ascii_lowercase();
+        for service in &source.services {
+            readers
+                .entry((endpoint.clone(), project, service.as_str()))
+                .or_default()
+                .push(source.name.as_str());
+        }
+    }
+    readers
+        .into_iter()
+        .filter(|(_, names)| names.len() > 1)
+        .map(|((endpoint, project, service), names)| {
+            format!(
+                "sources {} all read service {service} of project {project} at {endpoint}: each \
+                 delivers the same events under its own name, so a sink that takes them all \
+                 receives every event once per source",
+                names
+                    .iter()
+                    .map(|n| format!("`{n}`"))
+                    .collect::<Vec<_>>()
+                    .join(" and ")
+            )
+        })
+        .collect()
 }

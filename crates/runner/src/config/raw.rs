@@ -81,6 +81,7 @@ pub(super) struct ModelArtsTable {
     pub max_response_bytes: Option<Spanned<i64>>,
     pub retry_initial_backoff: Option<Spanned<HumanDuration>>,
     pub retry_max_backoff: Option<Spanned<HumanDuration>>,
+    pub max_clock_skew: Option<Spanned<HumanDuration>>,
     /// Read on its own once its kind is known; declared so that
     /// `deny_unknown_fields` accepts the key.
     #[allow(dead_code)]

@@ -440,6 +440,7 @@ fn every_default() {
     assert_eq!(source.event_type, None);
     assert_eq!(source.page_size, 1000);
     assert_eq!(source.lookback, Duration::from_secs(600));
+    assert_eq!(source.max_clock_skew, Duration::from_secs(300));
     assert_eq!(source.start_at, StartAt::Beginning);
     assert_eq!(source.offset_unit, OffsetUnit::Auto);
     assert_eq!(source.request_timeout, Duration::from_secs(30));
@@ -483,6 +484,7 @@ services = ["s1", "s2"]
 event_type = "abnormal"
 page_size = 1
 lookback = "0s"
+max_clock_skew = "0s"
 start_at = "2019-07-08T14:47:31.764Z"
 offset_unit = "record"
 request_timeout = "500ms"
@@ -546,6 +548,8 @@ path = "../out/all.jsonl"
     assert_eq!(b.event_type.as_deref(), Some("abnormal"));
     assert_eq!(b.page_size, 1);
     assert_eq!(b.lookback, Duration::ZERO);
+    assert_eq!(b.max_clock_skew, Duration::ZERO);
+    assert_eq!(a.max_clock_skew, Duration::from_secs(300));
     assert_eq!(b.start_at, StartAt::At(1_562_597_251_764));
     assert_eq!(b.offset_unit, OffsetUnit::Record);
     assert_eq!(b.request_timeout, Duration::from_millis(500));
@@ -758,13 +762,43 @@ fn impossible_values() {
             "sources.prod",
             "max_requests_per_second = 0",
             "sources.prod.max_requests_per_second",
-            "greater than 0",
+            "between 0.01 and 10000 requests per second, got 0",
         ),
         (
             "sources.prod",
             "max_requests_per_second = nan",
             "sources.prod.max_requests_per_second",
-            "greater than 0",
+            "between 0.01 and 10000",
+        ),
+        (
+            "sources.prod",
+            "max_requests_per_second = 1e-300",
+            "sources.prod.max_requests_per_second",
+            "between 0.01 and 10000 requests per second, got 1e-300",
+        ),
+        (
+            "sources.prod",
+            "max_requests_per_second = 0.009",
+            "sources.prod.max_requests_per_second",
+            "got 0.009",
+        ),
+        (
+            "sources.prod",
+            "max_requests_per_second = 10000.5",
+            "sources.prod.max_requests_per_second",
+            "between 0.01 and 10000",
+        ),
+        (
+            "sources.prod",
+            "max_requests_per_second = inf",
+            "sources.prod.max_requests_per_second",
+            "between 0.01 and 10000",
+        ),
+        (
+            "sources.prod",
+            "max_clock_skew = \"soon\"",
+            "sources.prod.max_clock_skew",
+            "duration",
         ),
         (
             "sources.prod",
@@ -1875,4 +1909,60 @@ fn a_dead_letter_path_is_relative_to_the_config_and_never_another_writers_file()
         "dead_letter_path",
         "the state file",
     );
+}
+
+#[test]
+fn sources_that_read_the_same_service_are_named_in_a_warning() {
+    let second = |name: &str, endpoint: &str, project: &str, services: &str| {
+        format!(
+            "\n[sources.{name}]\ntype = \"modelarts\"\nendpoint = \"{endpoint}\"\n\
+             project_id = \"{project}\"\nservices = {services}\n\
+             auth = {{ type = \"token\", token = \"t\" }}\n"
+        )
+    };
+    // The same endpoint (a trailing slash and the host's case aside), project and service.
+    let text = format!(
+        "{MINIMAL}{}",
+        second(
+            "copy",
+            "https://MODELARTS.eu-de.otc.t-systems.com/",
+            "0123456789abcdef0123456789abcdef",
+            "[\"other\", \"35de3ca9-1bca-4ae7-9cb0-914f30fa7d3e\"]"
+        )
+    );
+    let warnings = super::shared_services(&parse(&text).unwrap().sources);
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    let warning = &warnings[0];
+    for needle in [
+        "`copy` and `prod`",
+        "35de3ca9-1bca-4ae7-9cb0-914f30fa7d3e",
+        "0123456789abcdef0123456789abcdef",
+        "modelarts.eu-de.otc.t-systems.com",
+        "under its own name",
+    ] {
+        assert!(warning.contains(needle), "{needle} not in {warning}");
+    }
+    assert!(!warning.contains("other"), "{warning}");
+    // Another project or another endpoint is another service.
+    for (endpoint, project) in [
+        (
+            "https://modelarts.eu-de.otc.t-systems.com",
+            "another-project",
+        ),
+        (
+            "https://modelarts.eu-nl.otc.t-systems.com",
+            "0123456789abcdef0123456789abcdef",
+        ),
+    ] {
+        let text = format!(
+            "{MINIMAL}{}",
+            second(
+                "copy",
+                endpoint,
+                project,
+                "[\"35de3ca9-1bca-4ae7-9cb0-914f30fa7d3e\"]"
+            )
+        );
+        assert!(super::shared_services(&parse(&text).unwrap().sources).is_empty());
+    }
 }

@@ -115,7 +115,16 @@ impl HttpClient {
     /// permanent and name the key and path), warns when certificate verification is off.
     /// No network.
     pub async fn build(sink: &str, options: &HttpOptions) -> Result<HttpClient, SinkError> {
-        install_crypto_provider();
+        // reqwest is built without a default rustls crypto provider (`rustls-no-provider`):
+        // the program installs one in `main` (see the `tls-provider` crate); without it
+        // reqwest would panic below.
+        if !tls_provider::is_installed() {
+            return Err(SinkError::permanent(
+                sink,
+                "no TLS crypto provider is installed in this process (the runner installs ring \
+                 in main; a test must call tls_provider::install first)",
+            ));
+        }
         let mut builder = reqwest::Client::builder()
             .timeout(options.request.timeout)
             .connect_timeout(options.request.connect_timeout)
@@ -318,14 +327,6 @@ impl HttpClient {
         }
         error
     }
-}
-
-/// reqwest is built without a default rustls crypto provider (`rustls-no-provider`) so
-/// that the project picks one (ring) once; a client built before one is installed
-/// panics. Installing again is harmless. The source crate's `ModelArtsClient::new` does
-/// the same one line: the two crates share no dependency where it could live.
-fn install_crypto_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 /// `POST https://host:port`: the method and the origin, without userinfo, path or query,

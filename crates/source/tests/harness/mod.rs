@@ -247,8 +247,11 @@ pub fn number(project_id: &str, events: Vec<(i64, String, String)>) -> Vec<Deliv
         .collect()
 }
 
-/// Settings for a simulator: fast retries, no rate cap to speak of, small pages.
+/// Settings for a simulator: fast retries, no rate cap to speak of, small pages. Also
+/// installs the process's TLS crypto provider, which building a client from them needs
+/// (the runner installs it in `main`; each test may run in its own process).
 pub fn settings_for(sim: &SimHandle) -> SourceSettings {
+    tls_provider::install();
     SourceSettings {
         name: SOURCE_NAME.to_owned(),
         endpoint: sim.base_url(),
@@ -259,6 +262,7 @@ pub fn settings_for(sim: &SimHandle) -> SourceSettings {
         event_type: None,
         page_size: 10,
         lookback: Duration::from_secs(600),
+        max_clock_skew: Duration::from_secs(300),
         start_at: StartAt::Beginning,
         offset_unit: OffsetUnit::Auto,
         request_timeout: Duration::from_secs(5),
@@ -410,6 +414,7 @@ pub async fn pull_all(
         page_size,
         event_type: None,
         offset_unit: OffsetUnit::Auto,
+        max_clock_skew: Duration::from_secs(300),
     };
     let mut pull = ServicePull::new(client, &model, SERVICE, None, options);
     let mut delivered = Vec::new();
