@@ -270,10 +270,28 @@ fn forty_small_services_cost_a_handful_of_requests() {
     let services = sim.service_ids();
     let es = ElasticsearchDouble::start().unwrap();
     let loki = loki_double();
+    // A batch timer far longer than the run: batches are sealed when full or when the
+    // pull is done, never by the clock, so the count does not depend on the machine's
+    // speed (and the sync must not wait for the timer at its end).
+    let long_timer = |keys: Vec<(&'static str, String)>| -> Vec<(&'static str, String)> {
+        keys.into_iter()
+            .map(|(k, v)| {
+                if k == "batch.timeout" {
+                    (k, toml_str("1h"))
+                } else {
+                    (k, v)
+                }
+            })
+            .collect()
+    };
     let config = ConfigText::for_sim(&sim)
         .runner_key("concurrency", "8")
-        .sink("search", "elasticsearch", &es_keys(&es.base_url()))
-        .sink("loki", "loki", &loki_keys(&loki.base_url()));
+        .sink(
+            "search",
+            "elasticsearch",
+            &long_timer(es_keys(&es.base_url())),
+        )
+        .sink("loki", "loki", &long_timer(loki_keys(&loki.base_url())));
     let config_path = dir.write_config(&config);
     let output = dir
         .command(&["sync", "--config", config_path.to_str().unwrap()])
