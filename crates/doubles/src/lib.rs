@@ -9,9 +9,13 @@
 //!   and entry validation, duplicate dropping).
 //! - [`elasticsearch`]: the `_bulk` API of Elasticsearch / OpenSearch (NDJSON, `create`
 //!   with `_id`, per-item results).
+//! - [`webhook`]: Slack, Teams Workflows, Feishu / Lark, DingTalk and WeCom webhooks, and a
+//!   generic receiver checking Standard Webhooks or GitHub signatures (signatures, 200
+//!   answers with error codes, 429 with `Retry-After`, rate limits, removed hooks).
 
 pub mod elasticsearch;
 pub mod loki;
 mod server;
+pub mod webhook;
 
 pub use server::{Answer, Handler, Server, json, text};

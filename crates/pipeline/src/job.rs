@@ -208,7 +208,7 @@ impl ServiceJob {
         }
         let state = match self.mode.as_ref() {
             Mode::Deliver { state } => Some(state),
-            Mode::DryRun { state } => state.as_ref(),
+            Mode::DryRun { state, .. } => state.as_ref(),
         };
         let settings = &self.source.settings;
         let wanted: Vec<usize> = (0..self.targets.len())
@@ -338,7 +338,6 @@ impl ServiceJob {
                     ))
                 })
                 .collect();
-            let mut new_to_some = vec![false; records.len()];
             let mut wanted_by_some = vec![false; records.len()];
             for index in 0..self.targets.len() {
                 if self.targets[index].standing != Standing::Active {
@@ -351,12 +350,11 @@ impl ServiceJob {
                 };
                 let mut handed = Vec::new();
                 for (i, record) in records.iter().enumerate() {
-                    if cursor.is_new(record.occur_time, &record.id) {
-                        new_to_some[i] = true;
-                        if target.sink.filter.accepts(record) {
-                            wanted_by_some[i] = true;
-                            handed.push(record.clone());
-                        }
+                    if cursor.is_new(record.occur_time, &record.id)
+                        && target.sink.filter.accepts(record)
+                    {
+                        wanted_by_some[i] = true;
+                        handed.push(record.clone());
                     }
                 }
                 let Some((driver, feed)) = &mut target.delivery else {
@@ -386,9 +384,20 @@ impl ServiceJob {
                     }
                 }
             }
-            summary.new += new_to_some.iter().filter(|n| **n).count() as u64;
-            if matches!(self.mode.as_ref(), Mode::DryRun { .. }) {
-                print_dry_run(&records, &wanted_by_some);
+            // New: taken by some sink that did not have it. An event every sink filters
+            // out is never fingerprinted, so it would look new on every re-read.
+            summary.new += wanted_by_some.iter().filter(|w| **w).count() as u64;
+            if let Mode::DryRun { preview, .. } = self.mode.as_ref() {
+                match preview {
+                    Some(preview) => preview.add(
+                        records
+                            .iter()
+                            .zip(&wanted_by_some)
+                            .filter(|(_, w)| **w)
+                            .map(|(r, _)| r.clone()),
+                    ),
+                    None => print_dry_run(&records, &wanted_by_some),
+                }
             }
             if self.active().next().is_none() {
                 warn!(service_id = %self.service_id,

@@ -39,6 +39,7 @@ pub mod driver;
 pub mod error;
 pub mod job;
 pub mod ledger;
+pub mod preview;
 pub mod replay;
 pub mod report;
 pub mod run;
@@ -47,6 +48,7 @@ pub mod state;
 
 pub use dead_letter::{DeadLetterEntry, DeadLetterFile};
 pub use error::{ServiceFailure, SinkFailure, SourceFailure, StateFailure};
+pub use preview::DryRunPreview;
 pub use report::{RunReport, ServiceSummary, SinkSummary};
 pub use run::{Followed, Mode, Pipeline, Selection, SourceRuntime};
 pub use sinks::{SINK_HOLD, SinkRuntime};

@@ -14,7 +14,7 @@ pub struct ServiceSummary {
     pub service_id: String,
     pub service_name: String,
     pub fetched: u64,
-    /// Events that at least one sink did not have yet.
+    /// Events that at least one sink takes (its filter accepts them) and did not have yet.
     pub new: u64,
     /// Per sink that takes the service: records acknowledged and committed.
     pub delivered: BTreeMap<String, u64>,

@@ -44,8 +44,15 @@ impl SourceRuntime {
 
 /// What a run does: deliver to sinks and commit, or only print what it would deliver.
 pub enum Mode {
-    Deliver { state: StateHandle },
-    DryRun { state: Option<StateHandle> },
+    Deliver {
+        state: StateHandle,
+    },
+    /// Reads the state if there is one. Prints the records some sink would receive as
+    /// JSON lines, or, with `preview`, hands them to it (`--dry-run --sink NAME`).
+    DryRun {
+        state: Option<StateHandle>,
+        preview: Option<Arc<crate::preview::DryRunPreview>>,
+    },
 }
 
 /// Which services a run covers (`--source`, `--service`).

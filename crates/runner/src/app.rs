@@ -5,8 +5,8 @@ use crate::config::{Config, ConfigError};
 use crate::signals::{Signals, Stop, outcome_code};
 use pipeline::replay::{self, ReplayError};
 use pipeline::{
-    DeadLetterFile, Followed, Mode, Pipeline, RunReport, Selection, SinkRuntime, SourceFailure,
-    SourceRuntime, StateFailure, StateHandle,
+    DeadLetterFile, DryRunPreview, Followed, Mode, Pipeline, RunReport, Selection, SinkRuntime,
+    SourceFailure, SourceRuntime, StateFailure, StateHandle,
 };
 use sink::SinkSettings;
 use source::SourceSettings;
@@ -321,14 +321,28 @@ async fn within_shutdown_timeout<F: std::future::Future>(
     }
 }
 
-/// `runner sync`.
-pub async fn sync(config: &Config, selection: Selection, dry_run: bool) -> Result<u8, AppError> {
+/// `runner sync --dry-run`, and the one sink `--sink NAME` previews.
+#[derive(Debug, Clone, Default)]
+pub struct DryRun {
+    pub sink: Option<String>,
+}
+
+/// `runner sync`; `dry_run`: print what would be delivered instead.
+pub async fn sync(
+    config: &Config,
+    selection: Selection,
+    dry_run: Option<DryRun>,
+) -> Result<u8, AppError> {
     check_selection(config, &selection)?;
+    let previewed = match dry_run.as_ref().and_then(|d| d.sink.as_deref()) {
+        Some(name) => Some(named_sink(config, name)?),
+        None => None,
+    };
     check_secret_files(config).await?;
     let signals = Signals::listen();
     check_discovered(config, &selection, &signals).await?;
-    if dry_run {
-        return dry_run_sync(config, &selection, &signals).await;
+    if dry_run.is_some() {
+        return dry_run_sync(config, &selection, previewed, &signals).await;
     }
     let delivering = prepare(config).await?;
     let shutdown = signals.shutdown();
@@ -352,9 +366,12 @@ pub async fn sync(config: &Config, selection: Selection, dry_run: bool) -> Resul
     Ok(outcome_code(signals.received(), all_delivered))
 }
 
+/// `runner sync --dry-run`: every sink's records as JSON lines, or, with `--sink NAME`
+/// (`previewed`), only what that sink would receive, rendered by its kind.
 async fn dry_run_sync(
     config: &Config,
     selection: &Selection,
+    previewed: Option<&SinkSettings>,
     signals: &Signals,
 ) -> Result<u8, AppError> {
     let sources = build_sources(config)?;
@@ -362,14 +379,24 @@ async fn dry_run_sync(
     let store = tokio::task::spawn_blocking(move || CheckpointStore::open_read_only(&path))
         .await
         .map_err(StateFailure::from)??;
-    let sinks = config
-        .sinks
-        .iter()
-        .map(|s| Arc::new(SinkRuntime::dry(s)))
-        .collect();
+    let sinks = match previewed {
+        Some(settings) => vec![Arc::new(SinkRuntime::dry(settings))],
+        None => config
+            .sinks
+            .iter()
+            .map(|s| Arc::new(SinkRuntime::dry(s)))
+            .collect(),
+    };
+    let preview = previewed.map(|settings| {
+        Arc::new(DryRunPreview::new(
+            settings.config.clone(),
+            settings.options.batch.max_events,
+        ))
+    });
     let pipeline = Pipeline::new(sources, sinks, config.runner.concurrency);
     let mode = Arc::new(Mode::DryRun {
         state: store.map(StateHandle::new),
+        preview: preview.clone(),
     });
     let shutdown = signals.shutdown();
     let outcome = within_shutdown_timeout(
@@ -378,6 +405,9 @@ async fn dry_run_sync(
         config.runner.shutdown_timeout,
     )
     .await;
+    if let Some(preview) = &preview {
+        preview.finish();
+    }
     let all_printed = outcome.is_some_and(|outcome| report(&outcome));
     Ok(outcome_code(signals.received(), all_printed))
 }

@@ -86,6 +86,11 @@ pub struct SyncArgs {
     /// moving any position. Only reads the state.
     #[arg(long)]
     pub dry_run: bool,
+    /// With --dry-run: only this sink (a [sinks.NAME] of the config), and show what it
+    /// would send as that sink renders it: a webhook sink's messages (bodies as sent,
+    /// without signatures or URLs), the events it would skip and what it would refuse.
+    #[arg(long = "sink", value_name = "NAME", requires = "dry_run")]
+    pub sink: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Args)]
@@ -357,6 +362,8 @@ mod tests {
             "--service",
             "b",
             "--dry-run",
+            "--sink",
+            "slack",
         ]);
         assert_eq!(cli.log_format, LogFormat::Text);
         assert_eq!(
@@ -366,8 +373,16 @@ mod tests {
                 source: Some("prod".to_owned()),
                 services: vec!["a".to_owned(), "b".to_owned()],
                 dry_run: true,
+                sink: Some("slack".to_owned()),
             })
         );
+    }
+
+    #[test]
+    fn a_sink_is_chosen_only_for_a_dry_run() {
+        let error = parse_err(&["sync", "-c", "r.toml", "--sink", "slack"]);
+        assert_eq!(error.kind(), ErrorKind::MissingRequiredArgument, "{error}");
+        assert!(error.to_string().contains("--dry-run"), "{error}");
     }
 
     #[test]
@@ -380,6 +395,7 @@ mod tests {
                 source: None,
                 services: vec![],
                 dry_run: false,
+                sink: None,
             })
         );
     }

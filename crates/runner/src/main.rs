@@ -70,7 +70,11 @@ async fn execute(command: Command) -> Result<u8, AppError> {
                 source: args.source,
                 services: args.services,
             };
-            app::sync(&config, selection, args.dry_run).await
+            let dry_run = match (args.dry_run, args.sink) {
+                (false, _) => None,
+                (true, sink) => Some(app::DryRun { sink }),
+            };
+            app::sync(&config, selection, dry_run).await
         }
         Command::Run(args) => app::run(&load(&args.config.config)?).await,
         Command::Validate(args) => app::validate(&load(&args.config.config)?, args.check).await,

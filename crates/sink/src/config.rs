@@ -193,6 +193,21 @@ pub trait SinkConfig: fmt::Debug + Send + Sync {
         None
     }
 
+    /// The `event_types` the sink receives when its table has none (a chat sink alerts
+    /// on `abnormal` events only); `None`: every type. The runner uses it only when the
+    /// table has no `event_types` key, so the user's list always wins.
+    fn default_event_types(&self) -> Option<Vec<String>> {
+        None
+    }
+
+    /// `runner sync --dry-run --sink NAME`: what the sink would send for `batch`,
+    /// rendered (a webhook sink's messages), or `None` when the kind shows nothing beyond
+    /// the records themselves. Pure: no I/O, no secret in the result.
+    fn preview(&self, batch: &[crate::SharedRecord]) -> Option<Preview> {
+        let _ = batch;
+        None
+    }
+
     /// Opens the sink: the I/O that reading the config does not do, from what the state
     /// file holds of it.
     async fn build(&self, name: &str, context: BuildContext) -> Result<BuiltSink, SinkError>;
@@ -200,6 +215,64 @@ pub trait SinkConfig: fmt::Debug + Send + Sync {
     /// `runner validate --check`: whether the sink could deliver now, without changing
     /// anything a run would depend on (no start-up recovery, nothing written).
     async fn check(&self, name: &str) -> Result<(), SinkError>;
+}
+
+/// What a sink would send for one batch, for `runner sync --dry-run --sink NAME`.
+/// `Display` prints it for a person: each message with the records it covers, then what
+/// would be skipped or refused.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Preview {
+    /// The requests the sink would make, in order.
+    pub messages: Vec<PreviewMessage>,
+    /// Records acknowledged without a request (`too_old_to_alert`).
+    pub skipped: Vec<crate::ItemSkip>,
+    /// Records the sink would refuse before sending (a message that cannot be rendered).
+    pub rejected: Vec<crate::Rejection>,
+}
+
+/// One request of a [`Preview`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreviewMessage {
+    /// Indices of the records (in the batch) the message covers.
+    pub records: Vec<usize>,
+    /// One line saying what it is (`slack message: 3 events of service billing`).
+    pub summary: String,
+    /// The body without signatures: a chat message's JSON pretty-printed, a generic
+    /// body exactly as it would be sent.
+    pub body: String,
+}
+
+impl fmt::Display for Preview {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let total = self.messages.len();
+        for (number, message) in self.messages.iter().enumerate() {
+            writeln!(
+                f,
+                "--- message {} of {total}: {}",
+                number + 1,
+                message.summary
+            )?;
+            writeln!(f, "{}", message.body)?;
+        }
+        if !self.skipped.is_empty() {
+            let mut kinds: Vec<&str> = self.skipped.iter().map(|s| s.kind).collect();
+            kinds.dedup();
+            writeln!(
+                f,
+                "--- {} record(s) acknowledged without a message ({})",
+                self.skipped.len(),
+                kinds.join(", ")
+            )?;
+        }
+        for rejection in &self.rejected {
+            writeln!(
+                f,
+                "--- record {} would be refused: {}",
+                rejection.index, rejection.reason
+            )?;
+        }
+        Ok(())
+    }
 }
 
 /// The keys every sink has, read before the kind's own table.

@@ -2,7 +2,8 @@
 //! the contract it relies on (acknowledgement, retryable vs permanent failure, per-item
 //! outcomes, committed sink state), the per-sink [`SinkFilter`], the reading of
 //! `[sinks.NAME]` tables ([`config`], [`options`]), the shared HTTP layer of network sinks
-//! ([`http`]), and the sinks themselves, one folder each.
+//! ([`http`]), and the sinks themselves, one folder each: [`stdout`], [`file`](mod@file), [`loki`],
+//! [`elasticsearch`] and [`webhook`] (chat alerts and signed generic webhooks).
 //!
 //! Every sink receives the same [`SharedRecord`]s; the engine batches them per sink across
 //! services, calls [`Sink::send`], retries what the sink says is worth retrying, writes
@@ -20,10 +21,11 @@ pub mod http;
 pub mod loki;
 pub mod options;
 pub mod stdout;
+pub mod webhook;
 
 pub use config::{
-    BuildContext, BuiltSink, ConfigContext, ConfigIssue, RecoveredCursor, SinkConfig, SinkKind,
-    SinkSettings,
+    BuildContext, BuiltSink, ConfigContext, ConfigIssue, Preview, PreviewMessage, RecoveredCursor,
+    SinkConfig, SinkKind, SinkSettings,
 };
 pub use file::{FileCheckpoint, FileSink, Recovery};
 pub use options::{BatchSettings, RetrySettings, SinkOptions};

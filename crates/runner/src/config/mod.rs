@@ -68,6 +68,7 @@ pub const SINK_KINDS: &[sink::SinkKind] = &[
     sink::file::KIND,
     sink::loki::KIND,
     sink::elasticsearch::KIND,
+    sink::webhook::KIND,
 ];
 
 /// Defaults of every optional key, in one place.
@@ -822,6 +823,9 @@ impl<'a> Reader<'a> {
             ReadError::Toml(e) => error::from_toml(&e, self.text, self.root.get_ref(), self.file),
             ReadError::Invalid(issue) => self.issue(issue),
         })?;
+        // A kind may choose which events it receives when `event_types` is not written
+        // (a chat sink alerts on `abnormal` events); a written list always wins.
+        let event_types = event_types.or_else(|| config.default_event_types());
         let mut written: Vec<WrittenPath> = config
             .written_paths()
             .into_iter()

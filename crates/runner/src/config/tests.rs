@@ -52,6 +52,18 @@ fn env(name: &str) -> Option<String> {
         "SPACED_TOKEN" => Some(format!("{TOKEN}\n")),
         "LOKI_PASSWORD" => Some("loki-S3CRET".to_owned()),
         "ES_API_KEY" => Some("es-key-S3CRET".to_owned()),
+        "SLACK_WEBHOOK_URL" => {
+            Some("https://hooks.slack.com/services/T000/B000/slack-S3CRET".to_owned())
+        }
+        "FEISHU_WEBHOOK_URL" => {
+            Some("https://open.feishu.cn/open-apis/bot/v2/hook/feishu-S3CRET".to_owned())
+        }
+        "FEISHU_SECRET" => Some("feishu-sign-S3CRET".to_owned()),
+        "DINGTALK_WEBHOOK_URL" => {
+            Some("https://oapi.dingtalk.com/robot/send?access_token=dingtalk-S3CRET".to_owned())
+        }
+        "DINGTALK_SECRET" => Some("SECdingtalk-S3CRET".to_owned()),
+        "ALERT_HOOK_URL" => Some("https://alerts.example.com/hooks/modelarts".to_owned()),
         _ => None,
     }
 }
@@ -292,6 +304,14 @@ fn every_example_in_config_parses() {
                 assert_eq!(es.index.as_str(), "modelarts-events-%Y.%m");
                 assert!(!format!("{es:?}").contains("es-key-S3CRET"));
             }
+            "webhook-slack.toml" | "webhook-feishu.toml" | "webhook-dingtalk.toml" => {
+                let hook = &config.sinks[0];
+                assert!(hook.config.as_any().is::<sink::webhook::WebhookConfig>());
+                // A chat sink alerts on abnormal events unless told otherwise.
+                assert_eq!(hook.filter.event_types, Some(vec!["abnormal".to_owned()]));
+                let debug = format!("{:?}", hook.config);
+                assert!(!debug.contains("S3CRET"), "{debug}");
+            }
             // Examples of other sinks are checked by their own tests; loading is enough here.
             _ => {}
         }
@@ -302,6 +322,12 @@ fn every_example_in_config_parses() {
         "file.toml",
         "loki.toml",
         "elasticsearch.toml",
+        "webhook-slack.toml",
+        "webhook-teams.toml",
+        "webhook-feishu.toml",
+        "webhook-dingtalk.toml",
+        "webhook-wecom.toml",
+        "webhook-json.toml",
         "otc-aksk.toml",
         "otc-password.toml",
     ] {
@@ -846,7 +872,7 @@ fn impossible_values() {
             "sinks.console",
             "type = \"kafka\"",
             "sinks.console.type",
-            "unknown sink type \"kafka\" (the types are: \"stdout\", \"file\", \"loki\", \"elasticsearch\")",
+            "unknown sink type \"kafka\" (the types are: \"stdout\", \"file\", \"loki\", \"elasticsearch\", \"webhook\")",
         ),
         (
             "sinks.console",
