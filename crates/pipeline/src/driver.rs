@@ -518,9 +518,10 @@ impl SinkDriver {
                 // Not acknowledged: it holds its service's position for this sink.
                 _ => continue,
             };
-            let resolved = self.ledgers.get_mut(&entry.feed).is_some_and(|ledger| {
-                ledger.resolve(entry.seq, &entry.record.id, entry.record.occur_time, how)
-            });
+            let resolved = self
+                .ledgers
+                .get_mut(&entry.feed)
+                .is_some_and(|ledger| ledger.resolve(entry.seq, &entry.record, how));
             if !resolved {
                 self.fail(SinkFailure::Malformed(format!(
                     "record {} was resolved twice or for an unknown segment (an engine bug)",

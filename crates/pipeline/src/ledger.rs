@@ -11,6 +11,7 @@
 //! re-reads from it. Records acknowledged after such a hole are fingerprinted at once,
 //! so that the re-read skips them.
 
+use record::SharedRecord;
 use source::checkpoint::{CursorCommit, CursorKey};
 use std::collections::VecDeque;
 
@@ -52,7 +53,9 @@ pub struct Ledger {
     segments: VecDeque<Segment>,
     /// Sequence number of `segments[0]`.
     front: u64,
-    fingerprints: Vec<(String, i64)>,
+    /// Records resolved since the last commit that may still be re-read (at or above
+    /// the floor): the ids to fingerprint.
+    fingerprints: Vec<SharedRecord>,
     changed: bool,
     pending_delivered: u64,
     pending_dead_lettered: u64,
@@ -106,10 +109,16 @@ impl Ledger {
         seq
     }
 
+    /// The oldest `occur_time` a re-read could still bring, as things stand: it only
+    /// rises, so a record below it never needs a fingerprint.
+    fn floor(&self) -> i64 {
+        source::cursor::floor(self.start.since, self.position, self.start.lookback_ms)
+    }
+
     /// Records what became of one record of segment `seq`. Returns `false` when the
     /// segment is unknown or has no unresolved record left (a caller bug, reported by
     /// the driver rather than miscounted).
-    pub fn resolve(&mut self, seq: u64, id: &str, occur_time: i64, how: Resolution) -> bool {
+    pub fn resolve(&mut self, seq: u64, record: &SharedRecord, how: Resolution) -> bool {
         let Some(index) = seq.checked_sub(self.front) else {
             return false;
         };
@@ -123,7 +132,9 @@ impl Ledger {
             return false;
         }
         segment.unresolved -= 1;
-        self.fingerprints.push((id.to_owned(), occur_time));
+        if record.occur_time >= self.floor() {
+            self.fingerprints.push(record.clone());
+        }
         match how {
             Resolution::Delivered => self.pending_delivered += 1,
             Resolution::DeadLettered => self.pending_dead_lettered += 1,
@@ -170,12 +181,19 @@ impl Ledger {
         let floor = self
             .position
             .map(|p| source::cursor::floor(self.start.since, Some(p), self.start.lookback_ms));
+        // Only ids a re-read from the committed floor can meet are worth a row.
+        let bound = self.floor();
+        let add_fingerprints = std::mem::take(&mut self.fingerprints)
+            .into_iter()
+            .filter(|r| r.occur_time >= bound)
+            .map(|r| (r.id.clone(), r.occur_time))
+            .collect();
         let commit = LedgerCommit {
             cursor: CursorCommit {
                 key: self.start.key.clone(),
                 since: self.start.since,
                 position: self.position,
-                add_fingerprints: std::mem::take(&mut self.fingerprints),
+                add_fingerprints,
                 // Fingerprints older than the window are never consulted again.
                 prune_below: floor,
             },
@@ -214,6 +232,20 @@ mod tests {
         })
     }
 
+    fn rec(id: &str, occur_time: i64) -> SharedRecord {
+        SharedRecord::new(record::EventRecord {
+            id: id.to_owned(),
+            source: "prod".into(),
+            project_id: "p".into(),
+            service_id: "svc".into(),
+            service_name: String::new(),
+            occur_time,
+            timestamp: String::new(),
+            event_type: "normal".into(),
+            event_info: String::new(),
+        })
+    }
+
     fn commit(l: &mut Ledger) -> CursorCommit {
         let c = l.take_commit().unwrap();
         l.committed(&c);
@@ -225,7 +257,7 @@ mod tests {
         let mut l = ledger(Some(1_000), true);
         let a = l.offer(2, Some(1_010));
         let b = l.offer(1, Some(1_020));
-        assert!(l.resolve(b, "b1", 1_015, Resolution::Delivered));
+        assert!(l.resolve(b, &rec("b1", 1_015), Resolution::Delivered));
         // Segment a is still open: the position must not pass it, but b1 is
         // fingerprinted so a re-read skips it.
         let c = commit(&mut l);
@@ -233,8 +265,8 @@ mod tests {
         assert_eq!(c.add_fingerprints, vec![("b1".to_owned(), 1_015)]);
         assert!(l.has_unresolved());
 
-        assert!(l.resolve(a, "a1", 1_005, Resolution::Delivered));
-        assert!(l.resolve(a, "a2", 1_010, Resolution::DeadLettered));
+        assert!(l.resolve(a, &rec("a1", 1_005), Resolution::Delivered));
+        assert!(l.resolve(a, &rec("a2", 1_010), Resolution::DeadLettered));
         let c = commit(&mut l);
         assert_eq!(c.position, Some(1_020), "both segments resolved");
         assert_eq!(c.prune_below, Some(920));
@@ -249,7 +281,7 @@ mod tests {
         let open = l.offer(1, Some(1_100));
         l.offer(0, Some(1_200));
         assert!(l.take_commit().is_none(), "nothing resolved yet");
-        l.resolve(open, "x", 1_050, Resolution::Delivered);
+        l.resolve(open, &rec("x", 1_050), Resolution::Delivered);
         assert_eq!(commit(&mut l).position, Some(1_200));
     }
 
@@ -258,7 +290,7 @@ mod tests {
         let mut l = ledger(Some(5_000), true);
         // A late event inside lookback: its page ends before the position.
         let s = l.offer(1, Some(4_950));
-        l.resolve(s, "late", 4_950, Resolution::Delivered);
+        l.resolve(s, &rec("late", 4_950), Resolution::Delivered);
         assert_eq!(commit(&mut l).position, Some(5_000));
     }
 
@@ -274,10 +306,13 @@ mod tests {
     fn impossible_resolutions_are_refused() {
         let mut l = ledger(None, true);
         let s = l.offer(1, Some(10));
-        assert!(!l.resolve(s + 1, "x", 10, Resolution::Delivered), "unknown");
-        assert!(l.resolve(s, "x", 10, Resolution::Delivered));
         assert!(
-            !l.resolve(s, "y", 10, Resolution::Delivered),
+            !l.resolve(s + 1, &rec("x", 10), Resolution::Delivered),
+            "unknown"
+        );
+        assert!(l.resolve(s, &rec("x", 10), Resolution::Delivered));
+        assert!(
+            !l.resolve(s, &rec("y", 10), Resolution::Delivered),
             "counted twice"
         );
     }
@@ -286,8 +321,28 @@ mod tests {
     fn an_uncommitted_change_is_not_counted() {
         let mut l = ledger(None, true);
         let s = l.offer(1, Some(10));
-        l.resolve(s, "x", 10, Resolution::Delivered);
+        l.resolve(s, &rec("x", 10), Resolution::Delivered);
         let _failed = l.take_commit().unwrap();
         assert_eq!(l.totals(), (0, 0));
+    }
+
+    #[test]
+    fn only_ids_that_a_re_read_can_meet_are_fingerprinted() {
+        // A backfill batch spanning more than the lookback (100 ms): only the ids
+        // within 100 ms of the position it commits get a row.
+        let mut l = ledger(None, true);
+        let s = l.offer(4, Some(1_000));
+        for (id, t) in [("old", 10), ("older", 5), ("edge", 900), ("new", 1_000)] {
+            assert!(l.resolve(s, &rec(id, t), Resolution::Delivered));
+        }
+        let c = commit(&mut l);
+        assert_eq!(c.position, Some(1_000));
+        let ids: Vec<&str> = c
+            .add_fingerprints
+            .iter()
+            .map(|(id, _)| id.as_str())
+            .collect();
+        assert_eq!(ids, ["edge", "new"]);
+        assert_eq!(l.totals(), (4, 0), "every record still counts as delivered");
     }
 }

@@ -56,9 +56,25 @@ pub fn event_id(parts: IdParts<'_>) -> String {
         parts.event_info,
         parts.twin,
     );
-    // Serializing a tuple of strings and integers cannot fail.
-    let json = serde_json::to_vec(&array).expect("a tuple of strings and integers serializes");
-    hex::encode(Sha256::digest(&json))
+    // Every event of a backfill goes through here: the JSON goes into a buffer this
+    // thread keeps, and the hex is written by table.
+    thread_local! {
+        static BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    let digest = BUFFER.with_borrow_mut(|json| {
+        json.clear();
+        // Serializing a tuple of strings and integers into memory cannot fail.
+        serde_json::to_writer(&mut *json, &array)
+            .expect("a tuple of strings and integers serializes");
+        Sha256::digest(&json[..])
+    });
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut id = String::with_capacity(64);
+    for byte in digest {
+        id.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        id.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
+    }
+    id
 }
 
 /// Formats epoch milliseconds as RFC 3339 UTC with milliseconds

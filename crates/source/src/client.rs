@@ -444,32 +444,45 @@ fn lenient_text(value: Option<&Value>) -> String {
     }
 }
 
+/// [`lenient_text`] of a value the caller owns: a string is moved, not copied (every
+/// row of every page goes through here).
+fn lenient_text_owned(value: Option<Value>) -> String {
+    match value {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(s)) => s,
+        Some(other) => other.to_string(),
+    }
+}
+
 fn parse_events_page(body: &[u8], request: &str) -> Result<EventsPage, SourceError> {
     let bad = |message: String| SourceError::BadBody {
         request: request.to_owned(),
         message,
     };
-    let json: Value = serde_json::from_slice(body).map_err(|e| {
+    let mut json: Value = serde_json::from_slice(body).map_err(|e| {
         bad(format!(
             "{e} (body starts: {})",
             quote(&String::from_utf8_lossy(body))
         ))
     })?;
-    let events = match json.get("events") {
+    let events = match json.get_mut("events").map(Value::take) {
         Some(Value::Array(rows)) => rows,
-        None | Some(Value::Null) => &Vec::new(),
+        None | Some(Value::Null) => Vec::new(),
         Some(_) => return Err(bad("`events` is not an array".to_owned())),
     };
     let rows: Vec<EventRow> = events
-        .iter()
-        .map(|row| match lenient_ms(row.get("occur_time")) {
+        .into_iter()
+        .map(|mut row| match lenient_ms(row.get("occur_time")) {
             // Before 1970 or after 9999 a time cannot be written as RFC 3339 (nor, before
             // 1970, be paged by `start_time`): the row cannot be placed.
             Some(occur_time) if (0..=MAX_OCCUR_TIME).contains(&occur_time) => {
+                let mut field = |name: &str| {
+                    lenient_text_owned(row.as_object_mut().and_then(|map| map.remove(name)))
+                };
                 EventRow::Event(RawEvent {
                     occur_time,
-                    event_type: lenient_text(row.get("event_type")),
-                    event_info: lenient_text(row.get("event_info")),
+                    event_type: field("event_type"),
+                    event_info: field("event_info"),
                 })
             }
             _ => EventRow::Malformed(quote(&row.to_string())),

@@ -114,12 +114,15 @@ impl SinkCursor {
         if let Some(through) = through {
             self.position = Some(self.position.map_or(through, |p| p.max(through)));
         }
+        // Only ids at or above the floor are ever consulted again (`is_new` refuses
+        // anything older), and the floor only rises: a backfill remembers the last
+        // `lookback` of what it handed over, not everything.
+        let bound = self.floor();
         for (id, occur_time) in records {
-            if !self.seen.contains(id) {
+            if occur_time >= bound && !self.seen.contains(id) {
                 self.remember(id.to_owned(), occur_time);
             }
         }
-        let bound = self.floor();
         let keep = self.by_time.split_off(&bound);
         for ids in std::mem::replace(&mut self.by_time, keep).into_values() {
             for id in ids {

@@ -781,15 +781,29 @@ fn digest<T: Hash>(rows: &[T]) -> u64 {
 
 /// Numbers twins in a run of complete millisecond groups (ascending time).
 fn number_twins(events: Vec<RawEvent>) -> Vec<PulledEvent> {
-    let mut out = Vec::with_capacity(events.len());
-    let mut twins: HashMap<(String, String), u32> = HashMap::new();
-    let mut current_ms = None;
+    let mut out: Vec<PulledEvent> = Vec::with_capacity(events.len());
+    // Where the current millisecond's group starts in `out`. A twin's number is one more
+    // than the identical events before it in its group: counted by comparing, which
+    // allocates nothing (groups of ordinary milliseconds hold a handful of events; an
+    // overfull one is read alone, by `number_in_group`).
+    let mut group_start = 0;
     for event in events {
-        if current_ms != Some(event.occur_time) {
-            twins.clear();
-            current_ms = Some(event.occur_time);
+        if out
+            .last()
+            .is_some_and(|last| last.occur_time != event.occur_time)
+        {
+            group_start = out.len();
         }
-        out.extend(number_in_group(&mut twins, vec![event]));
+        let earlier = out[group_start..]
+            .iter()
+            .filter(|e| e.event_type == event.event_type && e.event_info == event.event_info)
+            .count();
+        out.push(PulledEvent {
+            occur_time: event.occur_time,
+            event_type: event.event_type,
+            event_info: event.event_info,
+            twin: u32::try_from(earlier + 1).unwrap_or(u32::MAX),
+        });
     }
     out
 }
