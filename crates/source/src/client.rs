@@ -15,7 +15,9 @@ use crate::retry::Backoff;
 use crate::settings::{AuthKind, SourceSettings};
 use aksk::encode;
 use reqwest::header::HeaderMap;
+use serde::Deserialize;
 use serde_json::Value;
+use serde_json::value::RawValue;
 use std::path::Path;
 use tracing::{info, warn};
 
@@ -454,7 +456,94 @@ fn lenient_text_owned(value: Option<Value>) -> String {
     }
 }
 
+/// The shape nearly every page has: an object whose `events` are objects with an
+/// integer `occur_time` and string `event_type` and `event_info`. Such rows are read
+/// straight into [`RawEvent`]s, without a `Value` (a map and its keys) per row.
+#[derive(Deserialize)]
+struct TypedPage<'a> {
+    #[serde(borrow, default)]
+    events: Option<Vec<&'a RawValue>>,
+    #[serde(borrow, default)]
+    service_name: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    total_count: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct TypedRow {
+    occur_time: i64,
+    event_type: String,
+    event_info: String,
+}
+
 fn parse_events_page(body: &[u8], request: &str) -> Result<EventsPage, SourceError> {
+    match typed_events_page(body) {
+        Some(page) => Ok(page),
+        None => lenient_events_page(body, request),
+    }
+}
+
+/// The page read through [`TypedPage`]; a row of another shape goes through
+/// [`lenient_row`], and a page of another shape (`None`) through [`lenient_events_page`],
+/// so both paths read every body alike.
+fn typed_events_page(body: &[u8]) -> Option<EventsPage> {
+    // serde would also take a JSON array for a struct; the lenient path decides those.
+    let is_object = |text: &[u8]| text.trim_ascii_start().first() == Some(&b'{');
+    if !is_object(body) {
+        return None;
+    }
+    let page: TypedPage<'_> = serde_json::from_slice(body).ok()?;
+    let rows: Vec<EventRow> = page
+        .events
+        .unwrap_or_default()
+        .into_iter()
+        .map(|raw| {
+            let typed = is_object(raw.get().as_bytes())
+                .then(|| serde_json::from_str::<TypedRow>(raw.get()).ok())
+                .flatten()
+                .filter(|row| (0..=MAX_OCCUR_TIME).contains(&row.occur_time));
+            match typed {
+                Some(row) => EventRow::Event(RawEvent {
+                    occur_time: row.occur_time,
+                    event_type: row.event_type,
+                    event_info: row.event_info,
+                }),
+                // A row of `events` is valid JSON: the page parsed.
+                None => lenient_row(serde_json::from_str(raw.get()).unwrap_or(Value::Null)),
+            }
+        })
+        .collect();
+    let value =
+        |raw: Option<&RawValue>| raw.and_then(|r| serde_json::from_str::<Value>(r.get()).ok());
+    let total_count = lenient_u64(value(page.total_count).as_ref()).unwrap_or(rows.len() as u64);
+    Some(EventsPage {
+        service_name: lenient_text(value(page.service_name).as_ref()),
+        total_count,
+        rows,
+    })
+}
+
+/// One row of `events`, whatever its shape.
+fn lenient_row(mut row: Value) -> EventRow {
+    match lenient_ms(row.get("occur_time")) {
+        // Before 1970 or after 9999 a time cannot be written as RFC 3339 (nor, before
+        // 1970, be paged by `start_time`): the row cannot be placed.
+        Some(occur_time) if (0..=MAX_OCCUR_TIME).contains(&occur_time) => {
+            let mut field = |name: &str| {
+                lenient_text_owned(row.as_object_mut().and_then(|map| map.remove(name)))
+            };
+            EventRow::Event(RawEvent {
+                occur_time,
+                event_type: field("event_type"),
+                event_info: field("event_info"),
+            })
+        }
+        _ => EventRow::Malformed(quote(&row.to_string())),
+    }
+}
+
+/// Any body: a page that is not an object, or whose `events` or rows have other shapes.
+fn lenient_events_page(body: &[u8], request: &str) -> Result<EventsPage, SourceError> {
     let bad = |message: String| SourceError::BadBody {
         request: request.to_owned(),
         message,
@@ -470,24 +559,7 @@ fn parse_events_page(body: &[u8], request: &str) -> Result<EventsPage, SourceErr
         None | Some(Value::Null) => Vec::new(),
         Some(_) => return Err(bad("`events` is not an array".to_owned())),
     };
-    let rows: Vec<EventRow> = events
-        .into_iter()
-        .map(|mut row| match lenient_ms(row.get("occur_time")) {
-            // Before 1970 or after 9999 a time cannot be written as RFC 3339 (nor, before
-            // 1970, be paged by `start_time`): the row cannot be placed.
-            Some(occur_time) if (0..=MAX_OCCUR_TIME).contains(&occur_time) => {
-                let mut field = |name: &str| {
-                    lenient_text_owned(row.as_object_mut().and_then(|map| map.remove(name)))
-                };
-                EventRow::Event(RawEvent {
-                    occur_time,
-                    event_type: field("event_type"),
-                    event_info: field("event_info"),
-                })
-            }
-            _ => EventRow::Malformed(quote(&row.to_string())),
-        })
-        .collect();
+    let rows: Vec<EventRow> = events.into_iter().map(lenient_row).collect();
     // Without total_count the page can only be taken as complete.
     let total_count = lenient_u64(json.get("total_count")).unwrap_or(rows.len() as u64);
     Ok(EventsPage {
@@ -558,6 +630,51 @@ mod tests {
         let err = parse_events_page(b"{\"events\":[{\"occur_ti", "GET /x").unwrap_err();
         assert!(err.is_retryable());
         assert!(err.to_string().contains("GET /x"));
+    }
+
+    /// The typed reading of a page gives what the lenient one gives, for every shape of
+    /// body and row; bodies it does not take are left to the lenient path.
+    #[test]
+    fn the_typed_and_the_lenient_reading_agree() {
+        let bodies = [
+            r#"{"service_name":"s","total_count":3,"count":3,"events":[
+                {"occur_time":1562597251764,"event_type":"normal","event_info":"a \"q\" \u00e9\n"},
+                {"event_info":"b","occur_time":1562597251765,"event_type":"abnormal","extra":[1,{"x":2}]},
+                {"occur_time":"1562597251766","event_type":"WARNING","event_info":"string time"}]}"#,
+            r#"{"total_count":"4","events":[
+                {"occur_time":1562597251766.0,"event_info":"no type"},
+                {"occur_time":1562597251767,"event_type":5,"event_info":null},
+                {"occur_time":1562597251768,"event_type":"a","event_type":"b","event_info":"dup"},
+                [1562597251769,"normal","an array row"],
+                "a string row",
+                {"occur_time":-1,"event_type":"normal","event_info":"before 1970"},
+                {"event_type":"normal","event_info":"no time"}]}"#,
+            r#"{"service_name":null,"events":null}"#,
+            r#"{"service_name":7,"total_count":1.5}"#,
+            r#"  {"events":[],"events":[{"occur_time":1,"event_type":"n","event_info":"i"}]}"#,
+            r#"{"events":{"not":"an array"}}"#,
+            r#"[{"occur_time":1,"event_type":"n","event_info":"i"}]"#,
+            r#"["x",5,[]]"#,
+            r#"{"events":[{"occur_time":1,"event_type":"n","event_info":"i"}"#,
+        ];
+        for body in bodies {
+            let lenient = lenient_events_page(body.as_bytes(), "GET /x");
+            match typed_events_page(body.as_bytes()) {
+                Some(typed) => {
+                    let lenient = lenient.unwrap_or_else(|e| panic!("{body}: {e}"));
+                    assert_eq!(typed.rows, lenient.rows, "{body}");
+                    assert_eq!(typed.service_name, lenient.service_name, "{body}");
+                    assert_eq!(typed.total_count, lenient.total_count, "{body}");
+                }
+                None => {
+                    let parsed = parse_events_page(body.as_bytes(), "GET /x");
+                    assert_eq!(format!("{parsed:?}"), format!("{lenient:?}"), "{body}");
+                }
+            }
+        }
+        // The common shape takes the typed path.
+        assert!(typed_events_page(bodies[0].as_bytes()).is_some());
+        assert!(typed_events_page(bodies[6].as_bytes()).is_none());
     }
 
     #[test]
