@@ -314,7 +314,9 @@ impl CheckpointStore {
         // `cursor` and `fingerprint`, which every version since 1 has, and
         // sink state, which lives in `sink_state` from version 3 and in
         // version 1's `file_offset` before: the version kept here picks the
-        // table. `discovered_service` (version 2) is only used by writers.
+        // table. Fingerprint ids are hex text before version 4 and bytes
+        // since; each row is read as it is. `discovered_service` (version 2)
+        // is only used by writers.
         if found < 1 {
             return Err(StateError::Outdated {
                 path: path.to_path_buf(),
@@ -381,7 +383,7 @@ impl CheckpointStore {
             )
             .map_err(self.sqlite())?;
         let fingerprints = stmt
-            .query_map([cursor_id], |row| Ok((row.get(0)?, row.get(1)?)))
+            .query_map([cursor_id], |row| Ok((fingerprint_id(row)?, row.get(1)?)))
             .and_then(Iterator::collect)
             .map_err(self.sqlite())?;
         Ok(Some(CursorState {
@@ -464,7 +466,7 @@ impl CheckpointStore {
                     .map_err(sqlite_error(&path))?;
                 for (id, occur_time) in &cursor.add_fingerprints {
                     insert
-                        .execute(params![cursor_id, id, occur_time])
+                        .execute(params![cursor_id, FingerprintId(id), occur_time])
                         .map_err(sqlite_error(&path))?;
                 }
             }
@@ -741,6 +743,37 @@ fn raw_sink_state(row: &rusqlite::Row<'_>) -> rusqlite::Result<RawSinkState> {
         row.get(3)?,
         row.get(4)?,
     ))
+}
+
+/// An event id as the `fingerprint` table stores it from version 4: its 32 bytes. Only
+/// an id as `record::event_id` writes it (64 lowercase hex digits) converts.
+struct FingerprintId<'a>(&'a str);
+
+impl rusqlite::ToSql for FingerprintId<'_> {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        let id = self.0;
+        let mut bytes = [0u8; 32];
+        let lowercase_hex = id.len() == 64
+            && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+            && hex::decode_to_slice(id, &mut bytes).is_ok();
+        if !lowercase_hex {
+            return Err(rusqlite::Error::ToSqlConversionFailure(
+                format!("fingerprint {id:?} is not 64 lowercase hex digits").into(),
+            ));
+        }
+        Ok(rusqlite::types::ToSqlOutput::Owned(
+            rusqlite::types::Value::Blob(bytes.to_vec()),
+        ))
+    }
+}
+
+/// The id in column 0 of a `fingerprint` row: 32 bytes from version 4, hex text in the
+/// older files a read-only open reads as they are.
+fn fingerprint_id(row: &rusqlite::Row<'_>) -> rusqlite::Result<String> {
+    match row.get_ref(0)? {
+        rusqlite::types::ValueRef::Blob(bytes) => Ok(hex::encode(bytes)),
+        _ => row.get(0),
+    }
 }
 
 fn sqlite_error(path: &Path) -> impl Fn(rusqlite::Error) -> StateError + '_ {

@@ -78,6 +78,24 @@ pub(super) const MIGRATIONS: &[&str] = &[
 
     DROP TABLE file_offset;
     ",
+    // 4: fingerprints as the 32 bytes of the id rather than its 64 hex digits
+    // checked by a GLOB pattern on every insert (a backfill inserts, and soon
+    // prunes, a fingerprint for most events it delivers).
+    "
+    CREATE TABLE fingerprint_v4 (
+        cursor_id   INTEGER NOT NULL REFERENCES cursor (id) ON DELETE CASCADE,
+        id          BLOB NOT NULL CHECK (length(id) = 32),
+        occur_time  INTEGER NOT NULL,
+        PRIMARY KEY (cursor_id, id)
+    ) STRICT, WITHOUT ROWID;
+
+    INSERT INTO fingerprint_v4 (cursor_id, id, occur_time)
+    SELECT cursor_id, unhex(id), occur_time FROM fingerprint;
+
+    DROP TABLE fingerprint;
+    ALTER TABLE fingerprint_v4 RENAME TO fingerprint;
+    CREATE INDEX fingerprint_by_time ON fingerprint (cursor_id, occur_time);
+    ",
 ];
 
 /// The first version with `sink_state`; older files keep the file sink's

@@ -201,7 +201,7 @@ fn newer_user_version_is_refused() {
             err,
             StateError::FutureVersion {
                 found: 99,
-                supported: 3,
+                supported: 4,
                 ..
             }
         ),
@@ -680,7 +680,7 @@ fn open_read_only_refuses_an_unmigrated_file() {
             err,
             StateError::Outdated {
                 found: 0,
-                supported: 3,
+                supported: 4,
                 ..
             }
         ),
@@ -1091,7 +1091,10 @@ fn a_version_2_file_moves_its_file_offsets_into_sink_state() {
         .unwrap();
 
     let mut store = CheckpointStore::open(&path).unwrap();
-    assert_eq!(schema::user_version(&store.conn).unwrap(), 3);
+    assert_eq!(
+        schema::user_version(&store.conn).unwrap(),
+        schema::supported_version()
+    );
     let names = table_names(&path);
     assert!(!names.iter().any(|n| n == "file_offset"), "{names:?}");
     assert!(names.iter().any(|n| n == "sink_state"), "{names:?}");
@@ -1111,6 +1114,68 @@ fn a_version_2_file_moves_its_file_offsets_into_sink_state() {
     let archive = store.sink_state("archive").unwrap().unwrap();
     assert_eq!(archive.dead_lettered, 2);
     assert_eq!(archive.state, rows[0].state);
+}
+
+// Version 4 stores fingerprints as 32 bytes: a version 3 file's hex ids move over, read
+// back the same before the migration (read-only) and after it, and still stop a re-send.
+#[test]
+fn a_version_3_file_keeps_its_fingerprints_as_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = older_file(&dir, 3, 42, &[]);
+    let cursor_key = key("prod", "svc", "archive");
+    {
+        let conn = raw(&path);
+        for n in [1_u32, 2, 3] {
+            conn.execute(
+                "INSERT INTO fingerprint (cursor_id, id, occur_time)
+                 SELECT id, ?1, ?2 FROM cursor",
+                (fp(n.into()), 40 + i64::from(n)),
+            )
+            .unwrap();
+        }
+    }
+    let expected: Vec<(String, i64)> = [1_u32, 2, 3]
+        .map(|n| (fp(n.into()), 40 + i64::from(n)))
+        .into();
+    let reader = CheckpointStore::open_read_only(&path).unwrap().unwrap();
+    let before = reader.cursor(&cursor_key).unwrap().unwrap();
+    assert_eq!(before.fingerprints, expected);
+    drop(reader);
+
+    let mut store = CheckpointStore::open(&path).unwrap();
+    assert_eq!(schema::user_version(&store.conn).unwrap(), 4);
+    let after = store.cursor(&cursor_key).unwrap().unwrap();
+    assert_eq!(after.fingerprints, expected);
+    assert_eq!(after.position, Some(42));
+    let stored: Vec<i64> = store
+        .conn
+        .prepare("SELECT length(id) FROM fingerprint")
+        .unwrap()
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(stored, [32, 32, 32]);
+    // A migrated id is the same key as the one a commit writes: adding it again adds
+    // nothing, and a new one is added.
+    store
+        .commit(&Commit {
+            cursors: vec![CursorCommit {
+                add_fingerprints: vec![(fp(2), 42), (fp(4), 44)],
+                ..cursor_commit(cursor_key.clone(), 44, &[])
+            }],
+            ..Commit::default()
+        })
+        .unwrap();
+    let ids: Vec<String> = store
+        .cursor(&cursor_key)
+        .unwrap()
+        .unwrap()
+        .fingerprints
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(ids, [fp(1), fp(2), fp(3), fp(4)]);
 }
 
 #[test]
