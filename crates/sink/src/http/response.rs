@@ -125,23 +125,31 @@ pub fn excerpt(body: &[u8]) -> String {
     pieces.concat() + "…"
 }
 
+/// An answer for the unit tests of the sinks' answer readers: `status`, an optional
+/// `Retry-After`, and `body`.
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+pub(crate) fn test_answer(status: u16, retry: Option<&str>, body: &str) -> HttpResponse {
+    let mut headers = HeaderMap::new();
+    if let Some(retry) = retry {
+        headers.insert(
+            RETRY_AFTER,
+            reqwest::header::HeaderValue::from_str(retry).unwrap(),
+        );
+    }
+    HttpResponse {
+        status: StatusCode::from_u16(status).unwrap(),
+        headers,
+        body: Bytes::from(body.to_owned()),
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+    use super::test_answer as answer;
     use super::*;
     use reqwest::header::HeaderValue;
-
-    fn answer(status: u16, retry: Option<&str>, body: &str) -> HttpResponse {
-        let mut headers = HeaderMap::new();
-        if let Some(retry) = retry {
-            headers.insert(RETRY_AFTER, HeaderValue::from_str(retry).unwrap());
-        }
-        HttpResponse {
-            status: StatusCode::from_u16(status).unwrap(),
-            headers,
-            body: Bytes::from(body.to_owned()),
-        }
-    }
 
     fn now() -> SystemTime {
         // Sun, 06 Nov 1994 08:49:37 GMT, the date RFC 9110 uses in its examples.

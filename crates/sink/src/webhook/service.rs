@@ -523,20 +523,7 @@ fn wecom_code(code: i64, reason: String) -> Outcome {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use bytes::Bytes;
-    use reqwest::header::{HeaderMap, RETRY_AFTER};
-
-    fn answer(status: u16, retry: Option<&str>, body: &str) -> HttpResponse {
-        let mut headers = HeaderMap::new();
-        if let Some(retry) = retry {
-            headers.insert(RETRY_AFTER, HeaderValue::from_str(retry).unwrap());
-        }
-        HttpResponse {
-            status: StatusCode::from_u16(status).unwrap(),
-            headers,
-            body: Bytes::from(body.to_owned()),
-        }
-    }
+    use crate::http::response::test_answer as answer;
 
     fn read(format: Format, status: u16, retry: Option<&str>, body: &str) -> Outcome {
         read_answer(format, &answer(status, retry, body), SystemTime::UNIX_EPOCH)
