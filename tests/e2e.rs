@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 use support::{
     ConfigText, Dir, EventKey, assert_exactly_once, delivered_to, keys_of, read_jsonl, start_sim,
-    toml_list, toml_str, truth, wait_until,
+    state_json, toml_list, toml_str, truth, wait_until,
 };
 
 const FILE: &str = "out/events.jsonl";
@@ -424,13 +424,6 @@ fn config_errors_exit_2_and_create_no_state() {
         0,
         "a bad config or command line reached the API"
     );
-}
-
-fn state_json(dir: &Dir, config_arg: &str) -> Value {
-    let output = dir
-        .command(&["state", "--config", config_arg, "--json"])
-        .expect_code(0);
-    serde_json::from_str(output.stdout.trim()).unwrap()
 }
 
 // 5. `--dry-run` prints and touches nothing; `state` shows positions; `state reset --sink`

@@ -18,8 +18,8 @@ use simulator::{Behaviour, SimConfig, SimEvent, SimHandle, Spread};
 use std::path::Path;
 use std::time::Duration;
 use support::{
-    ConfigText, Dir, RunOutput, Running, assert_exactly_once, read_jsonl, start_sim, toml_str,
-    truth, try_parse_json_lines, wait_until,
+    ConfigText, Dir, RunOutput, Running, assert_exactly_once, read_jsonl, start_sim, state_json,
+    toml_str, truth, try_parse_json_lines, wait_until,
 };
 
 const FILE: &str = "out/events.jsonl";
@@ -126,14 +126,6 @@ fn sync_until_ok(dir: &Dir, config_arg: &str, tries: usize) -> RunOutput {
     let last = last.unwrap();
     last.assert_code(0);
     last
-}
-
-/// `runner state --json`.
-fn state_json(dir: &Dir, config_arg: &str) -> Value {
-    let output = dir
-        .command(&["state", "--config", config_arg, "--json"])
-        .expect_code(0);
-    serde_json::from_str(output.stdout.trim()).unwrap()
 }
 
 /// The committed length of file sink `sink`, as the state reports it.

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use support::{
     ConfigText, Dir, EventKey, assert_exactly_once, delivered_to, keys_of, read_jsonl, start_sim,
-    toml_str, truth, wait_until,
+    state_json, toml_str, truth, wait_until,
 };
 
 const FILE: &str = "out/events.jsonl";
@@ -36,13 +36,6 @@ fn sim_ending(services: usize, events_per_service: usize, age_ms: i64, seed: u64
         spread: Spread::Uniform { step_ms: 1_000 },
         ..SimConfig::default()
     })
-}
-
-fn state_json(dir: &Dir, config_arg: &str) -> Value {
-    let output = dir
-        .command(&["state", "--config", config_arg, "--json"])
-        .expect_code(0);
-    serde_json::from_str(&output.stdout).unwrap()
 }
 
 // 1. An event dated ahead of the clock is delivered once, but no position passes the clock

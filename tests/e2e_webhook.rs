@@ -17,7 +17,7 @@ use doubles::webhook::{Fault, WebhookDouble, WebhookSettings};
 use serde_json::Value;
 use simulator::{SimConfig, SimEvent, SimHandle, Spread};
 use std::time::Duration;
-use support::{ConfigText, Dir, read_jsonl, start_sim, toml_str};
+use support::{ConfigText, Dir, read_jsonl, start_sim, state_json, toml_str};
 
 const MINUTE: i64 = 60_000;
 const DEAD_LETTERS: &str = "state/dead-letter/slack.jsonl";
@@ -85,10 +85,7 @@ fn slack_sink(config: ConfigText, double: &WebhookDouble) -> ConfigText {
 
 /// `runner state --json`: the positions of sink `sink`, one per service.
 fn positions(dir: &Dir, config_arg: &str, sink: &str) -> Vec<Value> {
-    let output = dir
-        .command(&["state", "--config", config_arg, "--json"])
-        .expect_code(0);
-    let state: Value = serde_json::from_str(output.stdout.trim()).unwrap();
+    let state = state_json(dir, config_arg);
     let mut positions: Vec<Value> = state["positions"]
         .as_array()
         .unwrap_or_else(|| panic!("no positions in {state}"))

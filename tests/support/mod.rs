@@ -421,6 +421,14 @@ struct SinkText {
 }
 
 /// A TOML basic string.
+/// `runner state --config CONFIG --json`, which must exit 0.
+pub fn state_json(dir: &Dir, config_arg: &str) -> Value {
+    let output = dir
+        .command(&["state", "--config", config_arg, "--json"])
+        .expect_code(0);
+    serde_json::from_str(output.stdout.trim()).unwrap()
+}
+
 pub fn toml_str(text: &str) -> String {
     Value::String(text.to_owned()).to_string()
 }
