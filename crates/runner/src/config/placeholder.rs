@@ -3,8 +3,16 @@
 //! never the secret it stands for.
 //!
 //! Syntax: `${NAME}` with `NAME` made of ASCII letters, digits and `_`, not
-//! starting with a digit. `$${` writes a literal `${`. A `$` followed by
-//! anything else is kept as it is.
+//! starting with a digit. As in POSIX shells and Vector:
+//!
+//! - `${NAME:-default}`: `default` when `NAME` is unset or empty;
+//!   `${NAME-default}`: only when it is unset.
+//! - `${NAME:?message}`: an error saying `message` when `NAME` is unset or
+//!   empty; `${NAME?message}`: only when it is unset.
+//!
+//! A default or message runs to the first `}` and holds no placeholder of its
+//! own. `$${` writes a literal `${`. A `$` followed by anything else is kept
+//! as it is.
 
 /// Why a value's placeholders could not be replaced. Names the variable, never
 /// the value.
@@ -12,6 +20,9 @@
 pub(super) enum PlaceholderError {
     /// `${NAME}` names a variable that is not set.
     Unset(String),
+    /// `${NAME:?message}` (or `${NAME?message}`) names a variable that is not
+    /// set (or is empty): the message is the config author's.
+    Required { name: String, message: String },
     /// `${` without a closing `}`, or a name that is not a variable name. It
     /// carries no text: the value around it may be a secret.
     Malformed,
@@ -21,11 +32,21 @@ impl std::fmt::Display for PlaceholderError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             PlaceholderError::Unset(name) => {
-                write!(f, "environment variable {name} is not set")
+                write!(
+                    f,
+                    "environment variable {name} is not set (write ${{{name}:-default}} \
+                     to give a default)"
+                )
+            }
+            PlaceholderError::Required { name, message } if message.is_empty() => {
+                write!(f, "environment variable {name} is not set or empty")
+            }
+            PlaceholderError::Required { name, message } => {
+                write!(f, "environment variable {name}: {message}")
             }
             PlaceholderError::Malformed => f.write_str(
-                "malformed placeholder: write ${NAME} with a variable name of letters, \
-                 digits and `_`, or $${ for a literal ${",
+                "malformed placeholder: write ${NAME}, ${NAME:-default} or ${NAME:?message} \
+                 with a variable name of letters, digits and `_`, or $${ for a literal ${",
             ),
         }
     }
@@ -48,14 +69,32 @@ pub(super) fn expand(
             let Some(close) = open.find('}') else {
                 return Err(PlaceholderError::Malformed);
             };
-            let name = &open[..close];
+            let inner = &open[..close];
+            let name_end = inner
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(inner.len());
+            let (name, operator) = inner.split_at(name_end);
             if !is_variable_name(name) {
                 return Err(PlaceholderError::Malformed);
             }
-            match env(name) {
-                Some(found) => out.push_str(&found),
-                None => return Err(PlaceholderError::Unset(name.to_owned())),
-            }
+            // `None` when unset; an empty value counts as unset after a `:`.
+            let value = |empty_is_unset: bool| {
+                env(name).filter(|value| !(empty_is_unset && value.is_empty()))
+            };
+            let expanded = if operator.is_empty() {
+                value(false).ok_or_else(|| PlaceholderError::Unset(name.to_owned()))?
+            } else if let Some(default) = operator.strip_prefix(":-") {
+                value(true).unwrap_or_else(|| default.to_owned())
+            } else if let Some(default) = operator.strip_prefix('-') {
+                value(false).unwrap_or_else(|| default.to_owned())
+            } else if let Some(message) = operator.strip_prefix(":?") {
+                value(true).ok_or_else(|| required(name, message))?
+            } else if let Some(message) = operator.strip_prefix('?') {
+                value(false).ok_or_else(|| required(name, message))?
+            } else {
+                return Err(PlaceholderError::Malformed);
+            };
+            out.push_str(&expanded);
             rest = &open[close + 1..];
         } else {
             out.push('$');
@@ -64,6 +103,13 @@ pub(super) fn expand(
     }
     out.push_str(rest);
     Ok(out)
+}
+
+fn required(name: &str, message: &str) -> PlaceholderError {
+    PlaceholderError::Required {
+        name: name.to_owned(),
+        message: message.trim().to_owned(),
+    }
 }
 
 fn is_variable_name(name: &str) -> bool {
@@ -75,6 +121,7 @@ fn is_variable_name(name: &str) -> bool {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -95,6 +142,40 @@ mod tests {
             expand("no placeholders", &env),
             Ok("no placeholders".to_owned())
         );
+    }
+
+    #[test]
+    fn defaults_apply_when_unset_and_with_a_colon_when_empty() {
+        assert_eq!(expand("${NOPE:-dflt}", &env), Ok("dflt".to_owned()));
+        assert_eq!(expand("${NOPE-dflt}", &env), Ok("dflt".to_owned()));
+        assert_eq!(expand("${EMPTY:-dflt}", &env), Ok("dflt".to_owned()));
+        assert_eq!(expand("${EMPTY-dflt}", &env), Ok(String::new()));
+        assert_eq!(expand("${TOKEN:-dflt}", &env), Ok("s3cret".to_owned()));
+        assert_eq!(expand("a${NOPE:-}b", &env), Ok("ab".to_owned()));
+        assert_eq!(
+            expand("${NOPE:-http://x:9/a-b}", &env),
+            Ok("http://x:9/a-b".to_owned())
+        );
+    }
+
+    #[test]
+    fn required_variables_say_the_authors_message() {
+        assert_eq!(expand("${TOKEN:?set it}", &env), Ok("s3cret".to_owned()));
+        let error = expand("${NOPE:?set NOPE to the project id}", &env).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "environment variable NOPE: set NOPE to the project id"
+        );
+        assert!(expand("${EMPTY:?needed}", &env).is_err());
+        assert_eq!(expand("${EMPTY?needed}", &env), Ok(String::new()));
+        assert_eq!(
+            expand("${NOPE?}", &env).unwrap_err().to_string(),
+            "environment variable NOPE is not set or empty"
+        );
+        assert!(matches!(
+            expand("${TOKEN:x}", &env),
+            Err(PlaceholderError::Malformed)
+        ));
     }
 
     #[test]
