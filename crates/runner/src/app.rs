@@ -635,11 +635,16 @@ pub async fn show_state(config: &Config, json: bool) -> Result<u8, AppError> {
     Ok(exit::OK)
 }
 
-/// `runner state reset`.
+/// `runner state reset`. Shows what it will reset, on stderr; on a terminal (stdin and
+/// stderr) asks first unless `yes`. Without a terminal it does not ask, so that scripts
+/// and cron keep working. A `--source`, `--service` or `--sink` that matches no position
+/// (and, with `--to`, no position to create) is a usage error: a typo must not look like
+/// a successful reset.
 pub async fn reset_state(
     config: &Config,
     filter: ResetFilter,
     to: Option<ResetTo>,
+    yes: bool,
 ) -> Result<u8, AppError> {
     // A typo must not look like a successful reset: names are checked
     // against the config before the state is touched.
@@ -653,42 +658,125 @@ pub async fn reset_state(
     if let Some(sink) = &filter.sink {
         named_sink(config, sink)?;
     }
-    let _lock = CheckpointStore::lock(&config.state_path)?;
-    let mut store =
-        CheckpointStore::open_with_busy_timeout(&config.state_path, config.state_busy_timeout)?;
     let to_kind = to.unwrap_or(ResetTo::Delete);
-    let changed = store.reset(&filter, to_kind)?;
+    let matches = |source: &str, service_id: &str, sink: &str| {
+        filter.source.as_deref().is_none_or(|s| s == source)
+            && filter.service_id.as_deref().is_none_or(|s| s == service_id)
+            && filter.sink.as_deref().is_none_or(|s| s == sink)
+    };
+    // The preview reads the state without creating it: a reset that matches nothing
+    // leaves no file behind.
+    let path = config.state_path.clone();
+    let existing = tokio::task::spawn_blocking(move || CheckpointStore::open_read_only(&path))
+        .await
+        .map_err(StateFailure::from)??
+        .map(|store| store.positions())
+        .transpose()?
+        .unwrap_or_default();
+    let matched: Vec<_> = existing
+        .iter()
+        .filter(|r| matches(&r.source, &r.service_id, &r.sink))
+        .collect();
     // `--to` also applies to cursors that do not exist yet, so that
     // "reset --to now" on a new config starts there.
-    let mut created = 0;
-    if let ResetTo::Since(ms) = to_kind {
-        let mut cursors = Vec::new();
-        let mut seen = HashSet::new();
+    let mut to_create: Vec<CursorKey> = Vec::new();
+    if let ResetTo::Since(_) = to_kind {
+        let known: HashSet<(&str, &str, &str)> = existing
+            .iter()
+            .map(|r| (r.source.as_str(), r.service_id.as_str(), r.sink.as_str()))
+            .collect();
         for source in &config.sources {
             for service in &source.services {
                 for sink in &config.sinks {
-                    let key = CursorKey {
-                        source: source.name.clone(),
-                        service_id: service.clone(),
-                        sink: sink.name.clone(),
-                    };
-                    let matches = filter.source.as_ref().is_none_or(|s| s == &key.source)
-                        && filter
-                            .service_id
-                            .as_ref()
-                            .is_none_or(|s| s == &key.service_id)
-                        && filter.sink.as_ref().is_none_or(|s| s == &key.sink)
-                        && sink.filter.takes_source(&source.name);
-                    if matches && seen.insert(key.clone()) && store.cursor(&key)?.is_none() {
-                        cursors.push(CursorCommit {
-                            key,
-                            since: ms,
-                            position: None,
-                            add_fingerprints: Vec::new(),
-                            prune_below: None,
+                    if matches(&source.name, service, &sink.name)
+                        && sink.filter.takes_source(&source.name)
+                        && !known.contains(&(&source.name, service, &sink.name))
+                    {
+                        to_create.push(CursorKey {
+                            source: source.name.clone(),
+                            service_id: service.clone(),
+                            sink: sink.name.clone(),
                         });
                     }
                 }
+            }
+        }
+    }
+    let filtered = filter.source.is_some() || filter.service_id.is_some() || filter.sink.is_some();
+    if filtered && matched.is_empty() && to_create.is_empty() {
+        let flags: Vec<String> = [
+            ("--source", &filter.source),
+            ("--service", &filter.service_id),
+            ("--sink", &filter.sink),
+        ]
+        .into_iter()
+        .filter_map(|(flag, value)| value.as_ref().map(|v| format!("{flag} {v}")))
+        .collect();
+        return Err(AppError::Usage(format!(
+            "{}: no position in {} matches, so there is nothing to reset ({}); `runner state` \
+             lists the positions",
+            flags.join(" "),
+            config.state_path.display(),
+            if existing.is_empty() {
+                "the state has no positions yet".to_owned()
+            } else {
+                format!("it holds {} position(s)", existing.len())
+            }
+        )));
+    }
+
+    let when = match to_kind {
+        ResetTo::Delete => "forgotten (start_at applies again)".to_owned(),
+        ResetTo::Since(ms) => format!("start again at {}", record::timestamp_rfc3339(ms)),
+    };
+    let total = matched.len() + to_create.len();
+    if total > 0 {
+        eprintln!(
+            "state reset: {total} position(s) in {} will be {when}:",
+            config.state_path.display()
+        );
+        eprintln!(
+            "  {:<12} {:<38} {:<12} {:<26}",
+            "SOURCE", "SERVICE", "SINK", "POSITION"
+        );
+        for r in &matched {
+            let position = r
+                .position
+                .map_or_else(|| "-".to_owned(), record::timestamp_rfc3339);
+            eprintln!(
+                "  {:<12} {:<38} {:<12} {:<26}",
+                r.source, r.service_id, r.sink, position
+            );
+        }
+        for key in &to_create {
+            eprintln!(
+                "  {:<12} {:<38} {:<12} {:<26}",
+                key.source, key.service_id, key.sink, "(new)"
+            );
+        }
+        if !yes && interactive() && !confirm(total).await? {
+            eprintln!("Nothing was reset.");
+            return Ok(exit::FAILED);
+        }
+    }
+
+    let _lock = CheckpointStore::lock(&config.state_path)?;
+    let mut store =
+        CheckpointStore::open_with_busy_timeout(&config.state_path, config.state_busy_timeout)?;
+    let changed = store.reset(&filter, to_kind)?;
+    let mut created = 0;
+    if let ResetTo::Since(ms) = to_kind {
+        let mut cursors = Vec::new();
+        for key in to_create {
+            // Another runner may have created it between the preview and the lock.
+            if store.cursor(&key)?.is_none() {
+                cursors.push(CursorCommit {
+                    key,
+                    since: ms,
+                    position: None,
+                    add_fingerprints: Vec::new(),
+                    prune_below: None,
+                });
             }
         }
         created = cursors.len();
@@ -706,6 +794,32 @@ pub async fn reset_state(
         }
     );
     Ok(exit::OK)
+}
+
+/// Whether a person is at the keyboard: stdin and stderr (where the question goes) are
+/// both terminals.
+fn interactive() -> bool {
+    use std::io::IsTerminal;
+    std::io::stdin().is_terminal() && std::io::stderr().is_terminal()
+}
+
+/// Asks on stderr whether to reset `total` positions; only `y` or `yes` says yes.
+async fn confirm(total: usize) -> Result<bool, AppError> {
+    use std::io::Write;
+    eprint!("Reset these {total} position(s)? [y/N] ");
+    let _ = std::io::stderr().flush();
+    let answer = tokio::task::spawn_blocking(|| {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line).map(|_| line)
+    })
+    .await
+    .map_err(StateFailure::from)?;
+    // An unreadable stdin (closed, not text) is not a yes.
+    let answer = answer.unwrap_or_default();
+    Ok(matches!(
+        answer.trim().to_ascii_lowercase().as_str(),
+        "y" | "yes"
+    ))
 }
 
 /// `runner services`: which services each source follows, and why.

@@ -63,12 +63,20 @@ pub enum LogFormat {
     Json,
 }
 
-/// `--config FILE`, also read from `RUNNER_CONFIG`.
+/// `--config FILE` (also read from `RUNNER_CONFIG`) and `--config-dir DIR`, each
+/// repeatable: the files are merged (see the README's "Several files").
 #[derive(Debug, Clone, PartialEq, Eq, Args)]
+#[group(required = true, multiple = true)]
 pub struct ConfigArg {
-    /// The configuration file (TOML). Relative paths in it are relative to its folder.
+    /// A configuration file (TOML); repeat to merge several. Relative paths in a file are
+    /// relative to its folder.
     #[arg(long, short = 'c', env = "RUNNER_CONFIG", value_name = "FILE")]
-    pub config: PathBuf,
+    pub config: Vec<PathBuf>,
+    /// A folder whose *.toml files are merged (in name order); repeatable, and combines
+    /// with --config. A component defined twice, or a key of [state] or [runner] set
+    /// twice, is an error naming both files.
+    #[arg(long, value_name = "DIR")]
+    pub config_dir: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Args)]
@@ -136,6 +144,11 @@ pub struct StateResetArgs {
     /// 2024-05-01T00:00:00Z. Default: the source's `start_at`.
     #[arg(long, value_name = "beginning|now|RFC3339", value_parser = parse_start_at)]
     pub to: Option<StartAt>,
+    /// Reset without asking. On a terminal (stdin and stderr), reset shows the positions
+    /// it would reset and asks for confirmation; --yes skips the question. Without a
+    /// terminal (cron, scripts) it never asks.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Args)]
@@ -199,17 +212,19 @@ impl Cli {
             ClapCommand::State(ClapState {
                 action: None,
                 config,
+                config_dir,
                 json,
             }) => {
-                // clap requires --config when no action is given; this only guards that.
-                let Some(config) = config else {
+                // clap requires --config or --config-dir when no action is given; this
+                // only guards that.
+                if config.is_empty() && config_dir.is_empty() {
                     return Err(clap::Error::raw(
                         clap::error::ErrorKind::MissingRequiredArgument,
-                        "runner state needs --config FILE (or RUNNER_CONFIG)\n",
+                        "runner state needs --config FILE, --config-dir DIR (or RUNNER_CONFIG)\n",
                     ));
-                };
+                }
                 Command::State(StateArgs {
-                    config: ConfigArg { config },
+                    config: ConfigArg { config, config_dir },
                     json,
                 })
             }
@@ -290,16 +305,21 @@ enum DeadLetterAction {
     subcommand_negates_reqs = true,
     after_help = EXIT_CODES
 )]
+#[command(group(
+    clap::ArgGroup::new("config_files")
+        .args(["config", "config_dir"])
+        .required(true)
+        .multiple(true)
+))]
 struct ClapState {
-    /// The configuration file (TOML). Relative paths in it are relative to its folder.
-    #[arg(
-        long,
-        short = 'c',
-        env = "RUNNER_CONFIG",
-        value_name = "FILE",
-        required = true
-    )]
-    config: Option<PathBuf>,
+    /// A configuration file (TOML); repeat to merge several. Relative paths in a file are
+    /// relative to its folder.
+    #[arg(long, short = 'c', env = "RUNNER_CONFIG", value_name = "FILE")]
+    config: Vec<PathBuf>,
+    /// A folder whose *.toml files are merged (in name order); repeatable, and combines
+    /// with --config.
+    #[arg(long, value_name = "DIR")]
+    config_dir: Vec<PathBuf>,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -335,7 +355,8 @@ mod tests {
 
     fn config(path: &str) -> ConfigArg {
         ConfigArg {
-            config: PathBuf::from(path),
+            config: vec![PathBuf::from(path)],
+            config_dir: vec![],
         }
     }
 
@@ -482,6 +503,7 @@ mod tests {
                 service: Some("svc".to_owned()),
                 sink: Some("archive".to_owned()),
                 to: Some(StartAt::At(1_562_597_251_764)),
+                yes: false,
             })
         );
         let cli = parse(&["state", "reset", "--config", "r.toml"]);
@@ -493,6 +515,7 @@ mod tests {
                 service: None,
                 sink: None,
                 to: None,
+                yes: false,
             })
         );
         for (word, expected) in [("beginning", StartAt::Beginning), ("now", StartAt::Now)] {
@@ -630,6 +653,66 @@ mod tests {
         let Command::Run(args) = parse(&["run", "--config", "./a b/r.toml"]).command else {
             panic!("not run");
         };
-        assert_eq!(args.config.config, Path::new("./a b/r.toml"));
+        assert_eq!(args.config.config, [Path::new("./a b/r.toml")]);
+    }
+
+    #[test]
+    fn config_files_and_folders_repeat_on_every_command() {
+        let expected = ConfigArg {
+            config: vec![PathBuf::from("a.toml"), PathBuf::from("b.toml")],
+            config_dir: vec![PathBuf::from("conf.d")],
+        };
+        let flags = [
+            "--config",
+            "a.toml",
+            "--config-dir",
+            "conf.d",
+            "-c",
+            "b.toml",
+        ];
+        let with = |command: &[&str]| -> Vec<String> {
+            command
+                .iter()
+                .chain(flags.iter())
+                .map(|s| (*s).to_owned())
+                .collect()
+        };
+        let parsed = |command: &[&str], extra: &[&str]| {
+            let mut args = with(command);
+            args.extend(extra.iter().map(|s| (*s).to_owned()));
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            parse(&args).command
+        };
+        let configs = [
+            parsed(&["sync"], &[]),
+            parsed(&["run"], &[]),
+            parsed(&["validate"], &[]),
+            parsed(&["state"], &[]),
+            parsed(&["state", "reset"], &["--yes"]),
+            parsed(&["services"], &[]),
+            parsed(&["dead-letter", "show"], &["--sink", "s"]),
+            parsed(&["dead-letter", "replay"], &["--sink", "s"]),
+        ];
+        for command in configs {
+            let config = match &command {
+                Command::Sync(a) => &a.config,
+                Command::Run(a) => &a.config,
+                Command::Validate(a) => &a.config,
+                Command::State(a) => &a.config,
+                Command::StateReset(a) => {
+                    assert!(a.yes);
+                    &a.config
+                }
+                Command::Services(a) => &a.config,
+                Command::DeadLetterShow(a) => &a.config,
+                Command::DeadLetterReplay(a) => &a.config,
+                Command::Demo(_) => panic!("not a config command"),
+            };
+            assert_eq!(config, &expected, "{command:?}");
+        }
+        let Command::State(state) = parse(&["state", "--config-dir", "conf.d"]).command else {
+            panic!("not state");
+        };
+        assert_eq!(state.config.config_dir, [PathBuf::from("conf.d")]);
     }
 }

@@ -11,11 +11,10 @@ mod demo;
 mod signals;
 
 use app::{AppError, exit};
-use cli::{Cli, Command, LogFormat};
+use cli::{Cli, Command, ConfigArg, LogFormat};
 use pipeline::Selection;
 use source::StartAt;
 use source::checkpoint::{ResetFilter, ResetTo};
-use std::path::Path;
 use std::process::ExitCode;
 use tracing_subscriber::EnvFilter;
 
@@ -58,14 +57,14 @@ fn init_logging(format: LogFormat, demo: bool) {
     }
 }
 
-fn load(path: &Path) -> Result<config::Config, AppError> {
-    Ok(config::load(path)?)
+fn load(files: &ConfigArg) -> Result<config::Config, AppError> {
+    Ok(config::load_all(&files.config, &files.config_dir)?)
 }
 
 async fn execute(command: Command) -> Result<u8, AppError> {
     match command {
         Command::Sync(args) => {
-            let config = load(&args.config.config)?;
+            let config = load(&args.config)?;
             let selection = Selection {
                 source: args.source,
                 services: args.services,
@@ -76,11 +75,11 @@ async fn execute(command: Command) -> Result<u8, AppError> {
             };
             app::sync(&config, selection, dry_run).await
         }
-        Command::Run(args) => app::run(&load(&args.config.config)?).await,
-        Command::Validate(args) => app::validate(&load(&args.config.config)?, args.check).await,
-        Command::State(args) => app::show_state(&load(&args.config.config)?, args.json).await,
+        Command::Run(args) => app::run(&load(&args.config)?).await,
+        Command::Validate(args) => app::validate(&load(&args.config)?, args.check).await,
+        Command::State(args) => app::show_state(&load(&args.config)?, args.json).await,
         Command::StateReset(args) => {
-            let config = load(&args.config.config)?;
+            let config = load(&args.config)?;
             let filter = ResetFilter {
                 source: args.source,
                 service_id: args.service,
@@ -93,14 +92,14 @@ async fn execute(command: Command) -> Result<u8, AppError> {
                     StartAt::At(ms) => ms,
                 })
             });
-            app::reset_state(&config, filter, to).await
+            app::reset_state(&config, filter, to, args.yes).await
         }
-        Command::Services(args) => app::services(&load(&args.config.config)?).await,
+        Command::Services(args) => app::services(&load(&args.config)?).await,
         Command::DeadLetterShow(args) => {
-            app::dead_letter_show(&load(&args.config.config)?, &args.sink, args.json).await
+            app::dead_letter_show(&load(&args.config)?, &args.sink, args.json).await
         }
         Command::DeadLetterReplay(args) => {
-            app::dead_letter_replay(&load(&args.config.config)?, &args.sink).await
+            app::dead_letter_replay(&load(&args.config)?, &args.sink).await
         }
         Command::Demo(args) => demo::run(args.keep).await,
     }

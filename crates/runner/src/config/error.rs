@@ -44,22 +44,64 @@ pub enum ConfigError {
         key: String,
         message: String,
     },
+    /// A `--config-dir` folder that cannot be read or holds no config file.
+    #[error("{}: {message}", dir.display())]
+    Folder { dir: PathBuf, message: String },
+    /// Several of the above, one per line, in the order of the files and lines.
+    #[error("{} errors in the configuration:\n{}", .0.len(), list(.0))]
+    Several(Vec<ConfigError>),
 }
 
-#[cfg(test)]
+fn list(errors: &[ConfigError]) -> String {
+    let lines: Vec<String> = errors.iter().map(|e| format!("  {e}")).collect();
+    lines.join("\n")
+}
+
 impl ConfigError {
-    /// The 1-based line the error points at, when it points at one.
-    pub fn line(&self) -> Option<usize> {
-        match self {
-            ConfigError::Read { .. } => None,
-            ConfigError::Syntax { line, .. } | ConfigError::Invalid { line, .. } => Some(*line),
+    /// One error as itself, several as [`ConfigError::Several`].
+    pub(super) fn from_all(mut errors: Vec<ConfigError>) -> ConfigError {
+        if errors.len() == 1 {
+            errors.remove(0)
+        } else {
+            ConfigError::Several(errors)
         }
     }
 
-    /// The dotted key path the error is about, when it is about one.
+    /// The 1-based line the error points at, when it points at one (the first
+    /// error's, for several).
+    #[cfg(test)]
+    pub fn line(&self) -> Option<usize> {
+        match self {
+            ConfigError::Read { .. } | ConfigError::Folder { .. } => None,
+            ConfigError::Syntax { line, .. } | ConfigError::Invalid { line, .. } => Some(*line),
+            ConfigError::Several(errors) => errors.first().and_then(ConfigError::line),
+        }
+    }
+
+    /// For sorting: the line, 0 when there is none.
+    pub(super) fn line_number(&self) -> usize {
+        match self {
+            ConfigError::Syntax { line, .. } | ConfigError::Invalid { line, .. } => *line,
+            _ => 0,
+        }
+    }
+
+    /// The file the error is in, when it is in one.
+    pub(super) fn file(&self) -> Option<&std::path::Path> {
+        match self {
+            ConfigError::Read { file, .. }
+            | ConfigError::Syntax { file, .. }
+            | ConfigError::Invalid { file, .. } => Some(file),
+            ConfigError::Folder { .. } | ConfigError::Several(_) => None,
+        }
+    }
+
+    /// The dotted key path the error is about, when it is about one (the first
+    /// error's, for several).
     pub fn key(&self) -> Option<&str> {
         match self {
             ConfigError::Invalid { key, .. } => Some(key),
+            ConfigError::Several(errors) => errors.first().and_then(ConfigError::key),
             _ => None,
         }
     }
@@ -122,7 +164,7 @@ fn holds(span: &Range<usize>, offset: usize) -> bool {
 }
 
 /// A key as it would be written in TOML: bare when it can be, quoted otherwise.
-fn key_segment(key: &str) -> String {
+pub(super) fn key_segment(key: &str) -> String {
     let bare = !key.is_empty()
         && key
             .chars()
@@ -190,17 +232,144 @@ pub(super) fn from_toml(
     if key.is_empty() {
         key.push_str("(top level)");
     }
-    // An unknown-field message quotes key names, not values: keep it.
-    let message = if is_secret_key(&key) && !message.starts_with("unknown field") {
-        redact_quoted(&message)
-    } else {
-        message
+    let secret = is_secret_key(&key);
+    let message = match plain_message(&message, secret, extra_keys(&key)) {
+        Some(plain) => plain,
+        // An unknown-field message quotes key names, not values: keep it.
+        None if secret && !message.starts_with("unknown field") => redact_quoted(&message),
+        None => message,
     };
     ConfigError::Invalid {
         file: file.to_owned(),
         line,
         key,
         message,
+    }
+}
+
+/// An unknown key among `known`: the closest one if it looks like a typo, else the list.
+pub(super) fn unknown_key_message(unknown: &str, known: &[&str]) -> String {
+    unknown_key(unknown, known.iter().map(|k| (*k).to_owned()).collect())
+}
+
+/// Keys a table takes that its kind's struct does not list, because a probe
+/// read them first (`type`, and a sink's shared keys): suggestions consider them.
+fn extra_keys(key: &str) -> &'static [&'static str] {
+    let segments: Vec<&str> = key.split('.').collect();
+    match segments.as_slice() {
+        ["sinks", _, _] => sink::config::COMMON_KEYS,
+        ["sources", _, _] | ["sources", _, "auth", _] => &["type"],
+        _ => &[],
+    }
+}
+
+/// serde speaks Rust (`invalid type: string "1000", expected i64`, ``unknown
+/// field `lookbak`, expected one of ...``); this says the same in TOML's words
+/// (`expected an integer, found the string "1000"`, ``unknown key `lookbak`;
+/// did you mean `lookback`?``). `None` for a message it does not recognize.
+/// For a secret key the value found is never quoted.
+pub(super) fn plain_message(message: &str, secret: bool, extra_keys: &[&str]) -> Option<String> {
+    if let Some(rest) = message.strip_prefix("unknown field `") {
+        let (unknown, expected) = rest.split_once('`')?;
+        let mut known = quoted_names(expected);
+        known.extend(extra_keys.iter().map(|k| (*k).to_owned()));
+        return Some(unknown_key(unknown, known));
+    }
+    if let Some(rest) = message.strip_prefix("unknown variant `") {
+        let (unknown, expected) = rest.split_once('`')?;
+        let known = quoted_names(expected);
+        let list: Vec<String> = known.iter().map(|k| format!("{k:?}")).collect();
+        return Some(match closest(unknown, &known) {
+            Some(near) => format!(
+                "unknown value {unknown:?}; did you mean {near:?}? (one of {})",
+                list.join(", ")
+            ),
+            None => format!("must be one of {}, found {unknown:?}", list.join(", ")),
+        });
+    }
+    let rest = message.strip_prefix("invalid type: ")?;
+    let (found, expected) = rest.split_once(", expected ")?;
+    Some(format!(
+        "expected {}, found {}",
+        plain_expected(expected),
+        plain_found(found, secret)
+    ))
+}
+
+fn unknown_key(unknown: &str, mut known: Vec<String>) -> String {
+    match closest(unknown, &known) {
+        Some(near) => format!("unknown key `{unknown}`; did you mean `{near}`?"),
+        None if known.is_empty() => format!("unknown key `{unknown}`: this table takes no keys"),
+        None => {
+            known.sort();
+            known.dedup();
+            let list: Vec<String> = known.iter().map(|k| format!("`{k}`")).collect();
+            format!(
+                "unknown key `{unknown}` (the keys here are {})",
+                list.join(", ")
+            )
+        }
+    }
+}
+
+/// The names between backticks in serde's "expected one of `a`, `b`".
+fn quoted_names(text: &str) -> Vec<String> {
+    text.split('`')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The known name closest to `unknown`, if one is close enough to be a typo.
+fn closest(unknown: &str, known: &[String]) -> Option<String> {
+    let unknown = unknown.to_ascii_lowercase();
+    known
+        .iter()
+        .map(|k| (strsim::jaro_winkler(&unknown, &k.to_ascii_lowercase()), k))
+        .filter(|(score, _)| *score >= 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, k)| k.clone())
+}
+
+fn plain_expected(expected: &str) -> String {
+    let expected = expected.trim();
+    match expected {
+        "i8" | "i16" | "i32" | "i64" | "i128" | "u8" | "u16" | "u32" | "u64" | "u128" | "isize"
+        | "usize" => "an integer".to_owned(),
+        "f32" | "f64" => "a number".to_owned(),
+        "a boolean" | "bool" => "true or false".to_owned(),
+        "a string" | "a borrowed string" | "string" => "a string".to_owned(),
+        "a sequence" => "a list such as [\"a\", \"b\"]".to_owned(),
+        "a map" => "a table".to_owned(),
+        other if other.starts_with("struct ") => "a table".to_owned(),
+        other if other.starts_with("enum ") => "one of the names this key takes".to_owned(),
+        other => other.to_owned(),
+    }
+}
+
+fn plain_found(found: &str, secret: bool) -> String {
+    let found = found.trim();
+    let value = found
+        .split_once(' ')
+        .map(|(_, v)| v.trim_matches('`').to_owned());
+    let (what, article) = match found.split(' ').next().unwrap_or(found) {
+        "string" => ("string", "a string"),
+        "integer" => ("integer", "an integer"),
+        "floating" => ("number", "a number"),
+        "boolean" => ("boolean", "a boolean"),
+        "sequence" => return "a list".to_owned(),
+        "map" => return "a table".to_owned(),
+        _ => return found.to_owned(),
+    };
+    let value = value.map(|v| {
+        v.strip_prefix("point ")
+            .map_or(v.clone(), |p| p.trim_matches('`').to_owned())
+    });
+    match value {
+        Some(_) if secret => format!("{article} (value not shown)"),
+        Some(value) => format!("the {what} {value}"),
+        None => article.to_owned(),
     }
 }
 

@@ -20,7 +20,15 @@
 //! `dead_letter_*`, see [`sink::config::SinkProbe`]), then the rest by the kind
 //! that `type` names in [`SINK_KINDS`], whose own table refuses unknown keys.
 //!
-//! `${VAR}` placeholders are replaced from the environment after parsing, in
+//! Several files (`--config` repeated, `--config-dir`) merge as Vector's do: a
+//! component (`[sources.NAME]`, `[sinks.NAME]`) is defined in one file, and
+//! `[state]` and `[runner]` may be split across files, each key set in one; a
+//! duplicate is an error naming both files. Every error names the file it is in,
+//! and each file's relative paths are relative to its own folder. One load
+//! reports every table's first error, sorted by file and line.
+//!
+//! `${VAR}` placeholders (also `${VAR:-default}` and `${VAR:?message}`, see
+//! `placeholder.rs`) are replaced from the environment after parsing, in
 //! the free-text values: `state.path`, `region`, `endpoint`, `project_id`,
 //! `services`, `discover.name`, `ca_file`, every string of `[sources.NAME.auth]`
 //! but `type`, a file sink's `path`, a sink's `dead_letter_path` and
@@ -44,8 +52,8 @@ pub use timestamp::parse_start_at;
 
 use raw::{
     AkskAuthTable, AuthKind, CloudName, DiscoverTable, EventTypeName, HumanDuration, KindProbe,
-    ModelArtsTable, OffsetUnitName, PasswordAuthTable, RunnerTable, SourceKind, TokenAuthTable,
-    TopTable,
+    ModelArtsTable, OffsetUnitName, PasswordAuthTable, RunnerTable, SourceKind, StateTable,
+    TokenAuthTable,
 };
 use serde::Deserialize;
 use sink::config::{COMMON_KEYS, ConfigContext, ConfigIssue, ReadError, SinkProbe, WrittenPath};
@@ -97,7 +105,8 @@ pub mod defaults {
 /// A loaded and validated configuration file.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// The config file, as it was given.
+    /// How messages name the configuration: the config file as it was given, or
+    /// the files joined with `, ` when there are several.
     pub file: PathBuf,
     /// `[state] path`, resolved against the config file's folder.
     pub state_path: PathBuf,
@@ -134,41 +143,111 @@ impl Default for RunnerSettings {
 
 /// Loads `path`, replacing `${VAR}` from the process environment.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    load_with_env(path, &|name| std::env::var(name).ok())
+    load_all(&[path.to_owned()], &[])
 }
 
 /// Loads `path`, replacing `${VAR}` with `env(VAR)`.
+#[cfg(test)]
 pub fn load_with_env(
     path: &Path,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        file: path.to_owned(),
-        source,
-    })?;
-    parse_str(&text, path, env)
+    load_all_with_env(&[path.to_owned()], &[], env)
+}
+
+/// Loads and merges `files` and the `*.toml` files of each folder in `dirs`
+/// (`--config` and `--config-dir`), replacing `${VAR}` from the process
+/// environment. See the module documentation for how they combine.
+pub fn load_all(files: &[PathBuf], dirs: &[PathBuf]) -> Result<Config, ConfigError> {
+    load_all_with_env(files, dirs, &|name| std::env::var(name).ok())
+}
+
+/// [`load_all`], replacing `${VAR}` with `env(VAR)`.
+pub fn load_all_with_env(
+    files: &[PathBuf],
+    dirs: &[PathBuf],
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigError> {
+    let mut errors = Vec::new();
+    let mut paths: Vec<PathBuf> = files.to_vec();
+    for dir in dirs {
+        match toml_files_in(dir) {
+            Ok(found) => paths.extend(found),
+            Err(error) => errors.push(error),
+        }
+    }
+    // One file named twice (`--config a.toml --config-dir .`) is read once.
+    let mut seen = BTreeSet::new();
+    paths.retain(|path| seen.insert(resolve_path(path)));
+    let mut texts = Vec::with_capacity(paths.len());
+    for path in paths {
+        match std::fs::read_to_string(&path) {
+            Ok(text) => texts.push((path, text)),
+            Err(source) => errors.push(ConfigError::Read { file: path, source }),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ConfigError::from_all(errors));
+    }
+    parse_files(&texts, env)
+}
+
+/// The `*.toml` files of `dir`, sorted by name. Not recursive; a folder without
+/// one is an error, so that a wrong `--config-dir` is not an empty config.
+fn toml_files_in(dir: &Path) -> Result<Vec<PathBuf>, ConfigError> {
+    let folder_error = |message: String| ConfigError::Folder {
+        dir: dir.to_owned(),
+        message,
+    };
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| folder_error(format!("cannot read the config folder: {e}")))?;
+    let mut files = Vec::new();
+    for entry in entries {
+        let entry =
+            entry.map_err(|e| folder_error(format!("cannot read the config folder: {e}")))?;
+        let path = entry.path();
+        if path.extension().is_some_and(|ext| ext == "toml") && path.is_file() {
+            files.push(path);
+        }
+    }
+    if files.is_empty() {
+        return Err(folder_error("holds no *.toml file".to_owned()));
+    }
+    files.sort();
+    Ok(files)
 }
 
 /// Parses and validates `text`, the content of the config file `file`
 /// (whose folder relative paths are resolved against).
+#[cfg(test)]
 pub fn parse_str(
     text: &str,
     file: &Path,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Config, ConfigError> {
-    let root = DeTable::parse(text).map_err(|e| error::from_syntax(&e, text, file))?;
-    let folder = match file.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent,
-        _ => Path::new("."),
-    };
-    // `absolute` only consults the current directory; it reads nothing on disk.
-    let base_dir = std::path::absolute(folder).unwrap_or_else(|_| folder.to_owned());
-    Reader {
-        text,
-        file,
-        base_dir,
-        env,
-        root,
+    parse_files(&[(file.to_owned(), text.to_owned())], env)
+}
+
+/// Parses, merges and validates several files' `(path, text)`.
+pub fn parse_files(
+    files: &[(PathBuf, String)],
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigError> {
+    let mut readers = Vec::with_capacity(files.len());
+    let mut errors = Vec::new();
+    for (file, text) in files {
+        match DeTable::parse(text) {
+            Ok(root) => readers.push(Reader::new(text, file, env, root)),
+            Err(e) => errors.push(error::from_syntax(&e, text, file)),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ConfigError::from_all(errors));
+    }
+    let files: Vec<PathBuf> = files.iter().map(|(file, _)| file.clone()).collect();
+    Merge {
+        readers: &readers,
+        files: &files,
     }
     .config()
 }
@@ -182,70 +261,196 @@ struct Reader<'a> {
     root: Spanned<DeTable<'a>>,
 }
 
-impl<'a> Reader<'a> {
+/// The top-level tables every config has.
+const TOP_LEVEL: &[&str] = &["state", "runner", "sources", "sinks"];
+
+/// Where one key of `[state]` or `[runner]` was set.
+struct Setting<'r, 'a, T> {
+    reader: &'r Reader<'a>,
+    value: Spanned<T>,
+}
+
+/// The files of one configuration, merged as Vector merges its config files: each
+/// component (`[sources.NAME]`, `[sinks.NAME]`) is defined in one file, and
+/// `[state]` and `[runner]` may be split across files, each key set in one file.
+/// Every table is read even after another failed, so that one run reports at least
+/// one error per table.
+struct Merge<'r, 'a> {
+    readers: &'r [Reader<'a>],
+    files: &'r [PathBuf],
+}
+
+impl<'r, 'a> Merge<'r, 'a> {
     fn config(&self) -> Result<Config, ConfigError> {
-        let top: TopTable = self.deserialize(self.root.clone())?;
-        let Some(state) = top.state else {
-            return Err(self.error(
+        let mut errors: Vec<ConfigError> = Vec::new();
+        let mut state: Vec<(&'r Reader<'a>, Range<usize>, StateTable)> = Vec::new();
+        let mut runner: Vec<(&'r Reader<'a>, RunnerTable)> = Vec::new();
+        // Name -> the file that defines it and the span of its table.
+        let mut sources: BTreeMap<String, (&'r Reader<'a>, Range<usize>)> = BTreeMap::new();
+        let mut sinks: BTreeMap<String, (&'r Reader<'a>, Range<usize>)> = BTreeMap::new();
+        // Whether any file has the table, read or not: a table with errors is not missing.
+        let written = |table: &str| {
+            self.readers
+                .iter()
+                .any(|r| match r.root.get_ref().get(table) {
+                    Some(value) => match value.get_ref() {
+                        DeValue::Table(inner) => table == "state" || !inner.is_empty(),
+                        _ => true,
+                    },
+                    None => false,
+                })
+        };
+
+        for reader in self.readers {
+            for (key, value) in reader.root.get_ref() {
+                let name = key.get_ref().as_ref();
+                let result = match name {
+                    "state" => reader
+                        .table(&["state"])
+                        .and_then(|table| reader.deserialize(table))
+                        .map(|table| state.push((reader, value.span(), table))),
+                    "runner" => reader
+                        .table(&["runner"])
+                        .and_then(|table| reader.deserialize(table))
+                        .map(|table| runner.push((reader, table))),
+                    "sources" | "sinks" => {
+                        let components = if name == "sources" {
+                            &mut sources
+                        } else {
+                            &mut sinks
+                        };
+                        self.components(reader, name, components, &mut errors);
+                        Ok(())
+                    }
+                    other => Err(reader.error(
+                        key.span(),
+                        error::key_segment(other),
+                        error::unknown_key_message(other, TOP_LEVEL),
+                    )),
+                };
+                if let Err(e) = result {
+                    errors.push(e);
+                }
+            }
+        }
+        let first = &self.readers[0];
+
+        // [state]
+        if !written("state") {
+            errors.push(first.error(
                 0..0,
                 "state",
                 "missing: add a [state] table with `path`, the SQLite state file",
             ));
+        }
+        let path = self.setting(
+            &mut errors,
+            "state.path",
+            state.iter().map(|(r, _, t)| (*r, t.path.clone())),
+        );
+        let state_path = match (&path, state.first()) {
+            (Some(path), _) => match path.reader.path(&path.value, "state.path") {
+                Ok(resolved) => Some(resolved),
+                Err(e) => {
+                    errors.push(e);
+                    None
+                }
+            },
+            (None, Some((reader, span, _))) => {
+                errors.push(reader.error(
+                    span.clone(),
+                    "state.path",
+                    "missing (this key is required): the SQLite state file",
+                ));
+                None
+            }
+            (None, None) => None,
         };
-        let state_path = self.path(&state.get_ref().path, "state.path")?;
-        let state_busy_timeout = self.duration(
-            &state.get_ref().busy_timeout,
-            "state.busy_timeout",
-            defaults::STATE_BUSY_TIMEOUT,
-            false,
-        )?;
-        let runner = self.runner(top.runner)?;
+        let state_busy_timeout = self
+            .setting(
+                &mut errors,
+                "state.busy_timeout",
+                state.iter().map(|(r, _, t)| (*r, t.busy_timeout.clone())),
+            )
+            .map_or(Ok(defaults::STATE_BUSY_TIMEOUT), |s| {
+                s.reader.duration(
+                    &Some(s.value),
+                    "state.busy_timeout",
+                    defaults::STATE_BUSY_TIMEOUT,
+                    false,
+                )
+            })
+            .unwrap_or_else(|e| {
+                errors.push(e);
+                defaults::STATE_BUSY_TIMEOUT
+            });
 
-        if top.sources.is_empty() {
-            return Err(self.error(
+        // [runner]
+        let runner = self.runner(&runner, &mut errors);
+
+        // [sources.NAME]
+        if !written("sources") {
+            errors.push(first.error(
                 0..0,
                 "sources",
                 "no source: add a [sources.NAME] table (see config/ for examples)",
             ));
         }
-        let mut sources = Vec::with_capacity(top.sources.len());
-        for (name, table) in &top.sources {
-            self.check_name("sources", name, table.span())?;
-            sources.push(self.source(name)?);
+        let mut source_settings = Vec::with_capacity(sources.len());
+        for (name, (reader, _)) in &sources {
+            match reader.source(name) {
+                Ok(source) => source_settings.push(source),
+                Err(found) => errors.extend(found),
+            }
         }
-        for warning in shared_services(&sources) {
+        for warning in shared_services(&source_settings) {
             tracing::warn!("{warning}");
         }
 
-        if top.sinks.is_empty() {
-            return Err(self.error(
+        // [sinks.NAME]
+        if !written("sinks") {
+            errors.push(first.error(
                 0..0,
                 "sinks",
                 "no sink: add a [sinks.NAME] table (see config/ for examples)",
             ));
         }
-        let source_names: BTreeSet<&str> = top.sources.keys().map(String::as_str).collect();
-        // Normalized path -> the sink or state that writes it, to refuse two writers of one file.
+        let source_names: BTreeSet<&str> = sources.keys().map(String::as_str).collect();
         // Resolved path -> what writes it, to refuse two writers of one file: the state
-        // file and its companions, this config file, and every sink's files. Paths are
+        // file and its companions, every config file, and every sink's files. Paths are
         // compared as the state's lock sees them (symlinks resolved).
         let mut writers: BTreeMap<PathBuf, String> = BTreeMap::new();
-        for companion in ["", "-wal", "-shm", "-journal", ".lock"] {
-            let mut name = state_path.clone().into_os_string();
-            name.push(companion);
-            writers.insert(
-                resolve_path(Path::new(&name)),
-                "the state file (state.path)".to_owned(),
-            );
+        if let Some(state_path) = &state_path {
+            for companion in ["", "-wal", "-shm", "-journal", ".lock"] {
+                let mut name = state_path.clone().into_os_string();
+                name.push(companion);
+                writers.insert(
+                    resolve_path(Path::new(&name)),
+                    "the state file (state.path)".to_owned(),
+                );
+            }
         }
-        writers.insert(resolve_path(self.file), "the config file".to_owned());
-        let state_dir = state_path
-            .parent()
-            .map_or_else(|| self.base_dir.clone(), Path::to_owned);
-        let mut sinks = Vec::with_capacity(top.sinks.len());
-        for (name, table) in &top.sinks {
-            self.check_name("sinks", name, table.span())?;
-            let (sink, written) = self.sink(name, table.span(), &source_names, &state_dir)?;
+        for file in self.files {
+            let what = if self.files.len() == 1 {
+                "the config file".to_owned()
+            } else {
+                format!("the config file {}", file.display())
+            };
+            writers.insert(resolve_path(file), what);
+        }
+        let mut sink_settings = Vec::with_capacity(sinks.len());
+        for (name, (reader, span)) in &sinks {
+            let state_dir = state_path
+                .as_deref()
+                .and_then(Path::parent)
+                .map_or_else(|| reader.base_dir.clone(), Path::to_owned);
+            let (sink, written) = match reader.sink(name, span.clone(), &source_names, &state_dir) {
+                Ok(read) => read,
+                Err(e) => {
+                    errors.push(e);
+                    continue;
+                }
+            };
             for WrittenPath {
                 field: key,
                 path,
@@ -258,7 +463,7 @@ impl<'a> Reader<'a> {
                     format!("sink `{name}`")
                 };
                 if let Some(other) = writers.insert(resolve_path(&path), what) {
-                    return Err(self.error(
+                    errors.push(reader.error(
                         span,
                         key,
                         format!(
@@ -268,46 +473,212 @@ impl<'a> Reader<'a> {
                     ));
                 }
             }
-            sinks.push(sink);
+            sink_settings.push(sink);
         }
 
+        if !errors.is_empty() {
+            self.sort(&mut errors);
+            return Err(ConfigError::from_all(errors));
+        }
+        let Some(state_path) = state_path else {
+            unreachable!("a missing state path is an error above");
+        };
+        let label: Vec<String> = self.files.iter().map(|f| f.display().to_string()).collect();
         Ok(Config {
-            file: self.file.to_owned(),
+            file: PathBuf::from(label.join(", ")),
             state_path,
             state_busy_timeout,
             runner,
-            sources,
-            sinks,
+            sources: source_settings,
+            sinks: sink_settings,
         })
     }
 
-    fn runner(&self, table: Option<RunnerTable>) -> Result<RunnerSettings, ConfigError> {
-        let Some(table) = table else {
-            return Ok(RunnerSettings::default());
+    /// Records the components of a `[sources]` or `[sinks]` table of one file. A name
+    /// defined in two files is an error naming both.
+    fn components(
+        &self,
+        reader: &'r Reader<'a>,
+        section: &str,
+        found: &mut BTreeMap<String, (&'r Reader<'a>, Range<usize>)>,
+        errors: &mut Vec<ConfigError>,
+    ) {
+        let table = match reader.table(&[section]) {
+            Ok(table) => table,
+            Err(e) => {
+                errors.push(e);
+                return;
+            }
         };
-        Ok(RunnerSettings {
-            interval: self.duration(
-                &table.interval,
-                "runner.interval",
-                defaults::INTERVAL,
-                false,
-            )?,
-            concurrency: self.integer(
-                &table.concurrency,
+        for (key, value) in table.get_ref() {
+            let name = key.get_ref().as_ref();
+            if let Err(e) = reader.check_name(section, name, value.span()) {
+                errors.push(e);
+                continue;
+            }
+            if let Some((other, other_span)) = found.get(name) {
+                errors.push(reader.error(
+                    value.span(),
+                    format!("{section}.{name}"),
+                    format!(
+                        "is also defined in {}:{}; define each component in one file",
+                        other.file.display(),
+                        error::line_of(other.text, other_span.start)
+                    ),
+                ));
+                continue;
+            }
+            found.insert(name.to_owned(), (reader, value.span()));
+        }
+    }
+
+    /// The one file that sets `key` of `[state]` or `[runner]`; setting it in two
+    /// files is an error naming both.
+    fn setting<T>(
+        &self,
+        errors: &mut Vec<ConfigError>,
+        key: &str,
+        values: impl Iterator<Item = (&'r Reader<'a>, Option<Spanned<T>>)>,
+    ) -> Option<Setting<'r, 'a, T>> {
+        let mut chosen: Option<Setting<'r, 'a, T>> = None;
+        for (reader, value) in values {
+            let Some(value) = value else { continue };
+            match &chosen {
+                Some(first) => errors.push(reader.error(
+                    value.span(),
+                    key,
+                    format!(
+                        "is also set in {}:{}; set each key in one file",
+                        first.reader.file.display(),
+                        error::line_of(first.reader.text, first.value.span().start)
+                    ),
+                )),
+                None => chosen = Some(Setting { reader, value }),
+            }
+        }
+        chosen
+    }
+
+    fn runner(
+        &self,
+        tables: &[(&'r Reader<'a>, RunnerTable)],
+        errors: &mut Vec<ConfigError>,
+    ) -> RunnerSettings {
+        let mut settings = RunnerSettings::default();
+        let interval = self.setting(
+            errors,
+            "runner.interval",
+            tables.iter().map(|(r, t)| (*r, t.interval.clone())),
+        );
+        if let Some(s) = interval {
+            match s
+                .reader
+                .duration(&Some(s.value), "runner.interval", defaults::INTERVAL, false)
+            {
+                Ok(value) => settings.interval = value,
+                Err(e) => errors.push(e),
+            }
+        }
+        let concurrency = self.setting(
+            errors,
+            "runner.concurrency",
+            tables.iter().map(|(r, t)| (*r, t.concurrency.clone())),
+        );
+        if let Some(s) = concurrency {
+            match s.reader.integer(
+                &Some(s.value),
                 "runner.concurrency",
                 defaults::CONCURRENCY,
                 1,
-            )?,
-            shutdown_timeout: self.duration(
-                &table.shutdown_timeout,
+            ) {
+                Ok(value) => settings.concurrency = value,
+                Err(e) => errors.push(e),
+            }
+        }
+        let shutdown_timeout = self.setting(
+            errors,
+            "runner.shutdown_timeout",
+            tables.iter().map(|(r, t)| (*r, t.shutdown_timeout.clone())),
+        );
+        if let Some(s) = shutdown_timeout {
+            match s.reader.duration(
+                &Some(s.value),
                 "runner.shutdown_timeout",
                 defaults::SHUTDOWN_TIMEOUT,
                 true,
-            )?,
-        })
+            ) {
+                Ok(value) => settings.shutdown_timeout = value,
+                Err(e) => errors.push(e),
+            }
+        }
+        settings
     }
 
-    fn source(&self, name: &str) -> Result<SourceSettings, ConfigError> {
+    /// In the order the files were given, then by line.
+    fn sort(&self, errors: &mut [ConfigError]) {
+        errors.sort_by_key(|e| {
+            let file = self
+                .files
+                .iter()
+                .position(|f| Some(f.as_path()) == e.file());
+            (file, e.line_number())
+        });
+    }
+}
+
+impl<'a> Reader<'a> {
+    fn new(
+        text: &'a str,
+        file: &'a Path,
+        env: &'a dyn Fn(&str) -> Option<String>,
+        root: Spanned<DeTable<'a>>,
+    ) -> Self {
+        let folder = match file.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent,
+            _ => Path::new("."),
+        };
+        // `absolute` only consults the current directory; it reads nothing on disk.
+        let base_dir = std::path::absolute(folder).unwrap_or_else(|_| folder.to_owned());
+        Reader {
+            text,
+            file,
+            base_dir,
+            env,
+            root,
+        }
+    }
+
+    /// `[sources.NAME]`. On an error, also the first error of its `auth` table when
+    /// the first one is elsewhere: the auth table is a table of its own.
+    fn source(&self, name: &str) -> Result<SourceSettings, Vec<ConfigError>> {
+        let error = match self.source_table(name) {
+            Ok(source) => return Ok(source),
+            Err(error) => error,
+        };
+        let auth_key = format!("sources.{name}.auth");
+        if error.key().is_some_and(|key| key.starts_with(&auth_key)) {
+            return Err(vec![error]);
+        }
+        let table: Option<ModelArtsTable> = self.kind_table(&["sources", name], &["type"]).ok();
+        let region = table
+            .as_ref()
+            .and_then(|table| self.region(table, name).ok().flatten());
+        let has_project_id = table.as_ref().is_some_and(|t| t.project_id.is_some());
+        let mut errors = vec![error];
+        if let Err(auth_error) = self.auth(name, region.as_ref(), has_project_id) {
+            // Without the source's table, its `region` and `project_id` are unknown:
+            // the keys they would supply are not reported missing.
+            let depends_on_source = ["iam_endpoint", "project"]
+                .iter()
+                .any(|k| auth_error.key() == Some(&format!("{auth_key}.{k}")));
+            if table.is_some() || !depends_on_source {
+                errors.push(auth_error);
+            }
+        }
+        Err(errors)
+    }
+
+    fn source_table(&self, name: &str) -> Result<SourceSettings, ConfigError> {
         let path = ["sources", name];
         let probe: KindProbe<SourceKind> = self.deserialize(self.table(&path)?)?;
         match probe.kind.into_inner() {

@@ -12,26 +12,14 @@
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 pub(super) use sink::config::HumanDuration;
-use std::collections::BTreeMap;
 use toml::Spanned;
 
-/// The top level. Sources and sinks are read table by table, once their kind is known.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct TopTable {
-    pub state: Option<Spanned<StateTable>>,
-    pub runner: Option<RunnerTable>,
-    #[serde(default)]
-    pub sources: BTreeMap<String, Spanned<IgnoredAny>>,
-    #[serde(default)]
-    pub sinks: BTreeMap<String, Spanned<IgnoredAny>>,
-}
-
-/// `[state]`.
+/// `[state]`. With several files, each may set some of its keys (none twice),
+/// so `path` is checked once they are merged.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct StateTable {
-    pub path: Spanned<String>,
+    pub path: Option<Spanned<String>>,
     pub busy_timeout: Option<Spanned<HumanDuration>>,
 }
 
