@@ -387,3 +387,90 @@ pub(super) fn from_syntax(
         message: error.message().trim().to_owned(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::plain_message;
+
+    fn plain(message: &str) -> Option<String> {
+        plain_message(message, false, &[])
+    }
+
+    #[test]
+    fn type_errors_say_what_was_expected_and_found() {
+        let cases = [
+            (
+                r#"invalid type: string "1000", expected i64"#,
+                r#"expected an integer, found the string "1000""#,
+            ),
+            (
+                "invalid type: floating point `2.5`, expected u32",
+                "expected an integer, found the number 2.5",
+            ),
+            (
+                "invalid type: integer `3`, expected a boolean",
+                "expected true or false, found the integer 3",
+            ),
+            (
+                "invalid type: boolean `true`, expected f64",
+                "expected a number, found the boolean true",
+            ),
+            (
+                r#"invalid type: string "a", expected a sequence"#,
+                r#"expected a list such as ["a", "b"], found the string "a""#,
+            ),
+            (
+                "invalid type: sequence, expected a string",
+                "expected a string, found a list",
+            ),
+            (
+                "invalid type: integer `5`, expected struct BatchTable",
+                "expected a table, found the integer 5",
+            ),
+        ];
+        for (serde, expected) in cases {
+            assert_eq!(plain(serde).as_deref(), Some(expected), "{serde}");
+        }
+    }
+
+    #[test]
+    fn a_secret_of_the_wrong_type_is_not_quoted() {
+        let plain = plain_message(
+            "invalid type: integer `918273645`, expected a string",
+            true,
+            &[],
+        );
+        assert_eq!(
+            plain.as_deref(),
+            Some("expected a string, found an integer (value not shown)")
+        );
+    }
+
+    #[test]
+    fn unknown_keys_and_values_suggest_the_closest_or_list_them() {
+        assert_eq!(
+            plain("unknown field `lookbak`, expected one of `lookback`, `page_size`").as_deref(),
+            Some("unknown key `lookbak`; did you mean `lookback`?")
+        );
+        assert_eq!(
+            plain("unknown field `zzz`, expected `path` or `busy_timeout`").as_deref(),
+            Some("unknown key `zzz` (the keys here are `busy_timeout`, `path`)")
+        );
+        assert_eq!(
+            plain_message(
+                "unknown field `inptus`, expected `path`",
+                false,
+                &["inputs"]
+            )
+            .as_deref(),
+            Some("unknown key `inptus`; did you mean `inputs`?")
+        );
+        assert_eq!(
+            plain("unknown variant `Abnormal`, expected `normal` or `abnormal`").as_deref(),
+            Some(
+                r#"unknown value "Abnormal"; did you mean "abnormal"? (one of "normal", "abnormal")"#
+            )
+        );
+        assert_eq!(plain("must be at least 1, got 0"), None);
+    }
+}

@@ -1992,3 +1992,97 @@ fn sources_that_read_the_same_service_are_named_in_a_warning() {
         assert!(super::shared_services(&parse(&text).unwrap().sources).is_empty());
     }
 }
+
+// ---- several files ----
+
+/// `(path, text)` pairs for [`parse_files`].
+fn files(pairs: &[(&str, &str)]) -> Vec<(PathBuf, String)> {
+    pairs
+        .iter()
+        .map(|(path, text)| (PathBuf::from(path), (*text).to_owned()))
+        .collect()
+}
+
+#[test]
+fn several_files_merge_with_paths_relative_to_their_own_folder() {
+    let rest = MINIMAL.replace("[state]\npath = \"state/events.db\"\n", "")
+        + "\n[runner]\ninterval = \"5s\"\n\n[sinks.archive]\ntype = \"file\"\npath = \"out.jsonl\"\n";
+    let config = parse_files(
+        &files(&[
+            (
+                "/etc/runner/base.toml",
+                "[state]\npath = \"state/events.db\"\n\n[runner]\nconcurrency = 2\n",
+            ),
+            ("/etc/runner/conf.d/prod.toml", &rest),
+        ]),
+        &env,
+    )
+    .unwrap();
+    assert_eq!(config.state_path, Path::new("/etc/runner/state/events.db"));
+    assert_eq!(config.runner.concurrency, 2);
+    assert_eq!(config.runner.interval, Duration::from_secs(5));
+    let archive = config.sinks.iter().find(|s| s.name == "archive").unwrap();
+    assert_eq!(
+        kind(archive),
+        SinkKind::File {
+            path: PathBuf::from("/etc/runner/conf.d/out.jsonl")
+        }
+    );
+    assert_eq!(
+        config.file,
+        Path::new("/etc/runner/base.toml, /etc/runner/conf.d/prod.toml")
+    );
+}
+
+#[test]
+fn a_key_or_component_defined_twice_names_both_files() {
+    let error = parse_files(
+        &files(&[
+            ("/a.toml", MINIMAL),
+            (
+                "/b.toml",
+                "[runner]\nconcurrency = 2\n\n[sources.prod]\ntype = \"modelarts\"\n",
+            ),
+            ("/c.toml", "[runner]\nconcurrency = 3\n"),
+        ]),
+        &env,
+    )
+    .unwrap_err();
+    let shown = error.to_string();
+    let lines: Vec<&str> = shown.lines().skip(1).map(str::trim).collect();
+    assert_eq!(
+        lines,
+        [
+            "/b.toml:4: sources.prod: is also defined in /a.toml:5; define each component in \
+             one file",
+            "/c.toml:2: runner.concurrency: is also set in /b.toml:2; set each key in one file",
+        ],
+        "{shown}"
+    );
+}
+
+#[test]
+fn errors_of_every_file_come_in_file_then_line_order() {
+    let error = parse_files(
+        &files(&[
+            ("/a.toml", &with("sinks.console", "fromat = \"text\"")),
+            ("/b.toml", "[runner]\nintervall = \"5s\"\n"),
+        ]),
+        &env,
+    )
+    .unwrap_err();
+    let ConfigError::Several(errors) = &error else {
+        panic!("not several: {error}");
+    };
+    let keys: Vec<Option<&str>> = errors.iter().map(ConfigError::key).collect();
+    assert_eq!(
+        keys,
+        [Some("sinks.console.fromat"), Some("runner.intervall")],
+        "{error}"
+    );
+    assert!(
+        error
+            .to_string()
+            .starts_with("2 errors in the configuration:\n  /a.toml:")
+    );
+}
