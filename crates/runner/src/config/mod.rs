@@ -192,7 +192,7 @@ pub fn load_all_with_env(
     parse_files(&texts, env)
 }
 
-/// The `*.toml` files of `dir`, sorted by name. Not recursive; a folder without
+/// The `*.toml` files of `dir` but hidden ones, sorted by name. Not recursive; a folder without
 /// one is an error, so that a wrong `--config-dir` is not an empty config.
 fn toml_files_in(dir: &Path) -> Result<Vec<PathBuf>, ConfigError> {
     let folder_error = |message: String| ConfigError::Folder {
@@ -206,7 +206,9 @@ fn toml_files_in(dir: &Path) -> Result<Vec<PathBuf>, ConfigError> {
         let entry =
             entry.map_err(|e| folder_error(format!("cannot read the config folder: {e}")))?;
         let path = entry.path();
-        if path.extension().is_some_and(|ext| ext == "toml") && path.is_file() {
+        // Hidden files are editors' backups and locks (`.#runner.toml`), not config.
+        let hidden = entry.file_name().to_string_lossy().starts_with('.');
+        if !hidden && path.extension().is_some_and(|ext| ext == "toml") && path.is_file() {
             files.push(path);
         }
     }
