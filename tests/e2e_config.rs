@@ -2,8 +2,9 @@
 //! every config error reported in one run, sorted by line; suggestions for unknown keys
 //! and plain type errors; `${VAR:-default}` and `${VAR:?message}`; several `--config`
 //! files and `--config-dir` folders merged, Vector-style; and `state reset` showing what
-//! it resets, with `--yes`, and refusing a filter that matches no position. Each test
-//! runs the real `runner` binary against the ModelArts simulator on 127.0.0.1.
+//! it resets, asking on a terminal (a pseudo-terminal here) unless `--yes`, and refusing a
+//! filter that matches no position. Each test runs the real `runner` binary against the
+//! ModelArts simulator on 127.0.0.1.
 
 #![allow(clippy::unwrap_used)]
 
@@ -427,4 +428,106 @@ fn state_reset_shows_what_it_resets_and_refuses_a_filter_that_matches_nothing() 
         "{}",
         reset.stderr
     );
+}
+
+/// A pseudo-terminal: (controller, terminal). What the child writes to the terminal is read
+/// from the controller, and what is written to the controller is the child's keyboard.
+#[allow(unsafe_code)]
+fn open_pty() -> (std::fs::File, std::os::fd::OwnedFd) {
+    use std::os::fd::FromRawFd;
+    let (mut controller, mut terminal) = (-1, -1);
+    // SAFETY: openpty writes two new file descriptors into the two integers; the name,
+    // termios and window size arguments may be null.
+    let rc = unsafe {
+        libc::openpty(
+            &raw mut controller,
+            &raw mut terminal,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());
+    // SAFETY: both descriptors were just opened by openpty and are owned by nobody else.
+    unsafe {
+        (
+            std::fs::File::from_raw_fd(controller),
+            std::os::fd::OwnedFd::from_raw_fd(terminal),
+        )
+    }
+}
+
+/// Runs `runner args` with stdin and stderr on a pseudo-terminal, answers `answer` once
+/// the question is shown, and returns the exit code and everything the terminal showed.
+fn answer_on_a_terminal(dir: &Dir, args: &[&str], answer: &str) -> (Option<i32>, String) {
+    use std::io::{Read, Write};
+    use std::sync::{Arc, Mutex};
+    let (mut controller, terminal) = open_pty();
+    let mut child = std::process::Command::new(support::RUNNER)
+        .current_dir(dir.path())
+        .args(args)
+        .env("NO_COLOR", "1")
+        .env_remove("RUST_LOG")
+        .env_remove("RUNNER_CONFIG")
+        .stdin(terminal.try_clone().unwrap())
+        .stderr(terminal)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let shown = Arc::new(Mutex::new(String::new()));
+    let reader = {
+        let shown = Arc::clone(&shown);
+        let mut controller = controller.try_clone().unwrap();
+        std::thread::spawn(move || {
+            let mut buffer = [0u8; 4096];
+            // Ends with EIO once the child exited and closed the terminal.
+            while let Ok(n) = controller.read(&mut buffer) {
+                if n == 0 {
+                    break;
+                }
+                shown
+                    .lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buffer[..n]));
+            }
+        })
+    };
+    support::wait_until("the question is shown", || {
+        shown.lock().unwrap().contains("[y/N]") || matches!(child.try_wait(), Ok(Some(_)))
+    });
+    controller.write_all(answer.as_bytes()).unwrap();
+    let status = child.wait().unwrap();
+    reader.join().unwrap();
+    let shown = shown.lock().unwrap().clone();
+    (status.code(), shown)
+}
+
+// 7. On a terminal, `state reset` asks before it resets: "n" resets nothing (exit 1), "y"
+//    resets; the question comes after the preview.
+#[test]
+fn state_reset_asks_on_a_terminal() {
+    let dir = Dir::new("config-reset-tty");
+    let sim = sim_with(1, 10, 1207);
+    let path = dir.write_config(&ConfigText::for_sim(&sim).file_sink("archive", FILE));
+    let config_arg = path.to_str().unwrap();
+    dir.command(&["sync", "--config", config_arg])
+        .expect_code(0);
+    let reset = ["state", "reset", "--config", config_arg];
+
+    let (code, shown) = answer_on_a_terminal(&dir, &reset, "n\n");
+    assert_eq!(code, Some(1), "{shown}");
+    let preview = shown.find("will be forgotten").expect("a preview");
+    let question = shown
+        .find("Reset these 1 position(s)? [y/N]")
+        .expect("a question");
+    assert!(preview < question, "{shown}");
+    assert!(shown.contains("Nothing was reset."), "{shown}");
+    let state = support::state_json(&dir, config_arg);
+    assert_eq!(state["positions"].as_array().unwrap().len(), 1);
+
+    let (code, shown) = answer_on_a_terminal(&dir, &reset, "y\n");
+    assert_eq!(code, Some(0), "{shown}");
+    assert!(shown.contains("Reset 1 position(s)"), "{shown}");
+    let state = support::state_json(&dir, config_arg);
+    assert_eq!(state["positions"].as_array().unwrap().len(), 0);
 }
