@@ -293,6 +293,18 @@ fn several_files_and_a_folder_merge_for_every_command() {
         again.stderr
     );
     assert_eq!(support::delivered_to(&again.summaries(), "archive"), 0);
+
+    // A folder without a config file is an error, not an empty configuration.
+    std::fs::create_dir_all(dir.join("empty.d")).unwrap();
+    dir.write("empty.d/.#runner.toml", "an editor's lock file");
+    let empty = dir
+        .command(&["validate", "--config", base, "--config-dir", "empty.d"])
+        .expect_code(2);
+    assert!(
+        empty.stderr.contains("empty.d: holds no *.toml file"),
+        "{}",
+        empty.stderr
+    );
 }
 
 // 5. A component defined in two files, or a [state]/[runner] key set in two, is an error

@@ -47,6 +47,9 @@ pub enum ConfigError {
     /// A `--config-dir` folder that cannot be read or holds no config file.
     #[error("{}: {message}", dir.display())]
     Folder { dir: PathBuf, message: String },
+    /// No file to read: neither `--config` nor `--config-dir` was given.
+    #[error("no configuration file: give --config FILE or --config-dir DIR")]
+    NoFile,
     /// Several of the above, one per line, in the order of the files and lines.
     #[error("{} errors in the configuration:\n{}", .0.len(), list(.0))]
     Several(Vec<ConfigError>),
@@ -72,7 +75,7 @@ impl ConfigError {
     #[cfg(test)]
     pub fn line(&self) -> Option<usize> {
         match self {
-            ConfigError::Read { .. } | ConfigError::Folder { .. } => None,
+            ConfigError::Read { .. } | ConfigError::Folder { .. } | ConfigError::NoFile => None,
             ConfigError::Syntax { line, .. } | ConfigError::Invalid { line, .. } => Some(*line),
             ConfigError::Several(errors) => errors.first().and_then(ConfigError::line),
         }
@@ -92,7 +95,7 @@ impl ConfigError {
             ConfigError::Read { file, .. }
             | ConfigError::Syntax { file, .. }
             | ConfigError::Invalid { file, .. } => Some(file),
-            ConfigError::Folder { .. } | ConfigError::Several(_) => None,
+            ConfigError::Folder { .. } | ConfigError::NoFile | ConfigError::Several(_) => None,
         }
     }
 

@@ -335,7 +335,9 @@ impl<'r, 'a> Merge<'r, 'a> {
                 }
             }
         }
-        let first = &self.readers[0];
+        let Some(first) = self.readers.first() else {
+            return Err(ConfigError::NoFile);
+        };
 
         // [state]
         if !written("state") {
@@ -478,12 +480,13 @@ impl<'r, 'a> Merge<'r, 'a> {
             sink_settings.push(sink);
         }
 
-        if !errors.is_empty() {
-            self.sort(&mut errors);
-            return Err(ConfigError::from_all(errors));
-        }
-        let Some(state_path) = state_path else {
-            unreachable!("a missing state path is an error above");
+        // A state path is missing only with an error about it above.
+        let state_path = match state_path {
+            Some(path) if errors.is_empty() => path,
+            _ => {
+                self.sort(&mut errors);
+                return Err(ConfigError::from_all(errors));
+            }
         };
         let label: Vec<String> = self.files.iter().map(|f| f.display().to_string()).collect();
         Ok(Config {
