@@ -145,8 +145,8 @@ pub struct StateResetArgs {
     #[arg(long, value_name = "beginning|now|RFC3339", value_parser = parse_start_at)]
     pub to: Option<StartAt>,
     /// Reset without asking. On a terminal (stdin and stderr), reset shows the positions
-    /// it would reset and asks for confirmation; --yes skips the question. Without a
-    /// terminal (cron, scripts) it never asks.
+    /// it would reset and asks for confirmation (a "no" resets nothing and exits 1); --yes
+    /// skips the question. Without a terminal (cron, scripts) it never asks.
     #[arg(long, short = 'y')]
     pub yes: bool,
 }
@@ -330,7 +330,8 @@ struct ClapState {
 #[derive(Debug, Subcommand)]
 enum StateAction {
     /// Forget positions (all, or those of one source, service or sink) so that they
-    /// start again from --to. Takes the state lock.
+    /// start again from --to. Lists them first, and asks on a terminal unless --yes.
+    /// Takes the state lock.
     Reset(StateResetArgs),
 }
 
