@@ -212,9 +212,9 @@ fn hint(refusal: &Refusal<'_>, status: u16, code: Option<&str>) -> Option<String
     }
     if status == 401 && refusal.auth == AuthKind::Token {
         return Some(
-            "IAM tokens expire 24 h after they are issued and a static token is never \
-             renewed: put a fresh one in `token`/`token_file`, or use auth type \
-             \"password\" or \"aksk\", which do not expire"
+            "IAM tokens expire 24 h after they are issued and the runner cannot renew a \
+             static one: put a fresh token in `token`/`token_file`, or use auth type \
+             \"password\" or \"aksk\", which need no renewal by hand"
                 .to_owned(),
         );
     }
