@@ -73,6 +73,7 @@ impl SourceParams {
             start_at: StartAt::Beginning,
             offset_unit: OffsetUnit::Auto,
             request_timeout: Duration::from_millis(self.request_timeout_ms),
+            connect_timeout: Duration::from_secs(10),
             max_requests_per_second: self.max_requests_per_second,
             max_retries: self.max_retries,
             max_response_bytes: self.max_response_bytes,
@@ -82,6 +83,7 @@ impl SourceParams {
             auth: AuthSettings::Token {
                 token: SecretSource::Inline(Secret::new(self.token.clone())),
             },
+            origin: Default::default(),
         }
     }
 

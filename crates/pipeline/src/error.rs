@@ -25,21 +25,19 @@ pub enum SourceFailure {
     /// Authentication was refused; the error names the auth kind and the code.
     #[error(transparent)]
     Auth(SourceError),
-    /// Authentication could not be tried to an end (unreachable endpoint, 5xx).
-    #[error("authentication ({kind}) failed: {error}")]
+    /// The endpoint (or IAM's) could not be reached, or did not answer in time: the
+    /// error names the URL and the config key. Not an authentication failure, and not
+    /// held: the next run tries again.
+    #[error(transparent)]
+    Unreachable(SourceError),
+    /// Authentication could not be tried to an end (a 5xx, a garbled answer).
+    #[error("authentication ({kind}) could not be checked: {error}")]
     AuthAttempt { kind: AuthKind, error: SourceError },
     /// The source's refused credentials are held (its one lockout policy): `run` does not
-    /// present them again until the hold ends or they change.
-    #[error(
-        "authentication ({kind}) failed {}s ago; not tried again for another {}s, because repeated failures lock AK/SK keys",
-        .ago.as_secs(),
-        .wait.as_secs()
-    )]
-    HeldBack {
-        kind: AuthKind,
-        ago: Duration,
-        wait: Duration,
-    },
+    /// present them again until the hold ends or they change. The error says why, for
+    /// the source's kind of credentials.
+    #[error(transparent)]
+    HeldBack(SourceError),
     #[error("service discovery failed: {0}")]
     Discovery(SourceError),
     /// `--service ID` names a service that no selected source follows.

@@ -115,8 +115,9 @@ impl Pipeline {
             Ok(()) => {}
             // The error names the auth kind and the code already.
             Err(e @ SourceError::Auth { .. }) => return Err(SourceFailure::Auth(e)),
-            Err(SourceError::HeldBack { ago, wait, .. }) => {
-                return Err(SourceFailure::HeldBack { kind, ago, wait });
+            Err(e @ SourceError::HeldBack { .. }) => return Err(SourceFailure::HeldBack(e)),
+            Err(e @ (SourceError::Unreachable { .. } | SourceError::TimedOut { .. })) => {
+                return Err(SourceFailure::Unreachable(e));
             }
             Err(error) => {
                 return Err(SourceFailure::AuthAttempt { kind, error });

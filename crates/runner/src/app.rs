@@ -449,7 +449,11 @@ pub async fn run(config: &Config) -> Result<u8, AppError> {
     Ok(exit::OK)
 }
 
-/// `runner validate [--check]`.
+/// `runner validate [--check]`. With `--check`, every source and every sink is checked
+/// at once (a source that cannot be reached costs its own retries, not the others'), and
+/// the lines are printed in the config's order when all are done: each source
+/// authenticates with the same probe `sync` starts with and then looks up every service
+/// listed in `services`; each sink runs its healthcheck; the state file is checked.
 pub async fn validate(config: &Config, check: bool) -> Result<u8, AppError> {
     eprintln!(
         "{}: configuration is valid ({} source(s), {} sink(s)).",
@@ -461,34 +465,14 @@ pub async fn validate(config: &Config, check: bool) -> Result<u8, AppError> {
         return Ok(exit::OK);
     }
     let sources = build_sources(config)?;
+    let source_checks = futures_util::future::join_all(sources.iter().map(|s| check_source(s)));
+    let sink_checks = futures_util::future::join_all(config.sinks.iter().map(check_sink));
+    let (sources_checked, sinks_checked) = tokio::join!(source_checks, sink_checks);
     let mut ok = true;
-    for source in &sources {
-        match source.client.services(0, 1).await {
-            Ok(_) => eprintln!(
-                "source {}: reached {} and authenticated.",
-                source.settings.name, source.settings.endpoint
-            ),
-            Err(e) => {
-                ok = false;
-                eprintln!("source {}: FAILED: {e}", source.settings.name);
-            }
-        }
-    }
-    for settings in &config.sinks {
-        if !settings.options.healthcheck {
-            eprintln!(
-                "sink {} ({}): healthcheck disabled (healthcheck.enabled = false).",
-                settings.name,
-                settings.kind()
-            );
-            continue;
-        }
-        match settings.config.check(&settings.name).await {
-            Ok(()) => eprintln!("sink {} ({}): ready.", settings.name, settings.kind()),
-            Err(e) => {
-                ok = false;
-                eprintln!("sink {}: FAILED: {e}", settings.name);
-            }
+    for (lines, passed) in sources_checked.into_iter().chain(sinks_checked) {
+        ok &= passed;
+        for line in lines {
+            eprintln!("{line}");
         }
     }
     // The state file, if there is one yet: readable by this runner and intact.
@@ -511,6 +495,73 @@ pub async fn validate(config: &Config, check: bool) -> Result<u8, AppError> {
         }
     }
     Ok(if ok { exit::OK } else { exit::FAILED })
+}
+
+/// What `validate --check` says about one source, and whether it passed: the
+/// authentication probe, then each service listed in `services` looked up in the
+/// project's services list (a missing one would fail every sync with `ModelArts.3502`).
+async fn check_source(source: &SourceRuntime) -> (Vec<String>, bool) {
+    let name = &source.settings.name;
+    let kind = source.client.auth_kind();
+    if let Err(e) = source.client.authenticate().await {
+        // The error says what failed; the label says whom to blame.
+        let what = match e {
+            SourceError::Unreachable { .. } => "FAILED (endpoint unreachable)",
+            SourceError::TimedOut { .. } => "FAILED (no answer)",
+            _ => "FAILED",
+        };
+        return (vec![format!("source {name}: {what}: {e}")], false);
+    }
+    let mut lines = vec![format!(
+        "source {name}: reached {} and authenticated ({kind}).",
+        source.settings.endpoint
+    )];
+    let listed_ids = &source.settings.services;
+    if listed_ids.is_empty() {
+        return (lines, true);
+    }
+    let listed = match discovery::list_services(&source.client, source.settings.page_size).await {
+        Ok(listed) => listed,
+        Err(e) => {
+            lines.push(format!(
+                "source {name}: FAILED: cannot list the project's services to check `services`: {e}"
+            ));
+            return (lines, false);
+        }
+    };
+    let mut ok = true;
+    for id in listed_ids {
+        match listed.iter().find(|s| &s.service_id == id) {
+            Some(s) => lines.push(format!(
+                "source {name}: service {id} ({}, {}): found.",
+                s.service_name, s.status
+            )),
+            None => {
+                ok = false;
+                lines.push(format!(
+                    "source {name}: service {id}: FAILED: project {} has no such service \
+                     (listed in sources.{name}.services; a sync would fail for it with \
+                     ModelArts.3502)",
+                    source.client.project_id()
+                ));
+            }
+        }
+    }
+    (lines, ok)
+}
+
+/// What `validate --check` says about one sink (its healthcheck), and whether it passed.
+async fn check_sink(settings: &SinkSettings) -> (Vec<String>, bool) {
+    let (name, kind) = (&settings.name, settings.kind());
+    if !settings.options.healthcheck {
+        let line =
+            format!("sink {name} ({kind}): healthcheck disabled (healthcheck.enabled = false).");
+        return (vec![line], true);
+    }
+    match settings.config.check(name).await {
+        Ok(()) => (vec![format!("sink {name} ({kind}): ready.")], true),
+        Err(e) => (vec![format!("sink {name}: FAILED: {e}")], false),
+    }
 }
 
 /// `runner state [--json]`.
@@ -832,10 +883,8 @@ pub async fn services(config: &Config) -> Result<u8, AppError> {
         let settings = &source.settings;
         if let Err(e) = source.client.authenticate().await {
             ok = false;
-            println!(
-                "source {name}: authentication ({}) failed: {e}",
-                source.client.auth_kind()
-            );
+            // The error names the auth kind (or the unreachable endpoint) itself.
+            println!("source {name}: {e}");
             continue;
         }
         println!(

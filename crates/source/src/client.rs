@@ -10,7 +10,7 @@
 use crate::auth::{Authenticator, Outgoing};
 use crate::error::SourceError;
 use crate::rate::RateLimiter;
-use crate::response::{self, Refusal, error_chain};
+use crate::response::{self, Peer, Refusal, error_chain};
 use crate::retry::Backoff;
 use crate::settings::{AuthKind, SourceSettings};
 use aksk::encode;
@@ -98,6 +98,19 @@ pub struct ModelArtsClient {
     limiter: RateLimiter,
     backoff: Backoff,
     max_response_bytes: u64,
+    /// The endpoint as errors name it when it does not answer.
+    peer: Peer,
+    /// Where `project_id` was configured, named when the server says it is not the
+    /// token's project.
+    project_key: String,
+}
+
+/// How many retries a request may have: the full budget, or the small one of the probe
+/// that proves the credentials (see [`Backoff::probe_retry_delay`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Budget {
+    Full,
+    Probe,
 }
 
 impl ModelArtsClient {
@@ -124,7 +137,7 @@ impl ModelArtsClient {
         // `hyper_util::client::proxy::matcher::Matcher::from_system`).
         let mut builder = reqwest::Client::builder()
             .timeout(settings.request_timeout)
-            .connect_timeout(settings.request_timeout)
+            .connect_timeout(settings.connect_timeout)
             .user_agent(concat!(
                 "modelarts-event-shipper/",
                 env!("CARGO_PKG_VERSION")
@@ -184,6 +197,15 @@ impl ModelArtsClient {
             limiter: RateLimiter::new(name, settings.max_requests_per_second),
             backoff,
             max_response_bytes: settings.max_response_bytes,
+            peer: Peer {
+                url: endpoint_for_errors(&settings.endpoint),
+                origin: settings.endpoint_origin(),
+                connect_timeout: settings.connect_timeout,
+                connect_key: settings.key("connect_timeout"),
+                request_timeout: settings.request_timeout,
+                request_key: settings.key("request_timeout"),
+            },
+            project_key: settings.project_id_origin(),
         })
     }
 
@@ -204,7 +226,9 @@ impl ModelArtsClient {
                 }
                 other => other.map(drop),
             },
-            AuthKind::Token | AuthKind::Aksk => self.services(0, 1).await.map(drop),
+            AuthKind::Token | AuthKind::Aksk => {
+                self.services_within(0, 1, Budget::Probe).await.map(drop)
+            }
         };
         if let Err(error @ SourceError::Auth { .. }) = &outcome {
             self.auth.refused(error).await;
@@ -271,7 +295,7 @@ impl ModelArtsClient {
             params.push(("event_type".to_owned(), kind.clone()));
         }
         let body = self
-            .get(&project_id, &path, &params, Some(service_id))
+            .get(&project_id, &path, &params, Some(service_id), Budget::Full)
             .await?;
         let request = describe(&path, "");
         parse_events_page(&body, &request)
@@ -279,13 +303,22 @@ impl ModelArtsClient {
 
     /// One page of the project's services list.
     pub async fn services(&self, offset: u64, limit: u32) -> Result<ServicesPage, SourceError> {
+        self.services_within(offset, limit, Budget::Full).await
+    }
+
+    async fn services_within(
+        &self,
+        offset: u64,
+        limit: u32,
+        budget: Budget,
+    ) -> Result<ServicesPage, SourceError> {
         let project_id = self.project().await?;
         let path = format!("/v1/{}/services", encode(&project_id));
         let params = vec![
             ("limit".to_owned(), limit.to_string()),
             ("offset".to_owned(), offset.to_string()),
         ];
-        let body = self.get(&project_id, &path, &params, None).await?;
+        let body = self.get(&project_id, &path, &params, None, budget).await?;
         parse_services_page(&body, &describe(&path, ""))
     }
 
@@ -298,6 +331,7 @@ impl ModelArtsClient {
         path: &str,
         params: &[(String, String)],
         service_id: Option<&str>,
+        budget: Budget,
     ) -> Result<Vec<u8>, SourceError> {
         // The query on the wire is the canonical one (sorted, RFC 3986
         // encoded): AK/SK signing covers exactly that string.
@@ -341,7 +375,11 @@ impl ModelArtsClient {
                 self.auth.after_refusal(&error).await;
                 return Err(error);
             }
-            let Some(delay) = self.backoff.retry_delay(attempt, &error) else {
+            let delay = match budget {
+                Budget::Full => self.backoff.retry_delay(attempt, &error),
+                Budget::Probe => self.backoff.probe_retry_delay(attempt, &error),
+            };
+            let Some(delay) = delay else {
                 return Err(error);
             };
             warn!(
@@ -371,6 +409,7 @@ impl ModelArtsClient {
                 .header("Accept", "application/json"),
             request,
             self.max_response_bytes,
+            &self.peer,
         )
         .await?;
         if answer.status == 200 {
@@ -380,8 +419,23 @@ impl ModelArtsClient {
             request,
             auth: self.auth.kind(),
             service_id,
+            project_key: Some(&self.project_key),
         };
         Err(answer.error(refusal, |message| self.auth.redact(message)))
+    }
+}
+
+/// The endpoint as an error may show it: without a user name or password, should the URL
+/// carry one.
+fn endpoint_for_errors(endpoint: &str) -> String {
+    let trimmed = endpoint.trim_end_matches('/');
+    match reqwest::Url::parse(trimmed) {
+        Ok(mut url) if !url.username().is_empty() || url.password().is_some() => {
+            let _ = url.set_username("");
+            let _ = url.set_password(None);
+            url.as_str().trim_end_matches('/').to_owned()
+        }
+        _ => trimmed.to_owned(),
     }
 }
 

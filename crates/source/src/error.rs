@@ -8,9 +8,33 @@ use std::time::Duration;
 /// (method, path and query; never a credential).
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum SourceError {
-    /// Connection refused or reset, timeout, or a body cut off mid-way.
+    /// Connection reset after it was made, or a body cut off mid-way.
     #[error("{request}: transport error: {message}")]
     Transport { request: String, message: String },
+
+    /// No connection could be made: refused, an unknown host (DNS), or no connection
+    /// within `connect_timeout`. Nothing was sent, so no credential was judged. Retried
+    /// only [`UNREACHABLE_RETRIES`] times: an endpoint that is not there now rarely comes
+    /// back within seconds, and the next run starts from the checkpoint anyway.
+    #[error("{request}: endpoint unreachable: {url} (set by {origin}): {cause}")]
+    Unreachable {
+        request: String,
+        /// The base URL that was dialled (the endpoint, or IAM's).
+        url: String,
+        /// The config key it came from, with its line when known.
+        origin: String,
+        cause: String,
+    },
+
+    /// A connection was made but no whole answer came within `request_timeout`.
+    #[error("{request}: no answer from {url} within {} (set by {key})", humantime::format_duration(*.after))]
+    TimedOut {
+        request: String,
+        url: String,
+        /// The config key of the timeout (`sources.NAME.request_timeout`).
+        key: String,
+        after: Duration,
+    },
 
     /// 429 or 5xx (including an HTML error page from a gateway).
     #[error("{request}: HTTP {status}{}: {message}", code_suffix(.code))]
@@ -32,23 +56,27 @@ pub enum SourceError {
 
     /// 401/403: the credentials were refused. Not retried: five bad AK/SK
     /// signatures lock the key for five minutes. `message` is the server's,
-    /// with any credential of ours blanked out.
-    #[error("{request}: authentication ({auth}) failed: HTTP {status}{}: {message}", code_suffix(.code))]
+    /// with any credential of ours blanked out; `hint` says what to change, when the
+    /// code tells (a project id that is not the token's, an expired static token).
+    #[error("{request}: authentication ({auth}) failed: HTTP {status}{}: {message}{}", code_suffix(.code), hint_suffix(.hint))]
     Auth {
         request: String,
         auth: AuthKind,
         status: u16,
         code: Option<String>,
         message: String,
+        hint: Option<String>,
     },
 
     /// The credentials were refused a short while ago and have not changed since:
-    /// they are not presented again until the hold ends (repeated failures lock
-    /// AK/SK keys and IAM users).
+    /// they are not presented again until the hold ends; why depends on the kind
+    /// (see [`hold_reason`]).
     #[error(
-        "authentication ({auth}) failed {}s ago; not tried again for another {}s, because repeated failures lock AK/SK keys and IAM users (changing the credentials ends the wait): {refusal}",
+        "authentication ({auth}) failed {}s ago ({}); not tried again for another {}s: {} (changing the credentials ends the wait)",
         .ago.as_secs(),
-        .wait.as_secs()
+        refusal_summary(.refusal),
+        .wait.as_secs(),
+        hold_reason(*.auth)
     )]
     HeldBack {
         auth: AuthKind,
@@ -69,12 +97,13 @@ pub enum SourceError {
     },
 
     /// Any other 4xx: the request itself is wrong; retrying cannot help.
-    #[error("{request}: request refused: HTTP {status}{}: {message}", code_suffix(.code))]
+    #[error("{request}: request refused: HTTP {status}{}: {message}{}", code_suffix(.code), hint_suffix(.hint))]
     Rejected {
         request: String,
         status: u16,
         code: Option<String>,
         message: String,
+        hint: Option<String>,
     },
 
     /// The client could not be set up (bad endpoint, unreadable token file).
@@ -106,8 +135,51 @@ const EXPIRED_TOKEN_CODES: &[&str] = &[
     "IAM.0066",
 ];
 
+/// Retries of a request whose endpoint could not be reached (see
+/// [`SourceError::Unreachable`]), whatever `max_retries` says (it may say fewer).
+pub const UNREACHABLE_RETRIES: u32 = 2;
+
 fn code_suffix(code: &Option<String>) -> String {
     code.as_deref().map(|c| format!(" {c}")).unwrap_or_default()
+}
+
+fn hint_suffix(hint: &Option<String>) -> String {
+    hint.as_deref()
+        .map(|h| format!(" ({h})"))
+        .unwrap_or_default()
+}
+
+/// The held refusal in short: its status, code and message, without the request and the
+/// "authentication failed" the held-back message says already.
+fn refusal_summary(refusal: &SourceError) -> String {
+    match refusal {
+        SourceError::Auth {
+            status,
+            code,
+            message,
+            hint,
+            ..
+        } => format!(
+            "HTTP {status}{}: {message}{}",
+            code_suffix(code),
+            hint_suffix(hint)
+        ),
+        other => other.to_string(),
+    }
+}
+
+/// Why refused credentials of `auth` are not presented again while unchanged.
+pub fn hold_reason(auth: AuthKind) -> &'static str {
+    match auth {
+        AuthKind::Aksk => {
+            "five failed AK/SK signatures in a row lock the access key for five minutes"
+        }
+        AuthKind::Password => "repeated failed logins lock the IAM user",
+        AuthKind::Token => {
+            "a refused token does not become valid again; put a new one in `token` or \
+             `token_file`"
+        }
+    }
 }
 
 impl SourceError {
@@ -116,6 +188,7 @@ impl SourceError {
         match self {
             SourceError::Transport { .. } | SourceError::BadBody { .. } => true,
             SourceError::Server { .. } => true,
+            SourceError::Unreachable { .. } | SourceError::TimedOut { .. } => true,
             SourceError::TooLarge { .. }
             | SourceError::Auth { .. }
             | SourceError::HeldBack { .. }
@@ -154,6 +227,11 @@ impl SourceError {
             }
             _ => false,
         }
+    }
+
+    /// Whether no connection could be made (see [`SourceError::Unreachable`]).
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, SourceError::Unreachable { .. })
     }
 
     /// The server's `Retry-After`, when it sent one.

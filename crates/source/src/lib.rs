@@ -28,6 +28,6 @@ pub use pull::{PullOptions, PulledBatch, PulledEvent, ServerModel, ServicePull};
 pub use regions::{Cloud, RegionEndpoints};
 pub use secret::Secret;
 pub use settings::{
-    AuthKind, AuthSettings, Discover, OffsetUnit, SecretSource, SourceSettings, StartAt,
-    TlsSettings,
+    AuthKind, AuthSettings, Discover, OffsetUnit, SecretSource, SettingsOrigin, SourceSettings,
+    StartAt, TlsSettings,
 };

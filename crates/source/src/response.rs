@@ -37,6 +37,25 @@ pub(crate) struct Refusal<'a> {
     pub auth: AuthKind,
     /// The service whose events were asked: a 404 then means it does not exist.
     pub service_id: Option<&'a str>,
+    /// Where the project id in the path was configured (`sources.NAME.project_id (line
+    /// N)`), named when the server says it is not the token's project.
+    pub project_key: Option<&'a str>,
+}
+
+/// Who a request goes to, as errors name it when there is no answer: the base URL and
+/// the config keys of the URL and of the timeouts.
+#[derive(Debug, Clone)]
+pub(crate) struct Peer {
+    /// The base URL (endpoint or IAM endpoint).
+    pub url: String,
+    /// The config key the URL came from, with its line when known.
+    pub origin: String,
+    pub connect_timeout: Duration,
+    /// `sources.NAME.connect_timeout`.
+    pub connect_key: String,
+    pub request_timeout: Duration,
+    /// `sources.NAME.request_timeout`.
+    pub request_key: String,
 }
 
 /// Sends a request and reads its answer whole (at most `limit` bytes).
@@ -44,11 +63,15 @@ pub(crate) async fn send(
     request: reqwest::RequestBuilder,
     described: &str,
     limit: u64,
+    peer: &Peer,
 ) -> Result<(Answer, HeaderMap), SourceError> {
-    let response = request.send().await.map_err(|e| transport(described, &e))?;
+    let response = request
+        .send()
+        .await
+        .map_err(|e| transport(described, &e, peer))?;
     let status = response.status().as_u16();
     let headers = response.headers().clone();
-    let body = read_body(response, described, limit).await?;
+    let body = read_body(response, described, limit, peer).await?;
     Ok((
         Answer {
             status,
@@ -59,11 +82,47 @@ pub(crate) async fn send(
     ))
 }
 
-/// A request that got no answer (refused, reset, timed out).
-pub(crate) fn transport(request: &str, error: &reqwest::Error) -> SourceError {
+/// A request that got no answer: no connection ([`SourceError::Unreachable`]: refused,
+/// unknown host, `connect_timeout`), no answer in time ([`SourceError::TimedOut`]), or
+/// another transport failure (reset).
+pub(crate) fn transport(request: &str, error: &reqwest::Error, peer: &Peer) -> SourceError {
+    if error.is_connect() {
+        let cause = if error.is_timeout() {
+            format!(
+                "no connection within {} ({})",
+                humantime::format_duration(peer.connect_timeout),
+                peer.connect_key
+            )
+        } else {
+            cause_chain(error)
+        };
+        return SourceError::Unreachable {
+            request: request.to_owned(),
+            url: peer.url.clone(),
+            origin: peer.origin.clone(),
+            cause,
+        };
+    }
+    if error.is_timeout() {
+        return SourceError::TimedOut {
+            request: request.to_owned(),
+            url: peer.url.clone(),
+            key: peer.request_key.clone(),
+            after: peer.request_timeout,
+        };
+    }
     SourceError::Transport {
         request: request.to_owned(),
         message: error_chain(error),
+    }
+}
+
+/// The causes of `error` without its own message: reqwest's says "error sending request
+/// for url (…)", and the URL is named already.
+fn cause_chain(error: &dyn std::error::Error) -> String {
+    match error.source() {
+        Some(cause) => error_chain(cause),
+        None => error.to_string(),
     }
 }
 
@@ -98,6 +157,7 @@ fn classify(
     let throttled = code
         .as_deref()
         .is_some_and(|c| THROTTLING_CODES.contains(&c));
+    let hint = hint(&refusal, status, code.as_deref());
     match (status, refusal.service_id) {
         (429 | 500..=599, _) => SourceError::Server {
             request,
@@ -112,6 +172,7 @@ fn classify(
             status,
             code,
             message,
+            hint,
         },
         _ if throttled => SourceError::Server {
             request,
@@ -132,8 +193,32 @@ fn classify(
             status,
             code,
             message,
+            hint,
         },
     }
+}
+
+/// The code of "the project id in the URL does not match the token" (403, or 400).
+const PROJECT_MISMATCH: &str = "ModelArts.0210";
+
+/// What to change, when the answer tells: a project id that is not the token's names its
+/// key; a static token refused with 401 has most likely expired.
+fn hint(refusal: &Refusal<'_>, status: u16, code: Option<&str>) -> Option<String> {
+    if code == Some(PROJECT_MISMATCH) {
+        let key = refusal.project_key.unwrap_or("project_id");
+        return Some(format!(
+            "the project id is not the one the token is scoped to: check {key}"
+        ));
+    }
+    if status == 401 && refusal.auth == AuthKind::Token {
+        return Some(
+            "IAM tokens expire 24 h after they are issued and the runner cannot renew a \
+             static one: put a fresh token in `token`/`token_file`, or use auth type \
+             \"password\" or \"aksk\", which need no renewal by hand"
+                .to_owned(),
+        );
+    }
+    None
 }
 
 /// The server's `Retry-After` in seconds (the HTTP-date form is not used by
@@ -152,6 +237,7 @@ async fn read_body(
     mut response: reqwest::Response,
     request: &str,
     limit: u64,
+    peer: &Peer,
 ) -> Result<Vec<u8>, SourceError> {
     let too_large = || SourceError::TooLarge {
         request: request.to_owned(),
@@ -170,6 +256,7 @@ async fn read_body(
                 body.extend_from_slice(&chunk);
             }
             Ok(None) => return Ok(body),
+            Err(e) if e.is_timeout() => return Err(transport(request, &e, peer)),
             Err(e) => {
                 return Err(SourceError::Transport {
                     request: request.to_owned(),
@@ -251,6 +338,7 @@ mod tests {
             request: "GET /x",
             auth: AuthKind::Aksk,
             service_id,
+            project_key: Some("sources.s.project_id (line 3)"),
         }
     }
 
@@ -314,6 +402,36 @@ mod tests {
             "{}",
             same(&rejected)
         );
+    }
+
+    #[test]
+    fn refusals_carry_a_hint_when_the_code_or_the_kind_tells_what_to_change() {
+        let mismatch = r#"{"error_code":"ModelArts.0210","error_msg":"no match"}"#;
+        for status in [400, 403] {
+            let error = answer(status, mismatch).error(refusal(None), str::to_owned);
+            assert!(
+                error
+                    .to_string()
+                    .contains("check sources.s.project_id (line 3)"),
+                "{error}"
+            );
+        }
+        let token = Refusal {
+            auth: AuthKind::Token,
+            ..refusal(None)
+        };
+        let expired = answer(401, r#"{"error_code":"APIG.0307","error_msg":"update"}"#)
+            .error(token, str::to_owned)
+            .to_string();
+        assert!(expired.contains("IAM tokens expire 24 h"), "{expired}");
+        assert_eq!(expired.matches("authentication (token) failed").count(), 1);
+        // AK/SK refused: no token hint; a 403 of a token source is not an expiry.
+        let aksk = answer(401, r#"{"error_code":"APIG.0301","error_msg":"sig"}"#)
+            .error(refusal(None), str::to_owned);
+        assert!(!aksk.to_string().contains("expire"), "{aksk}");
+        let forbidden = answer(403, r#"{"error_code":"ModelArts.0203","error_msg":"no"}"#)
+            .error(token, str::to_owned);
+        assert!(!forbidden.to_string().contains("expire"), "{forbidden}");
     }
 
     #[test]

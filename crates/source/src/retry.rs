@@ -1,8 +1,9 @@
 //! Retry timing: exponential backoff with jitter, honouring the server's
 //! `Retry-After`. Which errors are retried is decided by
-//! [`crate::SourceError::is_retryable`].
+//! [`crate::SourceError::is_retryable`]; an endpoint that cannot be reached gets a
+//! budget of its own, [`UNREACHABLE_RETRIES`].
 
-use crate::error::SourceError;
+use crate::error::{SourceError, UNREACHABLE_RETRIES};
 use std::time::Duration;
 
 /// How long to wait before retry number `attempt` (0-based).
@@ -36,9 +37,27 @@ impl Backoff {
     /// How long to wait before retrying `error` at retry number `attempt`
     /// (0-based), or `None` when it is not retried: not retryable, or the
     /// retries are used up.
+    /// A refused connection, an unknown host or a connect timeout
+    /// ([`SourceError::Unreachable`]) is retried at most [`UNREACHABLE_RETRIES`] times.
     pub fn retry_delay(&self, attempt: u32, error: &SourceError) -> Option<Duration> {
-        (error.is_retryable() && attempt < self.max_retries)
+        let budget = match error {
+            SourceError::Unreachable { .. } => self.max_retries.min(UNREACHABLE_RETRIES),
+            _ => self.max_retries,
+        };
+        (error.is_retryable() && attempt < budget)
             .then(|| self.delay(attempt, error.retry_after(), fastrand::f64()))
+    }
+
+    /// [`Backoff::retry_delay`] for a probe (the request that proves the credentials at
+    /// the start of a run, an IAM login): one that times out
+    /// ([`SourceError::TimedOut`]) gets the small budget of an unreachable endpoint too,
+    /// so that a server that accepts connections and never answers fails the run in a
+    /// few `request_timeout`s, not in `max_retries` of them.
+    pub fn probe_retry_delay(&self, attempt: u32, error: &SourceError) -> Option<Duration> {
+        match error {
+            SourceError::TimedOut { .. } if attempt >= UNREACHABLE_RETRIES => None,
+            _ => self.retry_delay(attempt, error),
+        }
     }
 }
 
@@ -68,6 +87,37 @@ mod tests {
         let b = backoff();
         assert_eq!(b.delay(20, None, 1.0), Duration::from_secs(2));
         assert_eq!(b.delay(u32::MAX, None, 1.0), Duration::from_secs(2));
+    }
+
+    #[test]
+    fn an_unreachable_endpoint_has_a_small_budget_and_a_probe_that_times_out_too() {
+        let b = backoff();
+        let unreachable = SourceError::Unreachable {
+            request: "GET /x".into(),
+            url: "http://127.0.0.1:1".into(),
+            origin: "sources.s.endpoint".into(),
+            cause: "Connection refused".into(),
+        };
+        let timed_out = SourceError::TimedOut {
+            request: "GET /x".into(),
+            url: "http://127.0.0.1:1".into(),
+            key: "sources.s.request_timeout".into(),
+            after: Duration::from_secs(1),
+        };
+        let retries = |delay: &dyn Fn(u32) -> Option<Duration>| {
+            (0..20)
+                .take_while(|&attempt| delay(attempt).is_some())
+                .count()
+        };
+        assert_eq!(retries(&|a| b.retry_delay(a, &unreachable)), 2);
+        assert_eq!(retries(&|a| b.probe_retry_delay(a, &unreachable)), 2);
+        assert_eq!(retries(&|a| b.retry_delay(a, &timed_out)), 8);
+        assert_eq!(retries(&|a| b.probe_retry_delay(a, &timed_out)), 2);
+        let none = Backoff {
+            max_retries: 0,
+            ..backoff()
+        };
+        assert_eq!(retries(&|a| none.retry_delay(a, &unreachable)), 0);
     }
 
     #[test]

@@ -32,7 +32,11 @@ pub struct SourceSettings {
     /// Where a service or sink with no position starts.
     pub start_at: StartAt,
     pub offset_unit: OffsetUnit,
+    /// How long a request may take, answer included (`request_timeout`).
     pub request_timeout: Duration,
+    /// How long establishing a connection may take (`connect_timeout`); a longer wait is
+    /// "endpoint unreachable", like a refused connection or an unknown host.
+    pub connect_timeout: Duration,
     pub max_requests_per_second: f64,
     pub max_retries: u32,
     pub max_response_bytes: u64,
@@ -42,6 +46,50 @@ pub struct SourceSettings {
     pub retry_max_backoff: Duration,
     pub tls: TlsSettings,
     pub auth: AuthSettings,
+    /// Where in the config the values that errors point at came from.
+    pub origin: SettingsOrigin,
+}
+
+/// Where the endpoint and the project id of a source were written, as errors name them
+/// (`sources.prod.endpoint (line 5)`). Empty fields fall back to the bare key.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SettingsOrigin {
+    /// The key the ModelArts endpoint came from: `endpoint`, or `region`.
+    pub endpoint: String,
+    /// The key the IAM endpoint came from: `auth.iam_endpoint`, or `region`.
+    pub iam_endpoint: String,
+    /// The `project_id` key.
+    pub project_id: String,
+}
+
+impl SourceSettings {
+    /// [`SettingsOrigin::endpoint`], or `sources.NAME.endpoint` when it is not known.
+    pub fn endpoint_origin(&self) -> String {
+        self.origin_or(&self.origin.endpoint, "endpoint")
+    }
+
+    /// [`SettingsOrigin::iam_endpoint`], or `sources.NAME.auth.iam_endpoint`.
+    pub fn iam_endpoint_origin(&self) -> String {
+        self.origin_or(&self.origin.iam_endpoint, "auth.iam_endpoint")
+    }
+
+    /// [`SettingsOrigin::project_id`], or `sources.NAME.project_id`.
+    pub fn project_id_origin(&self) -> String {
+        self.origin_or(&self.origin.project_id, "project_id")
+    }
+
+    /// `sources.NAME.KEY`.
+    pub fn key(&self, key: &str) -> String {
+        format!("sources.{}.{key}", self.name)
+    }
+
+    fn origin_or(&self, known: &str, key: &str) -> String {
+        if known.is_empty() {
+            self.key(key)
+        } else {
+            known.to_owned()
+        }
+    }
 }
 
 /// `discover = { name = "glob*", status = [...] }`.

@@ -367,6 +367,7 @@ impl World {
             start_at: StartAt::Beginning,
             offset_unit: OffsetUnit::Auto,
             request_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(10),
             max_requests_per_second: 1_000_000.0,
             max_retries: 4,
             max_response_bytes: 64 * 1024 * 1024,
@@ -375,6 +376,7 @@ impl World {
             auth: AuthSettings::Token {
                 token: SecretSource::Inline(Secret::new(sim.token())),
             },
+            origin: Default::default(),
         };
         World {
             sim,

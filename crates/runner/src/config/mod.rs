@@ -60,7 +60,10 @@ use sink::config::{COMMON_KEYS, ConfigContext, ConfigIssue, ReadError, SinkProbe
 use sink::{SinkFilter, SinkOptions, SinkSettings};
 use source::checkpoint::resolve_path;
 use source::regions::{self, Cloud, RegionEndpoints};
-use source::{AuthSettings, Discover, OffsetUnit, Secret, SecretSource, SourceSettings, StartAt};
+use source::{
+    AuthSettings, Discover, OffsetUnit, Secret, SecretSource, SettingsOrigin, SourceSettings,
+    StartAt,
+};
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -91,6 +94,8 @@ pub mod defaults {
     pub const MAX_PAGE_SIZE: u32 = 1000;
     pub const LOOKBACK: Duration = Duration::from_secs(10 * 60);
     pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+    /// How long a connection to ModelArts or IAM may take to be made.
+    pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
     pub const MAX_REQUESTS_PER_SECOND: f64 = 10.0;
     pub const MAX_RETRIES: u32 = 8;
     pub const MAX_RESPONSE_BYTES: u64 = 64 * 1024 * 1024;
@@ -871,6 +876,12 @@ impl<'a> Reader<'a> {
                 defaults::REQUEST_TIMEOUT,
                 false,
             )?,
+            connect_timeout: self.duration(
+                &table.connect_timeout,
+                &key("connect_timeout"),
+                defaults::CONNECT_TIMEOUT,
+                false,
+            )?,
             max_requests_per_second,
             max_retries: self.integer(
                 &table.max_retries,
@@ -886,8 +897,44 @@ impl<'a> Reader<'a> {
             )?,
             retry_initial_backoff,
             retry_max_backoff,
+            origin: self.origin(name, &table, region.as_ref()),
             auth,
         })
+    }
+
+    /// Where the endpoint, IAM's endpoint and the project id were written, for errors
+    /// that point at them (`sources.prod.endpoint (line 5)`).
+    fn origin(
+        &self,
+        name: &str,
+        table: &ModelArtsTable,
+        region: Option<&Region>,
+    ) -> SettingsOrigin {
+        let at = |key: &str, span: Range<usize>| {
+            format!(
+                "sources.{name}.{key} (line {})",
+                error::line_of(self.text, span.start)
+            )
+        };
+        let from_region = || region.map(|r| at("region", r.span.clone()));
+        let iam_endpoint = self
+            .table(&["sources", name, "auth"])
+            .ok()
+            .and_then(|auth| auth.get_ref().get("iam_endpoint").map(|v| v.span()))
+            .map(|span| at("auth.iam_endpoint", span))
+            .or_else(from_region);
+        SettingsOrigin {
+            endpoint: match &table.endpoint {
+                Some(value) => at("endpoint", value.span()),
+                None => from_region().unwrap_or_default(),
+            },
+            iam_endpoint: iam_endpoint.unwrap_or_default(),
+            project_id: table
+                .project_id
+                .as_ref()
+                .map(|value| at("project_id", value.span()))
+                .unwrap_or_default(),
+        }
     }
 
     /// `region` looked up in `cloud`'s table; `None` without `region`.

@@ -64,6 +64,7 @@ pub(super) struct ModelArtsTable {
     pub start_at: Option<Spanned<toml::Value>>,
     pub offset_unit: Option<OffsetUnitName>,
     pub request_timeout: Option<Spanned<HumanDuration>>,
+    pub connect_timeout: Option<Spanned<HumanDuration>>,
     pub max_requests_per_second: Option<Spanned<f64>>,
     pub max_retries: Option<Spanned<i64>>,
     pub max_response_bytes: Option<Spanned<i64>>,

@@ -354,6 +354,7 @@ fn the_core_examples_document_every_key() {
         "start_at",
         "offset_unit",
         "request_timeout",
+        "connect_timeout",
         "max_requests_per_second",
         "max_retries",
         "max_response_bytes",
@@ -397,6 +398,7 @@ fn the_cloud_examples_document_every_key_of_their_kinds() {
         "start_at",
         "offset_unit",
         "request_timeout",
+        "connect_timeout",
         "max_requests_per_second",
         "max_retries",
         "max_response_bytes",
@@ -470,6 +472,7 @@ fn every_default() {
     assert_eq!(source.start_at, StartAt::Beginning);
     assert_eq!(source.offset_unit, OffsetUnit::Auto);
     assert_eq!(source.request_timeout, Duration::from_secs(30));
+    assert_eq!(source.connect_timeout, Duration::from_secs(10));
     assert!((source.max_requests_per_second - 10.0).abs() < f64::EPSILON);
     assert_eq!(source.max_retries, 8);
     assert_eq!(source.max_response_bytes, 67_108_864);
@@ -782,6 +785,12 @@ fn impossible_values() {
             "sources.prod",
             "request_timeout = \"0s\"",
             "sources.prod.request_timeout",
+            "longer than 0",
+        ),
+        (
+            "sources.prod",
+            "connect_timeout = \"0s\"",
+            "sources.prod.connect_timeout",
             "longer than 0",
         ),
         (
@@ -2084,5 +2093,31 @@ fn errors_of_every_file_come_in_file_then_line_order() {
         error
             .to_string()
             .starts_with("2 errors in the configuration:\n  /a.toml:")
+    );
+}
+
+#[test]
+fn the_origin_of_endpoints_and_project_id_names_key_and_line() {
+    let source = only_source(&cloud_config(EU_DE, PASSWORD_AUTH));
+    assert_eq!(
+        source.origin,
+        source::SettingsOrigin {
+            endpoint: "sources.prod.region (line 6)".to_owned(),
+            iam_endpoint: "sources.prod.region (line 6)".to_owned(),
+            project_id: "sources.prod.project_id (line 7)".to_owned(),
+        }
+    );
+    let explicit = "endpoint = \"https://modelarts.example\"\nproject_id = \"p1\"\n\
+                    services = [\"s1\"]";
+    let auth = format!("{PASSWORD_AUTH}\niam_endpoint = \"https://iam.example\"");
+    let source = only_source(&cloud_config(explicit, &auth));
+    assert_eq!(source.endpoint_origin(), "sources.prod.endpoint (line 6)");
+    assert_eq!(
+        source.project_id_origin(),
+        "sources.prod.project_id (line 7)"
+    );
+    assert_eq!(
+        source.iam_endpoint_origin(),
+        "sources.prod.auth.iam_endpoint (line 15)"
     );
 }

@@ -100,6 +100,7 @@ mod tests {
             status: 401,
             code: Some("APIG.0301".into()),
             message: "bad signature".into(),
+            hint: None,
         }
     }
 
@@ -118,6 +119,28 @@ mod tests {
         }
         tokio::time::advance(Duration::from_secs(240)).await;
         assert!(hold.active().is_none(), "the hold ends after five minutes");
+    }
+
+    #[test]
+    fn a_hold_gives_the_reason_of_its_kind_and_names_the_refusal_once() {
+        let hold = RefusalHold::default();
+        hold.hold("s", &refusal(), Vec::new());
+        let held = hold.active().expect("a hold was just set");
+        for (kind, reason) in [
+            (AuthKind::Aksk, "lock the access key for five minutes"),
+            (AuthKind::Password, "lock the IAM user"),
+            (
+                AuthKind::Token,
+                "a refused token does not become valid again",
+            ),
+        ] {
+            let text = held.held_back(kind).to_string();
+            assert!(text.contains(reason), "{text}");
+            assert!(text.contains("HTTP 401 APIG.0301: bad signature"), "{text}");
+            assert_eq!(text.matches("authentication (").count(), 1, "{text}");
+        }
+        let token = held.held_back(AuthKind::Token).to_string();
+        assert!(!token.contains("AK/SK"), "{token}");
     }
 
     #[test]

@@ -9,7 +9,7 @@
 use super::redact::redact;
 use super::secrets::read_secret;
 use crate::error::SourceError;
-use crate::response::{self, Refusal};
+use crate::response::{self, Peer, Refusal};
 use crate::retry::Backoff;
 use crate::secret::Secret;
 use crate::settings::{AuthKind, SecretSource};
@@ -51,6 +51,8 @@ pub(crate) struct IamSettings {
     pub project_name: Option<String>,
     pub project_id: Option<String>,
     pub max_response_bytes: u64,
+    /// IAM as errors name it when it does not answer.
+    pub peer: Peer,
 }
 
 /// The password login of one source and its cached token.
@@ -67,6 +69,7 @@ pub(crate) struct IamLogin {
     project_id: Option<String>,
     backoff: Backoff,
     max_response_bytes: u64,
+    peer: Peer,
     /// Held while logging in, so that concurrent requests wait for one
     /// login instead of each starting their own.
     current: Mutex<Option<Arc<IamToken>>>,
@@ -93,6 +96,7 @@ impl IamLogin {
             project_id: settings.project_id,
             backoff,
             max_response_bytes: settings.max_response_bytes,
+            peer: settings.peer,
             current: Mutex::new(None),
             learned_project: OnceLock::new(),
         }
@@ -162,7 +166,8 @@ impl IamLogin {
     }
 
     /// A login with retries on throttling (IAM.0012), 5xx and transport
-    /// errors; a refusal (401/403) comes back at once.
+    /// errors; a refusal (401/403) comes back at once. A login is a probe of IAM: an
+    /// IAM that cannot be reached or does not answer gets the small budget.
     async fn login(&self) -> Result<IamToken, SourceError> {
         let mut attempt = 0u32;
         loop {
@@ -170,7 +175,7 @@ impl IamLogin {
                 Ok(token) => return Ok(token),
                 Err(error) => error,
             };
-            match self.backoff.retry_delay(attempt, &error) {
+            match self.backoff.probe_retry_delay(attempt, &error) {
                 Some(delay) => {
                     warn!(
                         source = %self.source,
@@ -224,6 +229,7 @@ impl IamLogin {
                 .body(body.to_string()),
             &request,
             self.max_response_bytes,
+            &self.peer,
         )
         .await?;
         if !answer.is_success() {
@@ -231,6 +237,7 @@ impl IamLogin {
                 request: &request,
                 auth: AuthKind::Password,
                 service_id: None,
+                project_key: None,
             };
             return Err(answer.error(refusal, |message| redact(message, [&password])));
         }

@@ -24,6 +24,7 @@ mod secrets;
 pub use secrets::read_secret_files;
 
 use crate::error::SourceError;
+use crate::response::Peer;
 use crate::retry::Backoff;
 use crate::secret::Secret;
 use crate::settings::{AuthKind, AuthSettings, SourceSettings};
@@ -71,7 +72,7 @@ pub(crate) struct Authenticator {
 #[derive(Debug)]
 enum Method {
     Token(StaticToken),
-    Password(IamLogin),
+    Password(Box<IamLogin>),
     Aksk(AkskSigner),
 }
 
@@ -100,7 +101,7 @@ impl Authenticator {
                          project to scope the IAM token to)"
                     )));
                 }
-                Method::Password(IamLogin::new(
+                Method::Password(Box::new(IamLogin::new(
                     &source,
                     http,
                     backoff,
@@ -112,8 +113,16 @@ impl Authenticator {
                         project_name: project.clone(),
                         project_id: settings.project_id.clone(),
                         max_response_bytes: settings.max_response_bytes,
+                        peer: Peer {
+                            url: iam_endpoint.trim_end_matches('/').to_owned(),
+                            origin: settings.iam_endpoint_origin(),
+                            connect_timeout: settings.connect_timeout,
+                            connect_key: settings.key("connect_timeout"),
+                            request_timeout: settings.request_timeout,
+                            request_key: settings.key("request_timeout"),
+                        },
                     },
-                ))
+                )))
             }
             AuthSettings::Aksk {
                 access_key,

@@ -266,6 +266,7 @@ pub fn settings_for(sim: &SimHandle) -> SourceSettings {
         start_at: StartAt::Beginning,
         offset_unit: OffsetUnit::Auto,
         request_timeout: Duration::from_secs(5),
+        connect_timeout: Duration::from_secs(10),
         max_requests_per_second: 1_000_000.0,
         max_retries: 8,
         max_response_bytes: 64 * 1024 * 1024,
@@ -274,6 +275,7 @@ pub fn settings_for(sim: &SimHandle) -> SourceSettings {
         auth: AuthSettings::Token {
             token: SecretSource::Inline(Secret::new(sim.token())),
         },
+        origin: Default::default(),
     }
 }
 
