@@ -508,10 +508,67 @@ fn run_logs_one_start_line_and_one_line_per_idle_cycle() {
             .all(|t| t.contains(", new 0, delivered archive=0,")),
         "{totals:?}"
     );
-    assert_eq!(
-        output.stderr.lines().count(),
-        // start, created state, 2 services, 1 sink, one total per cycle, the signal
-        1 + 1 + 2 + 1 + totals.len() + 1,
+    // Besides the logs (timestamped: the state's creation, the signal, and whatever the
+    // signal interrupted), nothing else: the start, 2 services, 1 sink, one total a cycle.
+    let untimed = output
+        .stderr
+        .lines()
+        .filter(|l| !l.starts_with(|c: char| c.is_ascii_digit()))
+        .count();
+    assert_eq!(untimed, 1 + 2 + 1 + totals.len(), "{}", output.stderr);
+}
+
+// 9. With `--log-format json` and `RUST_LOG=info,runner::summary=debug`, `run` writes only
+//    JSON objects: one start-up object, and every cycle's service lines, those of idle
+//    cycles at DEBUG.
+#[test]
+fn run_in_json_shows_idle_service_lines_at_debug() {
+    let dir = Dir::new("run-json-debug");
+    let sim = sim_with(2, 4, 1209);
+    let config = ConfigText::for_sim(&sim)
+        .file_sink("archive", FILE)
+        .runner_key("interval", &toml_str("20ms"));
+    let config_path = dir.write_config(&config);
+    let running = dir
+        .command(&[
+            "--log-format",
+            "json",
+            "run",
+            "--config",
+            config_path.to_str().unwrap(),
+        ])
+        .env("RUST_LOG", "info,runner::summary=debug")
+        .spawn();
+    let cycles = |stderr: &str| occurrences(stderr, r#""summary":"total""#);
+    wait_until("three cycles have ended", || {
+        cycles(&running.stderr_so_far()) >= 3
+    });
+    running.signal(libc::SIGTERM);
+    let output = running.wait();
+    output.assert_code(0);
+    let logs = parse_json_lines(&output.stderr, "stderr");
+    let starts = summary_objects(&logs, "start");
+    assert_eq!(starts.len(), 1, "{}", output.stderr);
+    assert_eq!(starts[0]["fields"]["sinks"][0]["kind"], "file");
+    assert_eq!(starts[0]["fields"]["interval"], "20ms");
+    let totals = summary_objects(&logs, "total");
+    let services = summary_objects(&logs, "service");
+    assert_eq!(services.len(), 2 * totals.len(), "{}", output.stderr);
+    let idle: Vec<_> = services
+        .iter()
+        .filter(|s| s["fields"]["new"] == 0)
+        .collect();
+    assert_eq!(idle.len(), services.len() - 2, "{}", output.stderr);
+    assert!(
+        idle.iter().all(|s| s["level"] == "DEBUG"),
+        "{}",
+        output.stderr
+    );
+    assert!(
+        services
+            .iter()
+            .filter(|s| s["fields"]["new"] == 4)
+            .all(|s| s["level"] == "INFO"),
         "{}",
         output.stderr
     );
