@@ -925,7 +925,7 @@ fn run_caches_the_iam_token_across_polls_and_renews_it() {
         .command(&["run", "--config", path.to_str().unwrap()])
         .spawn();
     wait_until("ten polls have finished", || {
-        support::summaries(&running.stderr_so_far()).len() >= 10
+        support::cycles(&running.stderr_so_far()) >= 10
     });
     assert_eq!(sim.iam_logins(), 1, "the token is cached across polls");
 
@@ -937,9 +937,9 @@ fn run_caches_the_iam_token_across_polls_and_renews_it() {
     wait_until("the events after the expiry are delivered", || {
         read_jsonl(&dir.join(FILE)).len() == 23 || running.stderr_so_far().contains("FAILED")
     });
-    let polls = support::summaries(&running.stderr_so_far()).len();
+    let polls = support::cycles(&running.stderr_so_far());
     wait_until("five more polls have finished", || {
-        support::summaries(&running.stderr_so_far()).len() >= polls + 5
+        support::cycles(&running.stderr_so_far()) >= polls + 5
     });
     running.signal(libc::SIGTERM);
     let output = running.wait();

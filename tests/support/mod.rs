@@ -758,6 +758,16 @@ fn parse_summary(line: &str) -> Option<Summary> {
     Some(summary)
 }
 
+/// How many runs (`sync`) or polls (`run`) have ended in `stderr`: each ends with one
+/// total line (`total: fetched …`, `total (dry run…`). A poll of `run` that brought nothing
+/// prints no per-service lines, so count polls with this, not with [`summaries`].
+pub fn cycles(stderr: &str) -> usize {
+    stderr
+        .lines()
+        .filter(|line| line.starts_with("total: ") || line.starts_with("total (dry run"))
+        .count()
+}
+
 /// The sum of what the summaries say was delivered to `sink`.
 pub fn delivered_to(summaries: &[Summary], sink: &str) -> u64 {
     summaries

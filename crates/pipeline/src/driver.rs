@@ -42,7 +42,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::time::Instant;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 /// Messages per driver channel. An offer is one page's records for one sink, so this
 /// bounds what waits in the channel to a few pages.
@@ -657,7 +657,8 @@ impl SinkDriver {
             return;
         }
         let sink = self.sink();
-        error!(sink = %sink.name, error = %failure,
+        // The run's summary names the failure (once); this is for debugging.
+        debug!(sink = %sink.name, error = %failure,
             "Sink failed for this cycle; it keeps its positions and catches up from them later. The other sinks go on.");
         if failure.is_permanent() {
             sink.hold(&failure);

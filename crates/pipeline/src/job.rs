@@ -28,7 +28,7 @@ use source::{PullOptions, ServicePull, SinkCursor, SourceError, StartAt};
 use std::io::Write;
 use std::sync::Arc;
 use tokio::sync::watch;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 /// Where a target stands in this pull.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,8 +102,14 @@ impl ServiceJob {
     pub async fn run(mut self) -> JobOutcome {
         let settings = &self.source.settings;
         let mut summary = ServiceSummary::new(&settings.name, &self.service_id);
+        summary.dry_run = matches!(self.mode.as_ref(), Mode::DryRun { .. });
         for target in &self.targets {
-            summary.delivered.insert(target.sink.name.clone(), 0);
+            let counts = if summary.dry_run {
+                &mut summary.would_deliver
+            } else {
+                &mut summary.delivered
+            };
+            counts.insert(target.sink.name.clone(), 0);
         }
         if self.targets.is_empty() {
             warn!(source = %settings.name, "No sink takes this source's events; nothing to do.");
@@ -145,7 +151,8 @@ impl ServiceJob {
             Ok(()) => {}
             Err(SourceError::ServiceNotFound { .. }) if self.discovered => summary.gone = true,
             Err(e) => {
-                warn!(source = %self.source.settings.name, service_id = %self.service_id, error = %e,
+                // The run's summary names the failure (once); this is for debugging.
+                debug!(source = %self.source.settings.name, service_id = %self.service_id, error = %e,
                     "Service sync failed; what was delivered is kept.");
                 summary.failure = Some(ServiceFailure::Source(e));
             }
@@ -360,6 +367,10 @@ impl ServiceJob {
                 let Some((driver, feed)) = &mut target.delivery else {
                     // A dry run hands nothing over; the cursor only keeps the pull's
                     // re-reads from printing a record twice.
+                    *summary
+                        .would_deliver
+                        .entry(target.sink.name.clone())
+                        .or_default() += handed.len() as u64;
                     cursor.advance(
                         handed.iter().map(|r| (r.id.as_str(), r.occur_time)),
                         through,

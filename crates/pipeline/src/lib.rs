@@ -49,7 +49,7 @@ pub mod state;
 pub use dead_letter::{DeadLetterEntry, DeadLetterFile};
 pub use error::{ServiceFailure, SinkFailure, SourceFailure, StateFailure};
 pub use preview::DryRunPreview;
-pub use report::{RunReport, ServiceSummary, SinkSummary};
+pub use report::{RunReport, ServiceSummary, SinkSummary, Totals};
 pub use run::{Followed, Mode, Pipeline, Selection, SourceRuntime};
 pub use sinks::{SINK_HOLD, SinkRuntime};
 pub use state::StateHandle;

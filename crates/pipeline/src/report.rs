@@ -6,6 +6,7 @@ use source::checkpoint::DiscoveredService;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// Counts of one service for the end-of-run summary.
 #[derive(Debug, Default)]
@@ -18,6 +19,10 @@ pub struct ServiceSummary {
     pub new: u64,
     /// Per sink that takes the service: records acknowledged and committed.
     pub delivered: BTreeMap<String, u64>,
+    /// `--dry-run` only: per sink that takes the service, records it would receive.
+    pub would_deliver: BTreeMap<String, u64>,
+    /// A `--dry-run` summary: nothing was delivered, the state was not touched.
+    pub dry_run: bool,
     /// Per sink: records refused for good and written to its dead-letter file.
     pub dead_lettered: BTreeMap<String, u64>,
     pub malformed: u64,
@@ -39,30 +44,25 @@ impl ServiceSummary {
     }
 
     /// The one-line summary printed on stderr:
-    /// `SOURCE/SERVICE (NAME): fetched F, new N, delivered a=1 b=2, malformed M, failed K …`.
+    /// `SOURCE/SERVICE (NAME): fetched F, new N, delivered a=1 b=2, malformed M, failed K …`
+    /// (`would deliver a=1 b=2` in a dry run).
     pub fn line(&self) -> String {
-        let counts = |map: &BTreeMap<String, u64>| {
-            map.iter()
-                .map(|(sink, n)| format!("{sink}={n}"))
-                .collect::<Vec<_>>()
-                .join(" ")
-        };
-        let delivered = if self.delivered.is_empty() {
-            "-".to_owned()
-        } else {
-            counts(&self.delivered)
-        };
         let name = if self.service_name.is_empty() {
             String::new()
         } else {
             format!(" ({})", self.service_name)
         };
+        let delivered = if self.dry_run {
+            format!("would deliver {}", per_sink(&self.would_deliver))
+        } else {
+            format!("delivered {}", per_sink(&self.delivered))
+        };
         let mut line = format!(
-            "{}/{}{}: fetched {}, new {}, delivered {}",
-            self.source, self.service_id, name, self.fetched, self.new, delivered
+            "{}/{}{}: fetched {}, new {}, {delivered}",
+            self.source, self.service_id, name, self.fetched, self.new
         );
         if self.dead_lettered.values().any(|n| *n > 0) {
-            let _ = write!(line, ", dead-lettered {}", counts(&self.dead_lettered));
+            let _ = write!(line, ", dead-lettered {}", per_sink(&self.dead_lettered));
         }
         let _ = write!(
             line,
@@ -75,6 +75,82 @@ impl ServiceSummary {
         }
         if self.gone {
             line.push_str(" [gone: the service no longer exists; its state is kept]");
+        }
+        line
+    }
+
+    /// Whether anything happened to the service that an operator would want to read
+    /// about: new events, a failure, malformed rows, dead-lettered records, its removal.
+    pub fn eventful(&self) -> bool {
+        self.new > 0
+            || self.failure.is_some()
+            || self.malformed > 0
+            || self.gone
+            || self.dead_lettered.values().any(|n| *n > 0)
+    }
+}
+
+/// `a=1 b=2`, or `-` for no sink.
+fn per_sink(map: &BTreeMap<String, u64>) -> String {
+    if map.is_empty() {
+        return "-".to_owned();
+    }
+    map.iter()
+        .map(|(sink, n)| format!("{sink}={n}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The sums of a run over its services: the total line.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Totals {
+    pub services: u64,
+    pub fetched: u64,
+    pub new: u64,
+    /// Per sink: delivered (or, in a dry run, would be delivered).
+    pub delivered: BTreeMap<String, u64>,
+    pub dead_lettered: u64,
+    pub malformed: u64,
+    pub failed: u64,
+    pub dry_run: bool,
+}
+
+impl Totals {
+    /// Events fetched per second of `elapsed`.
+    pub fn events_per_second(&self, elapsed: Duration) -> f64 {
+        let seconds = elapsed.as_secs_f64().max(0.001);
+        self.fetched as f64 / seconds
+    }
+
+    /// `total: fetched F, new N, delivered a=1 b=2, dead-lettered D, malformed M,
+    /// S service(s) in 1.23s, R events/s` (a dry run says so and what it would deliver).
+    pub fn line(&self, elapsed: Duration) -> String {
+        let mut line = if self.dry_run {
+            format!(
+                "total (dry run: nothing sent, the state untouched): fetched {}, new {}, would deliver {}",
+                self.fetched,
+                self.new,
+                per_sink(&self.delivered)
+            )
+        } else {
+            format!(
+                "total: fetched {}, new {}, delivered {}, dead-lettered {}",
+                self.fetched,
+                self.new,
+                per_sink(&self.delivered),
+                self.dead_lettered
+            )
+        };
+        let _ = write!(
+            line,
+            ", malformed {}, {} service(s) in {:.2}s, {:.0} events/s",
+            self.malformed,
+            self.services,
+            elapsed.as_secs_f64(),
+            self.events_per_second(elapsed)
+        );
+        if self.failed > 0 {
+            let _ = write!(line, "; {} service(s) failed", self.failed);
         }
         line
     }
@@ -201,6 +277,21 @@ pub struct SourceProblem {
     pub failure: SourceFailure,
 }
 
+impl SourceProblem {
+    /// `prod: FAILED: why`.
+    pub fn line(&self) -> String {
+        format!("{}: FAILED: {}", self.source, self.failure)
+    }
+}
+
+/// The line of a discovered service that disappeared.
+pub fn gone_line(source: &str, service: &DiscoveredService) -> String {
+    format!(
+        "{source}/{} ({}): no longer in the project or no longer matches `discover`; stopped following it, its state is kept",
+        service.service_id, service.service_name
+    )
+}
+
 /// What one run (or one poll of `run`) did.
 #[derive(Debug, Default)]
 pub struct RunReport {
@@ -222,19 +313,46 @@ impl RunReport {
             && self.sinks.iter().all(SinkSummary::ok)
     }
 
+    /// Whether this was a `--dry-run`.
+    pub fn dry_run(&self) -> bool {
+        self.services.iter().any(|s| s.dry_run)
+    }
+
+    /// The sums over the services, and every sink of the run (at 0 if no service fed it).
+    pub fn totals(&self) -> Totals {
+        let mut totals = Totals {
+            dry_run: self.dry_run(),
+            ..Totals::default()
+        };
+        for sink in &self.sinks {
+            totals.delivered.insert(sink.name.clone(), 0);
+        }
+        for service in &self.services {
+            totals.services += 1;
+            totals.fetched += service.fetched;
+            totals.new += service.new;
+            totals.malformed += service.malformed;
+            totals.failed += u64::from(service.failure.is_some());
+            totals.dead_lettered += service.dead_lettered.values().sum::<u64>();
+            let delivered = if service.dry_run {
+                &service.would_deliver
+            } else {
+                &service.delivered
+            };
+            for (sink, n) in delivered {
+                *totals.delivered.entry(sink.clone()).or_default() += n;
+            }
+        }
+        totals
+    }
+
     /// The summary lines, in order: failed sources, services, sinks, services gone.
     pub fn lines(&self) -> Vec<String> {
-        let mut lines = Vec::new();
-        for problem in &self.sources {
-            lines.push(format!("{}: FAILED: {}", problem.source, problem.failure));
-        }
+        let mut lines: Vec<String> = self.sources.iter().map(SourceProblem::line).collect();
         lines.extend(self.services.iter().map(ServiceSummary::line));
         lines.extend(self.sinks.iter().map(SinkSummary::line));
         for (source, service) in &self.gone {
-            lines.push(format!(
-                "{source}/{} ({}): no longer in the project or no longer matches `discover`; stopped following it, its state is kept",
-                service.service_id, service.service_name
-            ));
+            lines.push(gone_line(source, service));
         }
         lines
     }
@@ -260,6 +378,52 @@ mod tests {
         assert!(
             s.line()
                 .contains("delivered archive=3 console=2, dead-lettered console=1, malformed 0")
+        );
+    }
+
+    #[test]
+    fn the_total_sums_the_services_and_a_dry_run_says_so() {
+        let mut report = RunReport::default();
+        report
+            .sinks
+            .push(SinkSummary::new("idle", "file", PathBuf::from("dl/idle")));
+        for (id, fetched, new) in [("a", 10, 4), ("b", 6, 0)] {
+            let mut s = ServiceSummary::new("prod", id);
+            s.fetched = fetched;
+            s.new = new;
+            s.malformed = 1;
+            s.delivered.insert("archive".into(), new);
+            s.dead_lettered.insert("archive".into(), 1);
+            report.services.push(s);
+        }
+        assert_eq!(
+            report.totals().line(Duration::from_millis(500)),
+            "total: fetched 16, new 4, delivered archive=4 idle=0, dead-lettered 2, malformed 2, 2 service(s) in 0.50s, 32 events/s"
+        );
+        report.services[1].failure = Some(ServiceFailure::Task("it panicked".into()));
+        assert!(
+            report
+                .totals()
+                .line(Duration::ZERO)
+                .ends_with(" events/s; 1 service(s) failed")
+        );
+
+        let mut dry = ServiceSummary::new("prod", "a");
+        dry.dry_run = true;
+        dry.fetched = 3;
+        dry.new = 3;
+        dry.would_deliver.insert("archive".into(), 3);
+        assert_eq!(
+            dry.line(),
+            "prod/a: fetched 3, new 3, would deliver archive=3, malformed 0, failed 0"
+        );
+        let report = RunReport {
+            services: vec![dry],
+            ..RunReport::default()
+        };
+        assert_eq!(
+            report.totals().line(Duration::from_secs(1)),
+            "total (dry run: nothing sent, the state untouched): fetched 3, new 3, would deliver archive=3, malformed 0, 1 service(s) in 1.00s, 3 events/s"
         );
     }
 

@@ -22,7 +22,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::{JoinError, JoinSet};
-use tracing::{error, warn};
+use tracing::{debug, error, warn};
 
 /// One configured source, ready to pull.
 pub struct SourceRuntime {
@@ -184,7 +184,8 @@ impl Pipeline {
                     continue;
                 }
                 Err(failure) => {
-                    error!(source = %source.settings.name, error = %failure,
+                    // The run's summary names the failure (once); this is for debugging.
+                    debug!(source = %source.settings.name, error = %failure,
                         "Source failed; its services were not synced. Other sources go on.");
                     problems.push(SourceProblem {
                         source: source.settings.name.clone(),

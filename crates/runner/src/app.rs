@@ -2,11 +2,12 @@
 //! through the pipeline, and turn the outcome into an exit code.
 
 use crate::config::{Config, ConfigError};
+use crate::output::{self, Detail, Level, Stdout};
 use crate::signals::{Signals, Stop, outcome_code};
 use pipeline::replay::{self, ReplayError};
 use pipeline::{
-    DeadLetterFile, DryRunPreview, Followed, Mode, Pipeline, RunReport, Selection, SinkRuntime,
-    SourceFailure, SourceRuntime, StateFailure, StateHandle,
+    DeadLetterFile, DryRunPreview, Followed, Mode, Pipeline, Selection, SinkRuntime, SourceFailure,
+    SourceRuntime, StateFailure, StateHandle,
 };
 use sink::SinkSettings;
 use source::SourceSettings;
@@ -17,6 +18,7 @@ use source::{Discover, ModelArtsClient, SourceError, discovery};
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Instant;
 use tokio::sync::watch;
 use tracing::warn;
 
@@ -74,6 +76,10 @@ pub enum AppError {
     /// A signal came before the command did anything.
     #[error("stopped by {} before anything was synced", .0.name())]
     Stopped(Stop),
+    /// The reader of stdout went away (`runner state | head -1`): the command stops
+    /// quietly with exit 0, as ripgrep does.
+    #[error("stdout was closed by its reader")]
+    StdoutClosed,
 }
 
 impl AppError {
@@ -82,6 +88,7 @@ impl AppError {
             AppError::State(StateError::Locked { .. }) => exit::LOCKED,
             AppError::Config(_) | AppError::Usage(_) | AppError::SourceSetup(_) => exit::CONFIG,
             AppError::Stopped(signal) => signal.code(),
+            AppError::StdoutClosed => exit::OK,
             _ => exit::FAILED,
         }
     }
@@ -286,14 +293,6 @@ pub async fn prepare(config: &Config) -> Result<Delivering, AppError> {
     })
 }
 
-/// Prints the end-of-run summary on stderr and says whether all went well.
-pub fn report(report: &RunReport) -> bool {
-    for line in report.lines() {
-        eprintln!("{line}");
-    }
-    report.ok()
-}
-
 async fn flush_sinks(pipeline: &Pipeline) {
     for sink in &pipeline.sinks {
         if let Some(handle) = sink.sink()
@@ -346,6 +345,7 @@ pub async fn sync(
     }
     let delivering = prepare(config).await?;
     let shutdown = signals.shutdown();
+    let started = Instant::now();
     let outcome = within_shutdown_timeout(
         delivering
             .pipeline
@@ -356,10 +356,13 @@ pub async fn sync(
     .await;
     flush_sinks(&delivering.pipeline).await;
     let all_delivered = match outcome {
-        Some(outcome) => report(&outcome),
+        Some(outcome) => output::report(&outcome, started.elapsed(), Detail::Full),
         None => {
             let timeout = humantime::format_duration(config.runner.shutdown_timeout);
-            eprintln!("error: {}", AppError::ShutdownTimeout(timeout.to_string()));
+            output::always(
+                Level::Error,
+                &format!("error: {}", AppError::ShutdownTimeout(timeout.to_string())),
+            );
             false
         }
     };
@@ -399,6 +402,7 @@ async fn dry_run_sync(
         preview: preview.clone(),
     });
     let shutdown = signals.shutdown();
+    let started = Instant::now();
     let outcome = within_shutdown_timeout(
         pipeline.sync(&mode, selection, shutdown.clone()),
         &shutdown,
@@ -408,7 +412,8 @@ async fn dry_run_sync(
     if let Some(preview) = &preview {
         preview.finish();
     }
-    let all_printed = outcome.is_some_and(|outcome| report(&outcome));
+    let all_printed =
+        outcome.is_some_and(|outcome| output::report(&outcome, started.elapsed(), Detail::Full));
     Ok(outcome_code(signals.received(), all_printed))
 }
 
@@ -417,10 +422,12 @@ async fn dry_run_sync(
 pub async fn run(config: &Config) -> Result<u8, AppError> {
     check_secret_files(config).await?;
     let signals = Signals::listen();
+    output::starting(config);
     let delivering = prepare(config).await?;
     let shutdown = signals.shutdown();
     let selection = Selection::default();
     loop {
+        let started = Instant::now();
         let outcome = within_shutdown_timeout(
             delivering
                 .pipeline
@@ -435,7 +442,7 @@ pub async fn run(config: &Config) -> Result<u8, AppError> {
                 humantime::format_duration(config.runner.shutdown_timeout).to_string(),
             ));
         };
-        report(&outcome);
+        output::report(&outcome, started.elapsed(), Detail::Cycle);
         if *shutdown.borrow() {
             break;
         }
@@ -455,11 +462,14 @@ pub async fn run(config: &Config) -> Result<u8, AppError> {
 /// authenticates with the same probe `sync` starts with and then looks up every service
 /// listed in `services`; each sink runs its healthcheck; the state file is checked.
 pub async fn validate(config: &Config, check: bool) -> Result<u8, AppError> {
-    eprintln!(
-        "{}: configuration is valid ({} source(s), {} sink(s)).",
-        config.file.display(),
-        config.sources.len(),
-        config.sinks.len()
+    output::always(
+        Level::Info,
+        &format!(
+            "{}: configuration is valid ({} source(s), {} sink(s)).",
+            config.file.display(),
+            config.sources.len(),
+            config.sinks.len()
+        ),
     );
     if !check {
         return Ok(exit::OK);
@@ -472,7 +482,12 @@ pub async fn validate(config: &Config, check: bool) -> Result<u8, AppError> {
     for (lines, passed) in sources_checked.into_iter().chain(sinks_checked) {
         ok &= passed;
         for line in lines {
-            eprintln!("{line}");
+            let level = if line.contains(": FAILED") {
+                Level::Error
+            } else {
+                Level::Info
+            };
+            output::always(level, &line);
         }
     }
     // The state file, if there is one yet: readable by this runner and intact.
@@ -484,14 +499,20 @@ pub async fn validate(config: &Config, check: bool) -> Result<u8, AppError> {
     .await
     .map_err(StateFailure::from)?;
     match state {
-        Ok(Some(())) => eprintln!("state {}: intact.", config.state_path.display()),
-        Ok(None) => eprintln!(
-            "state {}: not created yet (the first sync creates it).",
-            config.state_path.display()
+        Ok(Some(())) => output::always(
+            Level::Info,
+            &format!("state {}: intact.", config.state_path.display()),
+        ),
+        Ok(None) => output::always(
+            Level::Info,
+            &format!(
+                "state {}: not created yet (the first sync creates it).",
+                config.state_path.display()
+            ),
         ),
         Err(e) => {
             ok = false;
-            eprintln!("state: FAILED: {e}");
+            output::always(Level::Error, &format!("state: FAILED: {e}"));
         }
     }
     Ok(if ok { exit::OK } else { exit::FAILED })
@@ -566,22 +587,27 @@ async fn check_sink(settings: &SinkSettings) -> (Vec<String>, bool) {
 
 /// `runner state [--json]`.
 pub async fn show_state(config: &Config, json: bool) -> Result<u8, AppError> {
+    let mut out = Stdout::lock();
     let path = config.state_path.clone();
     let store = tokio::task::spawn_blocking(move || CheckpointStore::open_read_only(&path))
         .await
         .map_err(StateFailure::from)??;
     let Some(store) = store else {
         if json {
-            println!(
+            out.line(format_args!(
                 "{}",
                 serde_json::json!({"state": config.state_path.display().to_string(), "positions": [], "files": [], "sinks": []})
-            );
+            ))?;
         } else {
-            eprintln!(
-                "{}: no state yet (nothing has been synced).",
-                config.state_path.display()
+            output::say(
+                Level::Info,
+                &format!(
+                    "{}: no state yet (nothing has been synced).",
+                    config.state_path.display()
+                ),
             );
         }
+        out.finish()?;
         return Ok(exit::OK);
     };
     let rows = store.positions()?;
@@ -645,23 +671,24 @@ pub async fn show_state(config: &Config, json: bool) -> Result<u8, AppError> {
                 })
             })
             .collect();
-        println!(
+        out.line(format_args!(
             "{}",
             serde_json::json!({"state": config.state_path.display().to_string(), "positions": positions, "files": files, "sinks": sinks})
-        );
+        ))?;
+        out.finish()?;
         return Ok(exit::OK);
     }
-    println!(
+    out.line(format_args!(
         "{:<12} {:<38} {:<12} {:<26} {:<26} {:>6}",
         "SOURCE", "SERVICE", "SINK", "POSITION", "SINCE", "IDS"
-    );
+    ))?;
     for r in &rows {
         let since = if r.since <= 0 {
             "beginning".to_owned()
         } else {
             time(Some(r.since))
         };
-        println!(
+        out.line(format_args!(
             "{:<12} {:<38} {:<12} {:<26} {:<26} {:>6}",
             r.source,
             r.service_id,
@@ -669,20 +696,23 @@ pub async fn show_state(config: &Config, json: bool) -> Result<u8, AppError> {
             time(r.position),
             since,
             r.fingerprints
-        );
+        ))?;
     }
     for (sink, path, len) in &files {
-        println!("file sink {sink}: {path}, {len} bytes committed");
+        out.line(format_args!(
+            "file sink {sink}: {path}, {len} bytes committed"
+        ))?;
     }
     for (sink, kind, dead_lettered, path, pending) in &sinks {
         if *dead_lettered > 0 || *pending > 0 {
-            println!(
+            out.line(format_args!(
                 "sink {sink} ({kind}): {dead_lettered} record(s) dead-lettered so far; {pending} entr{} in {}",
                 if *pending == 1 { "y" } else { "ies" },
                 path.display()
-            );
+            ))?;
         }
     }
+    out.finish()?;
     Ok(exit::OK)
 }
 
@@ -782,31 +812,43 @@ pub async fn reset_state(
     };
     let total = matched.len() + to_create.len();
     if total > 0 {
-        eprintln!(
-            "state reset: {total} position(s) in {} will be {when}:",
-            config.state_path.display()
+        output::always(
+            Level::Info,
+            &format!(
+                "state reset: {total} position(s) in {} will be {when}:",
+                config.state_path.display()
+            ),
         );
-        eprintln!(
-            "  {:<12} {:<38} {:<12} {:<26}",
-            "SOURCE", "SERVICE", "SINK", "POSITION"
+        output::always(
+            Level::Info,
+            &format!(
+                "  {:<12} {:<38} {:<12} {:<26}",
+                "SOURCE", "SERVICE", "SINK", "POSITION"
+            ),
         );
         for r in &matched {
             let position = r
                 .position
                 .map_or_else(|| "-".to_owned(), record::timestamp_rfc3339);
-            eprintln!(
-                "  {:<12} {:<38} {:<12} {:<26}",
-                r.source, r.service_id, r.sink, position
+            output::always(
+                Level::Info,
+                &format!(
+                    "  {:<12} {:<38} {:<12} {:<26}",
+                    r.source, r.service_id, r.sink, position
+                ),
             );
         }
         for key in &to_create {
-            eprintln!(
-                "  {:<12} {:<38} {:<12} {:<26}",
-                key.source, key.service_id, key.sink, "(new)"
+            output::always(
+                Level::Info,
+                &format!(
+                    "  {:<12} {:<38} {:<12} {:<26}",
+                    key.source, key.service_id, key.sink, "(new)"
+                ),
             );
         }
         if !yes && interactive() && !confirm(total).await? {
-            eprintln!("Nothing was reset.");
+            output::always(Level::Info, "Nothing was reset.");
             return Ok(exit::FAILED);
         }
     }
@@ -836,13 +878,16 @@ pub async fn reset_state(
             ..Commit::default()
         })?;
     }
-    eprintln!(
-        "Reset {} position(s){}.",
-        changed + created,
-        match to_kind {
-            ResetTo::Delete => " (forgotten: start_at applies again)".to_owned(),
-            ResetTo::Since(ms) => format!(" to {}", record::timestamp_rfc3339(ms)),
-        }
+    output::say(
+        Level::Info,
+        &format!(
+            "Reset {} position(s){}.",
+            changed + created,
+            match to_kind {
+                ResetTo::Delete => " (forgotten: start_at applies again)".to_owned(),
+                ResetTo::Since(ms) => format!(" to {}", record::timestamp_rfc3339(ms)),
+            }
+        ),
     );
     Ok(exit::OK)
 }
@@ -877,6 +922,7 @@ async fn confirm(total: usize) -> Result<bool, AppError> {
 pub async fn services(config: &Config) -> Result<u8, AppError> {
     check_secret_files(config).await?;
     let sources = build_sources(config)?;
+    let mut out = Stdout::lock();
     let mut ok = true;
     for source in &sources {
         let name = &source.settings.name;
@@ -884,34 +930,34 @@ pub async fn services(config: &Config) -> Result<u8, AppError> {
         if let Err(e) = source.client.authenticate().await {
             ok = false;
             // The error names the auth kind (or the unreachable endpoint) itself.
-            println!("source {name}: {e}");
+            out.line(format_args!("source {name}: {e}"))?;
             continue;
         }
-        println!(
+        out.line(format_args!(
             "source {name} (project {}, {}, auth {}):",
             source.client.project_id(),
             settings.endpoint,
             source.client.auth_kind()
-        );
+        ))?;
         let listed = match discovery::list_services(&source.client, settings.page_size).await {
             Ok(listed) => listed,
             Err(e) => {
                 ok = false;
-                println!("  cannot list the project's services: {e}");
+                out.line(format_args!("  cannot list the project's services: {e}"))?;
                 Vec::new()
             }
         };
         for id in &settings.services {
             match listed.iter().find(|s| &s.service_id == id) {
-                Some(s) => println!(
+                Some(s) => out.line(format_args!(
                     "  {id}  {}  [{}]  followed: listed in `services`",
                     s.service_name, s.status
-                ),
+                ))?,
                 None => {
                     ok = false;
-                    println!(
+                    out.line(format_args!(
                         "  {id}  followed: listed in `services`, but the project has no such service (a sync fails for it)"
-                    );
+                    ))?;
                 }
             }
         }
@@ -926,12 +972,13 @@ pub async fn services(config: &Config) -> Result<u8, AppError> {
                 }
                 Some(d) => format!("not followed: does not match discover {}", describe(d)),
             };
-            println!(
+            out.line(format_args!(
                 "  {}  {}  [{}]  {why}",
                 s.service_id, s.service_name, s.status
-            );
+            ))?;
         }
     }
+    out.finish()?;
     Ok(if ok { exit::OK } else { exit::FAILED })
 }
 
@@ -959,22 +1006,23 @@ pub async fn dead_letter_show(config: &Config, sink: &str, json: bool) -> Result
         .await
         .map_err(StateFailure::from)?
         .map_err(|e| AppError::Replay(ReplayError::DeadLetter(e)))?;
+    let mut out = Stdout::lock();
     if json {
         for (_, entry) in &found.entries {
-            println!(
+            out.line(format_args!(
                 "{}",
                 serde_json::json!({
                     "record": entry.record, "sink": entry.sink, "reason": entry.reason,
                     "status": entry.status, "time": entry.time,
                 })
-            );
+            ))?;
         }
     } else {
         for (line, entry) in &found.entries {
             let status = entry
                 .status
                 .map_or_else(|| "-".to_owned(), |s| s.to_string());
-            println!(
+            out.line(format_args!(
                 "{line:>6}  {}  {status:>3}  {}/{} {}  {}  {}",
                 entry.time,
                 entry.record.source,
@@ -982,20 +1030,27 @@ pub async fn dead_letter_show(config: &Config, sink: &str, json: bool) -> Result
                 entry.record.timestamp,
                 entry.record.id,
                 entry.reason
-            );
+            ))?;
         }
     }
+    out.finish()?;
     for (line, _) in &found.unreadable {
-        eprintln!(
-            "{}:{line}: not a dead-letter entry (a line torn by a crash, or foreign text); kept as it is",
-            path.display()
+        output::say(
+            Level::Warn,
+            &format!(
+                "{}:{line}: not a dead-letter entry (a line torn by a crash, or foreign text); kept as it is",
+                path.display()
+            ),
         );
     }
-    eprintln!(
-        "{}: {} entr{}.",
-        path.display(),
-        found.entries.len(),
-        if found.entries.len() == 1 { "y" } else { "ies" }
+    output::say(
+        Level::Info,
+        &format!(
+            "{}: {} entr{}.",
+            path.display(),
+            found.entries.len(),
+            if found.entries.len() == 1 { "y" } else { "ies" }
+        ),
     );
     Ok(exit::OK)
 }
@@ -1012,21 +1067,27 @@ pub async fn dead_letter_replay(config: &Config, sink: &str) -> Result<u8, AppEr
     {
         warn!(sink = %runtime.name, error = %e, "Flush failed.");
     }
-    eprintln!(
-        "sink {sink}: offered {}, accepted {} (removed from {}), refused again {}, kept {}{}",
-        done.offered,
-        done.accepted,
-        runtime.dead_letter.path().display(),
-        done.refused,
-        done.kept,
-        if done.unreadable > 0 {
-            format!(", {} unreadable line(s) kept", done.unreadable)
-        } else {
-            String::new()
-        }
+    output::say(
+        Level::Info,
+        &format!(
+            "sink {sink}: offered {}, accepted {} (removed from {}), refused again {}, kept {}{}",
+            done.offered,
+            done.accepted,
+            runtime.dead_letter.path().display(),
+            done.refused,
+            done.kept,
+            if done.unreadable > 0 {
+                format!(", {} unreadable line(s) kept", done.unreadable)
+            } else {
+                String::new()
+            }
+        ),
     );
     if let Some(failure) = &done.failure {
-        eprintln!("sink {sink}: FAILED: {failure}; the entries not accepted stay in the file");
+        output::say(
+            Level::Error,
+            &format!("sink {sink}: FAILED: {failure}; the entries not accepted stay in the file"),
+        );
     }
     Ok(if done.failure.is_none() && done.refused == 0 {
         exit::OK

@@ -188,12 +188,6 @@ pub struct DemoArgs {
 }
 
 impl Cli {
-    /// Parses the process's arguments; on a bad command line prints the error
-    /// and exits with 2 (on `--help` or `--version`, prints and exits with 0).
-    pub fn parse() -> Self {
-        Self::try_parse_from(std::env::args_os()).unwrap_or_else(|error| error.exit())
-    }
-
     /// Parses `args` (the first is the program name).
     pub fn try_parse_from<I, T>(args: I) -> Result<Self, clap::Error>
     where
@@ -246,6 +240,15 @@ impl Cli {
     pub fn command() -> clap::Command {
         <ClapCli as clap::CommandFactory>::command()
     }
+}
+
+/// Whether a command line that clap refused still says `--log-format json`, so that its
+/// error can be given in the format the caller reads.
+pub fn asks_for_json_logs(args: &[OsString]) -> bool {
+    args.iter().enumerate().any(|(i, arg)| {
+        arg == "--log-format=json"
+            || (arg == "--log-format" && args.get(i + 1).is_some_and(|next| next == "json"))
+    })
 }
 
 /// What clap parses. `state` and `state reset` share a word, so clap sees an

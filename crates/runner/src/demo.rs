@@ -6,6 +6,7 @@
 
 use crate::app::{self, AppError, exit};
 use crate::config;
+use crate::output;
 use pipeline::Selection;
 use simulator::{SimConfig, SimEvent, Simulator};
 use std::path::{Path, PathBuf};
@@ -49,8 +50,11 @@ pub async fn run(keep: Option<PathBuf>) -> Result<u8, AppError> {
         what: "cannot start the simulator".to_owned(),
         source,
     })?;
-    eprintln!("== ModelArts event shipper demo ==");
-    eprintln!("Simulator (a local ModelArts API) at {}", sim.base_url());
+    say("== ModelArts event shipper demo ==");
+    say(&format!(
+        "Simulator (a local ModelArts API) at {}",
+        sim.base_url()
+    ));
     let config_path = write_config(
         &dir,
         &sim.base_url(),
@@ -58,10 +62,10 @@ pub async fn run(keep: Option<PathBuf>) -> Result<u8, AppError> {
         &sim.token(),
         &sim.service_ids(),
     )?;
-    eprintln!("Config: {}", config_path.display());
+    say(&format!("Config: {}", config_path.display()));
     let config = config::load(&config_path)?;
 
-    eprintln!("\n-- First sync: every event so far goes to stdout (below) and to events.jsonl --");
+    say("\n-- First sync: every event so far goes to stdout (below) and to events.jsonl --");
     let first = app::sync(&config, Selection::default(), None).await?;
     if first != exit::OK {
         return Ok(first);
@@ -80,23 +84,24 @@ pub async fn run(keep: Option<PathBuf>) -> Result<u8, AppError> {
             ),
         ],
     );
-    eprintln!(
-        "\n-- Three new events arrive on the sample service; second sync delivers only those --"
-    );
+    say("\n-- Three new events arrive on the sample service; second sync delivers only those --");
     let second = app::sync(&config, Selection::default(), None).await?;
     let file = dir.join("out").join("events.jsonl");
     let lines = std::fs::read_to_string(&file)
         .map(|t| t.lines().count())
         .unwrap_or(0);
-    eprintln!(
+    say(&format!(
         "\n{} now holds {lines} events, each once. State: {}",
         file.display(),
         dir.join("state").join("events.db").display()
-    );
+    ));
     if kept {
-        eprintln!("Try: runner state --config {}", config_path.display());
+        say(&format!(
+            "Try: runner state --config {}",
+            config_path.display()
+        ));
     } else {
-        eprintln!("The folder is removed now; `runner demo --keep DIR` keeps it to look around.");
+        say("The folder is removed now; `runner demo --keep DIR` keeps it to look around.");
     }
     Ok(second)
 }
@@ -144,4 +149,9 @@ path = "out/events.jsonl"
         source,
     })?;
     Ok(path)
+}
+
+/// The demo's narration: always shown, whatever `RUST_LOG` says.
+fn say(text: &str) {
+    output::always(output::Level::Info, text);
 }

@@ -8,19 +8,31 @@ mod app;
 mod cli;
 mod config;
 mod demo;
+mod output;
 mod signals;
 
 use app::{AppError, exit};
 use cli::{Cli, Command, ConfigArg, LogFormat};
+use output::Level;
 use pipeline::Selection;
 use source::StartAt;
 use source::checkpoint::{ResetFilter, ResetTo};
 use std::process::ExitCode;
-use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    init_logging(cli.log_format, matches!(cli.command, Command::Demo(_)));
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let cli = match Cli::try_parse_from(&args) {
+        Ok(cli) => cli,
+        // With `--log-format json` on the command line, even its error is a JSON log line.
+        Err(error) if error.use_stderr() && cli::asks_for_json_logs(&args) => {
+            output::init(LogFormat::Json, false);
+            output::always(Level::Error, error.render().to_string().trim_end());
+            return ExitCode::from(exit::CONFIG);
+        }
+        // Prints the error (exit 2), or the help or version asked for (exit 0).
+        Err(error) => error.exit(),
+    };
+    output::init(cli.log_format, matches!(cli.command, Command::Demo(_)));
     // reqwest is built without a TLS crypto provider: this program chooses ring, once,
     // before any HTTP client is built (the libraries only check that one is installed).
     tls_provider::install();
@@ -30,30 +42,21 @@ fn main() -> ExitCode {
     {
         Ok(runtime) => runtime,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            output::always(
+                Level::Error,
+                &format!("error: cannot start the async runtime: {e}"),
+            );
             return ExitCode::from(exit::FAILED);
         }
     };
     match runtime.block_on(execute(cli.command)) {
         Ok(code) => ExitCode::from(code),
+        // The reader of stdout went away (`runner state | head -1`): stop quietly.
+        Err(AppError::StdoutClosed) => ExitCode::from(exit::OK),
         Err(error) => {
-            eprintln!("error: {error}");
+            output::always(Level::Error, &format!("error: {error}"));
             ExitCode::from(error.code())
         }
-    }
-}
-
-/// Logs go to stderr; stdout carries only records. The demo is quieter by
-/// default so its records and narration stay readable.
-fn init_logging(format: LogFormat, demo: bool) {
-    let default = if demo { "warn" } else { "info" };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
     }
 }
 

@@ -261,6 +261,10 @@ impl CheckpointStore {
         store.configure(true, busy_timeout)?;
         store.check_application_id()?;
         match schema::migrate(&mut store.conn).map_err(sqlite_error(path))? {
+            // A file with no schema yet was just created: there was nothing to migrate.
+            Migration::Done { from: 0 } => {
+                tracing::info!(path = %path.display(), "Created the state file.");
+            }
             Migration::Done { from } if from < schema::supported_version() => {
                 tracing::info!(
                     path = %path.display(),
