@@ -19,6 +19,7 @@ mod response;
 pub mod retry;
 pub mod secret;
 pub mod settings;
+pub mod shard;
 
 pub use auth::read_secret_files;
 pub use client::{EventsPage, EventsQuery, ModelArtsClient, RawEvent, ServiceInfo};
@@ -27,6 +28,7 @@ pub use error::SourceError;
 pub use pull::{PullOptions, PulledBatch, PulledEvent, ServerModel, ServicePull};
 pub use regions::{Cloud, RegionEndpoints};
 pub use secret::Secret;
+pub use shard::Shard;
 pub use settings::{
     AuthKind, AuthSettings, Discover, OffsetUnit, SecretSource, SettingsOrigin, SourceSettings,
     StartAt, TlsSettings,

@@ -1,6 +1,7 @@
 //! Errors of the checkpoint store. Every variant names the state file, because
 //! an operator with several configs needs to know which file is at fault.
 
+use crate::shard::Shard;
 use std::path::PathBuf;
 
 /// Why the state file could not be locked, opened, read or written.
@@ -92,6 +93,25 @@ pub enum StateError {
     )]
     ForeignFile { path: PathBuf, application_id: i32 },
 
+    /// The file holds the positions of another shard (or of another number of
+    /// shards): following its services from here would deliver some twice and
+    /// lose others' positions, so it is refused.
+    #[error(
+        "state file {} belongs to shard {recorded}{}, but this runner is shard {wanted} \
+         ([runner] shard or --shard); each shard needs its own state file (for example \
+         [state] path = \"state/shard-${{SHARD_INDEX}}.db\"). To change the number of \
+         shards, see \"Resharding\" in the README: stop every shard, then start the new \
+         ones on new state files, or reuse this one with `runner state reset --shard K/N`, \
+         which forgets all its positions",
+        path.display(),
+        if recorded.is_whole() { " (unsharded)" } else { "" }
+    )]
+    OtherShard {
+        path: PathBuf,
+        recorded: Shard,
+        wanted: Shard,
+    },
+
     /// A value that cannot be stored or that was read back out of range.
     #[error("state file {}: {detail}", path.display())]
     InvalidValue { path: PathBuf, detail: String },
@@ -115,6 +135,7 @@ impl StateError {
             | StateError::FutureVersion { .. }
             | StateError::Outdated { .. }
             | StateError::ForeignFile { .. }
+            | StateError::OtherShard { .. }
             | StateError::InvalidValue { .. } => false,
         }
     }

@@ -25,6 +25,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
 pub use error::StateError;
+use crate::shard::Shard;
 use schema::Migration;
 
 /// How long a statement waits for another connection's write lock before
@@ -554,6 +555,97 @@ impl CheckpointStore {
             .and_then(Iterator::collect)
             .map_err(self.sqlite())?;
         Ok(rows)
+    }
+
+    /// The shard this file holds the positions of: `None` when no writer has
+    /// claimed it (a new file, or one an older release wrote).
+    pub fn shard(&self) -> Result<Option<Shard>, StateError> {
+        if self.version < schema::SHARD_VERSION {
+            return Ok(None);
+        }
+        Self::read_shard(&self.conn, &self.path)
+    }
+
+    fn read_shard(conn: &Connection, path: &Path) -> Result<Option<Shard>, StateError> {
+        let row: Option<(i64, i64)> = conn
+            .query_row(
+                "SELECT shard_index, shard_count FROM shard WHERE id = 1",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .optional()
+            .map_err(sqlite_error(path))?;
+        row.map(|(index, count)| {
+            u32::try_from(index)
+                .ok()
+                .zip(u32::try_from(count).ok())
+                .and_then(|(index, count)| Shard::new(index, count))
+                .ok_or_else(|| StateError::InvalidValue {
+                    path: path.to_path_buf(),
+                    detail: format!("shard {index}/{count} is out of range"),
+                })
+        })
+        .transpose()
+    }
+
+    /// Makes sure the file holds the positions of shard `wanted`, before a
+    /// writer (`sync`, `run`, `state reset`, `dead-letter replay`) touches
+    /// them. A file that records another shard is refused with
+    /// [`StateError::OtherShard`]. A file with no record is claimed for
+    /// `wanted` when it holds no position yet; one that holds positions and
+    /// no record was written by an unsharded runner (an older release), so it
+    /// is shard `0/1`, and claimed only by `0/1`. Read and write are one
+    /// transaction, so two writers cannot both claim a new file.
+    pub fn claim_shard(&mut self, wanted: Shard) -> Result<(), StateError> {
+        let path = self.path.clone();
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sqlite_error(&path))?;
+        let recorded = match Self::read_shard(&tx, &path)? {
+            Some(recorded) => recorded,
+            None => {
+                let unsharded: bool = tx
+                    .query_row("SELECT EXISTS (SELECT 1 FROM cursor)", [], |row| row.get(0))
+                    .map_err(sqlite_error(&path))?;
+                if unsharded { Shard::WHOLE } else { wanted }
+            }
+        };
+        if recorded != wanted {
+            return Err(StateError::OtherShard {
+                path,
+                recorded,
+                wanted,
+            });
+        }
+        Self::write_shard(&tx, &path, wanted)?;
+        tx.commit().map_err(sqlite_error(&path))
+    }
+
+    /// Records `shard` as the file's, whatever it recorded before: for a
+    /// reset that forgot every position (resharding a file in place).
+    pub fn record_shard(&mut self, shard: Shard) -> Result<(), StateError> {
+        let path = self.path.clone();
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sqlite_error(&path))?;
+        Self::write_shard(&tx, &path, shard)?;
+        tx.commit().map_err(sqlite_error(&path))
+    }
+
+    fn write_shard(conn: &Connection, path: &Path, shard: Shard) -> Result<(), StateError> {
+        conn.execute(
+            "INSERT INTO shard (id, shard_index, shard_count, recorded_at) VALUES (1, ?1, ?2, ?3)
+             ON CONFLICT (id) DO UPDATE SET
+                 shard_index = excluded.shard_index,
+                 shard_count = excluded.shard_count,
+                 recorded_at = excluded.recorded_at
+             WHERE shard_index != excluded.shard_index OR shard_count != excluded.shard_count",
+            params![shard.index(), shard.count(), now_ms()],
+        )
+        .map(drop)
+        .map_err(sqlite_error(path))
     }
 
     /// Resets the cursors that match `filter` and returns how many changed.

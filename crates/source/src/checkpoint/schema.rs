@@ -96,7 +96,22 @@ pub(super) const MIGRATIONS: &[&str] = &[
     ALTER TABLE fingerprint_v4 RENAME TO fingerprint;
     CREATE INDEX fingerprint_by_time ON fingerprint (cursor_id, occur_time);
     ",
+    // 5: the shard (K of N) whose services the file holds, so that a runner of
+    // another shard, or another N, refuses it instead of mixing positions. One
+    // row at most; none in a file that no writer has claimed since (an older
+    // file holds an unsharded runner's positions: 0/1).
+    "
+    CREATE TABLE shard (
+        id           INTEGER PRIMARY KEY CHECK (id = 1),
+        shard_index  INTEGER NOT NULL CHECK (shard_index >= 0),
+        shard_count  INTEGER NOT NULL CHECK (shard_count >= 1 AND shard_index < shard_count),
+        recorded_at  INTEGER NOT NULL
+    ) STRICT;
+    ",
 ];
+
+/// The first version with the `shard` table.
+pub(super) const SHARD_VERSION: i64 = 5;
 
 /// The first version with `sink_state`; older files keep the file sink's
 /// state in `file_offset`, which a read-only open must read instead.

@@ -136,6 +136,7 @@ fn open_creates_folders_schema_and_version() {
         "fingerprint_by_time",
         "discovered_service",
         "sink_state",
+        "shard",
     ] {
         assert!(
             names.iter().any(|n| n == expected),
@@ -159,7 +160,7 @@ fn open_creates_folders_schema_and_version() {
             |r| r.get(0),
         )
         .unwrap();
-    assert_eq!(strict, 4, "all four tables are STRICT");
+    assert_eq!(strict, 5, "all five tables are STRICT");
 }
 
 #[test]
@@ -1143,7 +1144,10 @@ fn a_version_3_file_keeps_its_fingerprints_as_bytes() {
     drop(reader);
 
     let mut store = CheckpointStore::open(&path).unwrap();
-    assert_eq!(schema::user_version(&store.conn).unwrap(), 4);
+    assert_eq!(
+        schema::user_version(&store.conn).unwrap(),
+        schema::supported_version()
+    );
     let after = store.cursor(&cursor_key).unwrap().unwrap();
     assert_eq!(after.fingerprints, expected);
     assert_eq!(after.position, Some(42));
@@ -1327,4 +1331,85 @@ fn a_write_lock_held_past_the_busy_timeout_fails_the_commit_and_writes_nothing()
     // Once the lock is gone, the same commit goes through.
     store.commit(&commit_of_every_part()).unwrap();
     assert_eq!(sink_rows(&store).len(), 3);
+}
+
+fn shard(text: &str) -> Shard {
+    text.parse().unwrap()
+}
+
+#[test]
+fn a_new_file_is_claimed_by_the_first_shard_and_refused_to_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = state_path(&dir);
+    let mut store = CheckpointStore::open(&path).unwrap();
+    assert_eq!(store.shard().unwrap(), None, "nobody claimed it yet");
+    store.claim_shard(shard("1/3")).unwrap();
+    assert_eq!(store.shard().unwrap(), Some(shard("1/3")));
+    // The same shard again is fine, and the record stays.
+    store.claim_shard(shard("1/3")).unwrap();
+    for other in ["0/3", "1/4", "0/1"] {
+        let error = store.claim_shard(shard(other)).unwrap_err();
+        let StateError::OtherShard {
+            recorded, wanted, ..
+        } = &error
+        else {
+            panic!("{error:?}");
+        };
+        assert_eq!((*recorded, *wanted), (shard("1/3"), shard(other)));
+        let message = error.to_string();
+        assert!(
+            message.contains("belongs to shard 1/3")
+                && message.contains(&format!("this runner is shard {other}"))
+                && message.contains(&path.display().to_string())
+                && message.contains("Resharding"),
+            "{message}"
+        );
+        assert!(!error.is_retryable());
+    }
+    drop(store);
+    let reader = CheckpointStore::open_read_only(&path).unwrap().unwrap();
+    assert_eq!(reader.shard().unwrap(), Some(shard("1/3")));
+}
+
+#[test]
+fn a_file_with_positions_and_no_shard_is_unsharded() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = seeded(&dir);
+    let error = store.claim_shard(shard("1/3")).unwrap_err();
+    assert!(
+        error.to_string().contains("shard 0/1 (unsharded)"),
+        "{error}"
+    );
+    assert_eq!(store.shard().unwrap(), None, "a refusal writes nothing");
+    store.claim_shard(Shard::WHOLE).unwrap();
+    assert_eq!(store.shard().unwrap(), Some(Shard::WHOLE));
+    // A reset of the whole file may give it to another shard.
+    store.record_shard(shard("2/3")).unwrap();
+    assert_eq!(store.shard().unwrap(), Some(shard("2/3")));
+    store.claim_shard(shard("2/3")).unwrap();
+}
+
+#[test]
+fn a_version_4_file_is_migrated_and_is_unsharded() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = older_file(&dir, 4, 42, &[]);
+    let reader = CheckpointStore::open_read_only(&path).unwrap().unwrap();
+    assert_eq!(reader.shard().unwrap(), None, "read before the migration");
+    drop(reader);
+    let mut store = CheckpointStore::open(&path).unwrap();
+    assert!(table_names(&path).iter().any(|n| n == "shard"));
+    assert_eq!(store.shard().unwrap(), None);
+    assert!(matches!(
+        store.claim_shard(shard("0/2")),
+        Err(StateError::OtherShard { .. })
+    ));
+    store.claim_shard(Shard::WHOLE).unwrap();
+    assert_eq!(
+        store
+            .cursor(&key("prod", "svc", "archive"))
+            .unwrap()
+            .unwrap()
+            .position,
+        Some(42)
+    );
 }
