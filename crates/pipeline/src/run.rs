@@ -17,7 +17,7 @@ use crate::sinks::SinkRuntime;
 use crate::state::StateHandle;
 use source::checkpoint::DiscoveredService;
 use source::discovery;
-use source::{ModelArtsClient, ServerModel, SourceError, SourceSettings};
+use source::{ModelArtsClient, ServerModel, Shard, SourceError, SourceSettings};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{Semaphore, watch};
@@ -78,6 +78,9 @@ pub struct Pipeline {
     pub sinks: Vec<Arc<SinkRuntime>>,
     /// Services pulled at once, across sources.
     pub concurrency: usize,
+    /// The services this runner follows among those each source lists or
+    /// discovers (every one by default).
+    pub shard: Shard,
 }
 
 impl Pipeline {
@@ -90,12 +93,20 @@ impl Pipeline {
             sources,
             sinks,
             concurrency: concurrency.max(1),
+            shard: Shard::WHOLE,
         }
     }
 
+    /// Follows only the services of `shard`.
+    #[must_use]
+    pub fn with_shard(mut self, shard: Shard) -> Self {
+        self.shard = shard;
+        self
+    }
+
     /// Authenticates the source with one request and works out which services it
-    /// follows: those listed in `services`, plus those that `discover` matches. A
-    /// shutdown ends whatever it waits for.
+    /// follows: those listed in `services`, plus those that `discover` matches, that
+    /// fall on this runner's shard. A shutdown ends whatever it waits for.
     pub async fn follow(
         &self,
         source: &SourceRuntime,
@@ -146,6 +157,15 @@ impl Pipeline {
                     });
                 }
             }
+        }
+        if !self.shard.is_whole() {
+            // The project id is known now: configured, or learned at login.
+            let project_id = source.client.project_id();
+            let before = followed.len();
+            followed.retain(|f| self.shard.follows(&project_id, &f.service_id));
+            debug!(source = %source.settings.name, shard = %self.shard,
+                followed = followed.len(), other_shards = before - followed.len(),
+                "Services of other shards are left to them.");
         }
         Ok(followed)
     }

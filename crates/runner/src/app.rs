@@ -14,7 +14,7 @@ use source::SourceSettings;
 use source::checkpoint::{
     CheckpointStore, Commit, CursorCommit, CursorKey, ResetFilter, ResetTo, StateError, StateLock,
 };
-use source::{Discover, ModelArtsClient, SourceError, discovery};
+use source::{Discover, ModelArtsClient, Shard, SourceError, discovery};
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -86,7 +86,10 @@ impl AppError {
     pub fn code(&self) -> u8 {
         match self {
             AppError::State(StateError::Locked { .. }) => exit::LOCKED,
-            AppError::Config(_) | AppError::Usage(_) | AppError::SourceSetup(_) => exit::CONFIG,
+            AppError::Config(_)
+            | AppError::Usage(_)
+            | AppError::SourceSetup(_)
+            | AppError::State(StateError::OtherShard { .. }) => exit::CONFIG,
             AppError::Stopped(signal) => signal.code(),
             AppError::StdoutClosed => exit::OK,
             _ => exit::FAILED,
@@ -114,6 +117,25 @@ pub fn check_selection(config: &Config, selection: &Selection) -> Result<(), App
                 .map(|s| (s.name.clone(), s.services.clone()))
                 .collect();
             return Err(not_followed(service, &listed));
+        }
+        // A service listed with a known project falls on one shard; naming another
+        // shard's service is a mistake, said before anything is touched.
+        let shard = config.runner.shard;
+        let elsewhere = selected(config, selection)
+            .filter(|s| s.discover.is_none() && s.services.contains(service))
+            .map(|s| s.project_id.as_deref())
+            .collect::<Option<Vec<&str>>>()
+            .filter(|projects| {
+                !projects.is_empty() && projects.iter().all(|p| !shard.follows(p, service))
+            });
+        if let Some(projects) = elsewhere {
+            let owner = Shard::of(projects[0], service, shard.count());
+            return Err(AppError::Usage(format!(
+                "--service {service}: the service belongs to shard {owner}/{}, and this runner \
+                 is shard {shard} ([runner] shard or --shard); run it with --shard {owner}/{}",
+                shard.count(),
+                shard.count()
+            )));
         }
     }
     Ok(())
@@ -177,7 +199,7 @@ async fn check_discovered(
             Ok(Arc::new(SourceRuntime::new(settings, client)))
         })
         .collect::<Result<Vec<_>, AppError>>()?;
-    let pipeline = Pipeline::new(sources, Vec::new(), 1);
+    let pipeline = Pipeline::new(sources, Vec::new(), 1).with_shard(config.runner.shard);
     let shutdown = signals.shutdown();
     let mut followed: Vec<(String, Vec<String>)> = selected(config, selection)
         .filter(|s| s.discover.is_none())
@@ -205,7 +227,14 @@ async fn check_discovered(
     }
     for service in unlisted {
         if !followed.iter().any(|(_, ids)| ids.contains(service)) {
-            return Err(not_followed(service, &followed));
+            let error = not_followed(service, &followed);
+            let shard = config.runner.shard;
+            if shard.is_whole() {
+                return Err(error);
+            }
+            return Err(AppError::Usage(format!(
+                "{error} (as shard {shard}: the services of other shards are not followed here)"
+            )));
         }
     }
     Ok(())
@@ -252,14 +281,20 @@ pub struct Delivering {
     _lock: StateLock,
 }
 
-/// Locks and opens the state file.
+/// Locks and opens the state file, and claims it for this runner's shard (refusing a
+/// file that holds another shard's positions).
 async fn open_state(config: &Config) -> Result<(StateLock, StateHandle), AppError> {
     let lock = CheckpointStore::lock(&config.state_path)?;
     let (path, busy) = (config.state_path.clone(), config.state_busy_timeout);
+    let shard = config.runner.shard;
     let store = StateHandle::new(
-        tokio::task::spawn_blocking(move || CheckpointStore::open_with_busy_timeout(&path, busy))
-            .await
-            .map_err(StateFailure::from)??,
+        tokio::task::spawn_blocking(move || {
+            let mut store = CheckpointStore::open_with_busy_timeout(&path, busy)?;
+            store.claim_shard(shard)?;
+            Ok::<_, StateError>(store)
+        })
+        .await
+        .map_err(StateFailure::from)??,
     );
     Ok((lock, store))
 }
@@ -287,7 +322,8 @@ pub async fn prepare(config: &Config) -> Result<Delivering, AppError> {
         sinks.push(Arc::new(SinkRuntime::open(settings, &state, window).await?));
     }
     Ok(Delivering {
-        pipeline: Pipeline::new(sources, sinks, config.runner.concurrency),
+        pipeline: Pipeline::new(sources, sinks, config.runner.concurrency)
+            .with_shard(config.runner.shard),
         mode: Arc::new(Mode::Deliver { state }),
         _lock: lock,
     })
@@ -379,9 +415,16 @@ async fn dry_run_sync(
 ) -> Result<u8, AppError> {
     let sources = build_sources(config)?;
     let path = config.state_path.clone();
-    let store = tokio::task::spawn_blocking(move || CheckpointStore::open_read_only(&path))
-        .await
-        .map_err(StateFailure::from)??;
+    let shard = config.runner.shard;
+    let store = tokio::task::spawn_blocking(move || {
+        let store = CheckpointStore::open_read_only(&path)?;
+        if let Some(store) = &store {
+            store.check_shard(shard)?;
+        }
+        Ok::<_, StateError>(store)
+    })
+    .await
+    .map_err(StateFailure::from)??;
     let sinks = match previewed {
         Some(settings) => vec![Arc::new(SinkRuntime::dry(settings))],
         None => config
@@ -396,7 +439,8 @@ async fn dry_run_sync(
             settings.options.batch.max_events,
         ))
     });
-    let pipeline = Pipeline::new(sources, sinks, config.runner.concurrency);
+    let pipeline =
+        Pipeline::new(sources, sinks, config.runner.concurrency).with_shard(config.runner.shard);
     let mode = Arc::new(Mode::DryRun {
         state: store.map(StateHandle::new),
         preview: preview.clone(),
@@ -465,10 +509,15 @@ pub async fn validate(config: &Config, check: bool) -> Result<u8, AppError> {
     output::always(
         Level::Info,
         &format!(
-            "{}: configuration is valid ({} source(s), {} sink(s)).",
+            "{}: configuration is valid ({} source(s), {} sink(s){}).",
             config.file.display(),
             config.sources.len(),
-            config.sinks.len()
+            config.sinks.len(),
+            if config.runner.shard.is_whole() {
+                String::new()
+            } else {
+                format!(", shard {}", config.runner.shard)
+            }
         ),
     );
     if !check {
@@ -596,7 +645,7 @@ pub async fn show_state(config: &Config, json: bool) -> Result<u8, AppError> {
         if json {
             out.line(format_args!(
                 "{}",
-                serde_json::json!({"state": config.state_path.display().to_string(), "positions": [], "files": [], "sinks": []})
+                serde_json::json!({"state": config.state_path.display().to_string(), "shard": null, "positions": [], "files": [], "sinks": []})
             ))?;
         } else {
             output::say(
@@ -612,6 +661,8 @@ pub async fn show_state(config: &Config, json: bool) -> Result<u8, AppError> {
     };
     let rows = store.positions()?;
     let sink_rows = store.sink_states()?;
+    // `None`: no writer recorded one (a new file, or an older release's: 0/1).
+    let shard = store.shard()?;
     // Per configured sink: kind, dead-lettered so far, entries in its dead-letter file now,
     // and for file sinks the committed (path, length).
     let mut sinks = Vec::new();
@@ -673,7 +724,9 @@ pub async fn show_state(config: &Config, json: bool) -> Result<u8, AppError> {
             .collect();
         out.line(format_args!(
             "{}",
-            serde_json::json!({"state": config.state_path.display().to_string(), "positions": positions, "files": files, "sinks": sinks})
+            serde_json::json!({"state": config.state_path.display().to_string(),
+                "shard": shard.map(|s| s.to_string()),
+                "positions": positions, "files": files, "sinks": sinks})
         ))?;
         out.finish()?;
         return Ok(exit::OK);
@@ -701,6 +754,11 @@ pub async fn show_state(config: &Config, json: bool) -> Result<u8, AppError> {
     for (sink, path, len) in &files {
         out.line(format_args!(
             "file sink {sink}: {path}, {len} bytes committed"
+        ))?;
+    }
+    if let Some(shard) = shard.filter(|s| !s.is_whole()) {
+        out.line(format_args!(
+            "shard {shard}: these are the positions of shard {shard}'s services"
         ))?;
     }
     for (sink, kind, dead_lettered, path, pending) in &sinks {
@@ -747,13 +805,23 @@ pub async fn reset_state(
     };
     // The preview reads the state without creating it: a reset that matches nothing
     // leaves no file behind.
+    // A reset of some positions keeps the file's shard, so it must be this runner's; a
+    // reset of all of them gives the file to this runner's shard (resharding in place).
+    let filtered = filter.source.is_some() || filter.service_id.is_some() || filter.sink.is_some();
+    let shard = config.runner.shard;
     let path = config.state_path.clone();
-    let existing = tokio::task::spawn_blocking(move || CheckpointStore::open_read_only(&path))
-        .await
-        .map_err(StateFailure::from)??
-        .map(|store| store.positions())
-        .transpose()?
-        .unwrap_or_default();
+    let existing = tokio::task::spawn_blocking(move || {
+        let store = CheckpointStore::open_read_only(&path)?;
+        if filtered && let Some(store) = &store {
+            store.check_shard(shard)?;
+        }
+        Ok::<_, StateError>(store)
+    })
+    .await
+    .map_err(StateFailure::from)??
+    .map(|store| store.positions())
+    .transpose()?
+    .unwrap_or_default();
     let matched: Vec<_> = existing
         .iter()
         .filter(|r| matches(&r.source, &r.service_id, &r.sink))
@@ -767,7 +835,14 @@ pub async fn reset_state(
             .map(|r| (r.source.as_str(), r.service_id.as_str(), r.sink.as_str()))
             .collect();
         for source in &config.sources {
-            for service in &source.services {
+            // Only this shard's services (when the project is known before login).
+            let here = |service: &String| {
+                source
+                    .project_id
+                    .as_deref()
+                    .is_none_or(|project| shard.follows(project, service))
+            };
+            for service in source.services.iter().filter(|s| here(s)) {
                 for sink in &config.sinks {
                     if matches(&source.name, service, &sink.name)
                         && sink.filter.takes_source(&source.name)
@@ -783,7 +858,6 @@ pub async fn reset_state(
             }
         }
     }
-    let filtered = filter.source.is_some() || filter.service_id.is_some() || filter.sink.is_some();
     if filtered && matched.is_empty() && to_create.is_empty() {
         let flags: Vec<String> = [
             ("--source", &filter.source),
@@ -856,7 +930,24 @@ pub async fn reset_state(
     let _lock = CheckpointStore::lock(&config.state_path)?;
     let mut store =
         CheckpointStore::open_with_busy_timeout(&config.state_path, config.state_busy_timeout)?;
+    if filtered {
+        store.claim_shard(shard)?;
+    }
     let changed = store.reset(&filter, to_kind)?;
+    if !filtered {
+        let before = store.shard()?;
+        store.record_shard(shard)?;
+        if before.is_some_and(|before| before != shard) {
+            output::say(
+                Level::Info,
+                &format!(
+                    "{}: the state now holds shard {shard}'s positions (it held shard {}'s).",
+                    config.state_path.display(),
+                    before.map(|b| b.to_string()).unwrap_or_default()
+                ),
+            );
+        }
+    }
     let mut created = 0;
     if let ResetTo::Since(ms) = to_kind {
         let mut cursors = Vec::new();
@@ -918,8 +1009,10 @@ async fn confirm(total: usize) -> Result<bool, AppError> {
     ))
 }
 
-/// `runner services`: which services each source follows, and why.
+/// `runner services`: which services each source follows, and why. A sharded runner
+/// names the shard of each service and follows only its own.
 pub async fn services(config: &Config) -> Result<u8, AppError> {
+    let shard = config.runner.shard;
     check_secret_files(config).await?;
     let sources = build_sources(config)?;
     let mut out = Stdout::lock();
@@ -933,12 +1026,29 @@ pub async fn services(config: &Config) -> Result<u8, AppError> {
             out.line(format_args!("source {name}: {e}"))?;
             continue;
         }
+        let project_id = source.client.project_id();
         out.line(format_args!(
-            "source {name} (project {}, {}, auth {}):",
-            source.client.project_id(),
+            "source {name} (project {project_id}, {}, auth {}){}:",
             settings.endpoint,
-            source.client.auth_kind()
+            source.client.auth_kind(),
+            if shard.is_whole() {
+                String::new()
+            } else {
+                format!(", as shard {shard}")
+            }
         ))?;
+        // "followed: why" on this shard; "not followed: shard k/N's (why)" on another.
+        let on_shard = |service_id: &str, why: String| {
+            if shard.is_whole() {
+                return format!("followed: {why}");
+            }
+            let owner = Shard::of(&project_id, service_id, shard.count());
+            if owner == shard.index() {
+                format!("followed: {why}; shard {shard}")
+            } else {
+                format!("not followed: shard {owner}/{}'s ({why})", shard.count())
+            }
+        };
         let listed = match discovery::list_services(&source.client, settings.page_size).await {
             Ok(listed) => listed,
             Err(e) => {
@@ -950,13 +1060,17 @@ pub async fn services(config: &Config) -> Result<u8, AppError> {
         for id in &settings.services {
             match listed.iter().find(|s| &s.service_id == id) {
                 Some(s) => out.line(format_args!(
-                    "  {id}  {}  [{}]  followed: listed in `services`",
-                    s.service_name, s.status
+                    "  {id}  {}  [{}]  {}",
+                    s.service_name,
+                    s.status,
+                    on_shard(id, "listed in `services`".to_owned())
                 ))?,
                 None => {
-                    ok = false;
+                    let why = on_shard(id, "listed in `services`".to_owned());
+                    // Only this shard's sync fails for it.
+                    ok &= why.starts_with("not followed");
                     out.line(format_args!(
-                        "  {id}  followed: listed in `services`, but the project has no such service (a sync fails for it)"
+                        "  {id}  {why}, but the project has no such service (a sync fails for it)"
                     ))?;
                 }
             }
@@ -968,7 +1082,7 @@ pub async fn services(config: &Config) -> Result<u8, AppError> {
             let why = match &settings.discover {
                 None => "not followed: not listed in `services` and no `discover`".to_owned(),
                 Some(d) if discovery::matches(d, s) => {
-                    format!("followed: matches discover {}", describe(d))
+                    on_shard(&s.service_id, format!("matches discover {}", describe(d)))
                 }
                 Some(d) => format!("not followed: does not match discover {}", describe(d)),
             };

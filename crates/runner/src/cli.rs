@@ -4,7 +4,7 @@
 
 use crate::config::parse_start_at;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use source::StartAt;
+use source::{Shard, StartAt};
 use std::ffi::OsString;
 use std::path::PathBuf;
 
@@ -66,7 +66,13 @@ pub enum LogFormat {
 /// `--config FILE` (also read from `RUNNER_CONFIG`) and `--config-dir DIR`, each
 /// repeatable: the files are merged (see the README's "Several files").
 #[derive(Debug, Clone, PartialEq, Eq, Args)]
-#[group(required = true, multiple = true)]
+#[group(skip)]
+#[command(group(
+    clap::ArgGroup::new("config_files")
+        .args(["config", "config_dir"])
+        .required(true)
+        .multiple(true)
+))]
 pub struct ConfigArg {
     /// A configuration file (TOML); repeat to merge several. Relative paths in a file are
     /// relative to its folder.
@@ -77,6 +83,25 @@ pub struct ConfigArg {
     /// twice, is an error naming both files.
     #[arg(long, value_name = "DIR")]
     pub config_dir: Vec<PathBuf>,
+    #[command(flatten)]
+    pub shard: ShardArg,
+}
+
+/// `--shard K/N`, with every command that reads a config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Args)]
+#[group(skip)]
+pub struct ShardArg {
+    /// Be shard K of N (K from 0 to N-1, such as a StatefulSet pod's ordinal): follow
+    /// only the services whose SHA-256(project_id/service_id) falls on K. Replaces
+    /// [runner] shard. Each shard needs its own state file: the state records K/N and
+    /// refuses another (exit 2).
+    #[arg(long, value_name = "K/N", value_parser = parse_shard)]
+    pub shard: Option<Shard>,
+}
+
+/// `--shard K/N`; the message is the one `[runner] shard` gets.
+fn parse_shard(text: &str) -> Result<Shard, String> {
+    text.parse::<Shard>().map_err(|e| e.to_string())
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Args)]
@@ -207,6 +232,7 @@ impl Cli {
                 action: None,
                 config,
                 config_dir,
+                shard,
                 json,
             }) => {
                 // clap requires --config or --config-dir when no action is given; this
@@ -218,7 +244,11 @@ impl Cli {
                     ));
                 }
                 Command::State(StateArgs {
-                    config: ConfigArg { config, config_dir },
+                    config: ConfigArg {
+                        config,
+                        config_dir,
+                        shard,
+                    },
                     json,
                 })
             }
@@ -323,6 +353,8 @@ struct ClapState {
     /// with --config.
     #[arg(long, value_name = "DIR")]
     config_dir: Vec<PathBuf>,
+    #[command(flatten)]
+    shard: ShardArg,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -361,6 +393,7 @@ mod tests {
         ConfigArg {
             config: vec![PathBuf::from(path)],
             config_dir: vec![],
+            shard: ShardArg::default(),
         }
     }
 
@@ -653,6 +686,31 @@ mod tests {
     }
 
     #[test]
+    fn a_shard_is_k_of_n_and_is_no_config() {
+        let Command::Sync(args) = parse(&["sync", "-c", "r.toml", "--shard", "2/3"]).command else {
+            panic!("not sync");
+        };
+        assert_eq!(args.config.shard.shard, Shard::new(2, 3));
+        for bad in ["3/3", "a/b", "0/0", "1"] {
+            let error = parse_err(&["sync", "-c", "r.toml", "--shard", bad]);
+            assert_eq!(error.kind(), ErrorKind::ValueValidation, "{bad}: {error}");
+            assert_eq!(error.exit_code(), 2);
+            let shown = error.to_string();
+            assert!(shown.contains("--shard") && shown.contains(bad), "{shown}");
+        }
+        if !runner_config_is_set() {
+            for command in ["sync", "run", "services", "state"] {
+                let error = parse_err(&[command, "--shard", "1/3"]);
+                assert_eq!(
+                    error.kind(),
+                    ErrorKind::MissingRequiredArgument,
+                    "{command}: {error}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn config_paths_are_kept_as_given() {
         let Command::Run(args) = parse(&["run", "--config", "./a b/r.toml"]).command else {
             panic!("not run");
@@ -665,6 +723,9 @@ mod tests {
         let expected = ConfigArg {
             config: vec![PathBuf::from("a.toml"), PathBuf::from("b.toml")],
             config_dir: vec![PathBuf::from("conf.d")],
+            shard: ShardArg {
+                shard: Shard::new(1, 3),
+            },
         };
         let flags = [
             "--config",
@@ -673,6 +734,8 @@ mod tests {
             "conf.d",
             "-c",
             "b.toml",
+            "--shard",
+            "1/3",
         ];
         let with = |command: &[&str]| -> Vec<String> {
             command

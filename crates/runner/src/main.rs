@@ -60,8 +60,13 @@ fn main() -> ExitCode {
     }
 }
 
+/// Loads the config files; `--shard` replaces `[runner] shard`.
 fn load(files: &ConfigArg) -> Result<config::Config, AppError> {
-    Ok(config::load_all(&files.config, &files.config_dir)?)
+    let mut config = config::load_all(&files.config, &files.config_dir)?;
+    if let Some(shard) = files.shard.shard {
+        config.runner.shard = shard;
+    }
+    Ok(config)
 }
 
 async fn execute(command: Command) -> Result<u8, AppError> {

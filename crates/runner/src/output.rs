@@ -279,14 +279,20 @@ pub fn starting(config: &crate::config::Config) {
         .map(|s| format!("{} ({})", s.name, s.kind()))
         .collect();
     let interval = humantime::format_duration(config.runner.interval).to_string();
+    let shard = config.runner.shard;
     let text = format!(
-        "runner {}: config {}, {} source(s) {}, {} sink(s) {}, interval {interval}",
+        "runner {}: config {}, {} source(s) {}, {} sink(s) {}, interval {interval}{}",
         env!("CARGO_PKG_VERSION"),
         config.file.display(),
         sources.len(),
         sources.join(", "),
         sinks.len(),
         sinks.join(", "),
+        if shard.is_whole() {
+            String::new()
+        } else {
+            format!(", shard {shard}")
+        }
     );
     let sinks: Vec<Value> = config
         .sinks
@@ -298,7 +304,7 @@ pub fn starting(config: &crate::config::Config) {
         &text,
         json!({"summary": "start", "version": env!("CARGO_PKG_VERSION"),
             "config": config.file.display().to_string(), "sources": sources, "sinks": sinks,
-            "interval": interval}),
+            "interval": interval, "shard": shard.to_string()}),
     );
 }
 

@@ -28,8 +28,8 @@ pub use error::SourceError;
 pub use pull::{PullOptions, PulledBatch, PulledEvent, ServerModel, ServicePull};
 pub use regions::{Cloud, RegionEndpoints};
 pub use secret::Secret;
-pub use shard::Shard;
 pub use settings::{
     AuthKind, AuthSettings, Discover, OffsetUnit, SecretSource, SettingsOrigin, SourceSettings,
     StartAt, TlsSettings,
 };
+pub use shard::Shard;

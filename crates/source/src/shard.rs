@@ -133,7 +133,11 @@ mod tests {
             ("", "", 2, 0x8a5e_dab2_8263_2443, 1),
         ];
         for (project, service, count, key, shard) in vectors {
-            assert_eq!(key % u64::from(count), u64::from(shard), "the vector itself");
+            assert_eq!(
+                key % u64::from(count),
+                u64::from(shard),
+                "the vector itself"
+            );
             assert_eq!(
                 Shard::of(project, service, count),
                 shard,
@@ -162,7 +166,9 @@ mod tests {
         assert_eq!("0/1".parse::<Shard>().unwrap(), Shard::WHOLE);
         assert_eq!("2/3".parse::<Shard>().unwrap(), Shard::new(2, 3).unwrap());
         assert_eq!("2/3".parse::<Shard>().unwrap().to_string(), "2/3");
-        for bad in ["1", "a/b", "", "/", "1/", "/3", " 1/3", "1/3 ", "-1/3", "+1/3", "1/3/4"] {
+        for bad in [
+            "1", "a/b", "", "/", "1/", "/3", " 1/3", "1/3 ", "-1/3", "+1/3", "1/3/4",
+        ] {
             let error = bad.parse::<Shard>().unwrap_err();
             assert!(matches!(error, ShardError::Form(_)), "{bad:?}: {error}");
             assert!(error.to_string().contains("K/N"), "{error}");

@@ -60,6 +60,7 @@ use sink::config::{COMMON_KEYS, ConfigContext, ConfigIssue, ReadError, SinkProbe
 use sink::{SinkFilter, SinkOptions, SinkSettings};
 use source::checkpoint::resolve_path;
 use source::regions::{self, Cloud, RegionEndpoints};
+use source::shard::Shard;
 use source::{
     AuthSettings, Discover, OffsetUnit, Secret, SecretSource, SettingsOrigin, SourceSettings,
     StartAt,
@@ -134,6 +135,9 @@ pub struct RunnerSettings {
     pub concurrency: usize,
     /// How long SIGTERM waits for the in-flight batch.
     pub shutdown_timeout: Duration,
+    /// `shard = "K/N"`: the services this runner follows (`0/1`, every service, by
+    /// default). `--shard` replaces it.
+    pub shard: Shard,
 }
 
 impl Default for RunnerSettings {
@@ -142,6 +146,7 @@ impl Default for RunnerSettings {
             interval: defaults::INTERVAL,
             concurrency: defaults::CONCURRENCY,
             shutdown_timeout: defaults::SHUTDOWN_TIMEOUT,
+            shard: Shard::WHOLE,
         }
     }
 }
@@ -618,6 +623,17 @@ impl<'r, 'a> Merge<'r, 'a> {
                 true,
             ) {
                 Ok(value) => settings.shutdown_timeout = value,
+                Err(e) => errors.push(e),
+            }
+        }
+        let shard = self.setting(
+            errors,
+            "runner.shard",
+            tables.iter().map(|(r, t)| (*r, t.shard.clone())),
+        );
+        if let Some(s) = shard {
+            match s.reader.shard(&s.value) {
+                Ok(value) => settings.shard = value,
                 Err(e) => errors.push(e),
             }
         }
@@ -1435,6 +1451,14 @@ impl<'a> Reader<'a> {
     ) -> Result<Duration, ConfigError> {
         sink::config::checked_duration(value, default, zero_allowed)
             .map_err(|(span, message)| self.error(span, key, message))
+    }
+
+    /// `runner.shard`, after `${VAR}` (a StatefulSet's pod index) is replaced.
+    fn shard(&self, value: &Spanned<String>) -> Result<Shard, ConfigError> {
+        let key = "runner.shard";
+        let text = self.expand(value, key)?;
+        text.parse()
+            .map_err(|e: source::shard::ShardError| self.error(value.span(), key, e.to_string()))
     }
 
     fn integer<T: TryFrom<i64>>(

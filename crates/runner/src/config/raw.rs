@@ -30,6 +30,7 @@ pub(super) struct RunnerTable {
     pub interval: Option<Spanned<HumanDuration>>,
     pub concurrency: Option<Spanned<i64>>,
     pub shutdown_timeout: Option<Spanned<HumanDuration>>,
+    pub shard: Option<Spanned<String>>,
 }
 
 /// The key every kind of component has.

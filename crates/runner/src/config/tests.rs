@@ -48,6 +48,7 @@ fn env(name: &str) -> Option<String> {
         "OTC_PASSWORD" => Some(PASSWORD.to_owned()),
         "HUAWEICLOUD_TOKEN" => Some(HUAWEI_TOKEN.to_owned()),
         "REGION" => Some("eu-de".to_owned()),
+        "SHARD_INDEX" => Some("2".to_owned()),
         "PROJECT" => Some("fedcba9876543210fedcba9876543210".to_owned()),
         "SPACED_TOKEN" => Some(format!("{TOKEN}\n")),
         "LOKI_PASSWORD" => Some("loki-S3CRET".to_owned()),
@@ -454,6 +455,7 @@ fn every_default() {
             interval: Duration::from_secs(60),
             concurrency: 4,
             shutdown_timeout: Duration::from_secs(30),
+            shard: Shard::WHOLE,
         }
     );
     let source = &config.sources[0];
@@ -504,6 +506,7 @@ path = "/var/lib/runner/state.db"
 interval = "5s"
 concurrency = 16
 shutdown_timeout = "0s"
+shard = "${SHARD_INDEX}/3"
 
 [sources.b-region]
 type = "modelarts"
@@ -555,6 +558,7 @@ path = "../out/all.jsonl"
             interval: Duration::from_secs(5),
             concurrency: 16,
             shutdown_timeout: Duration::ZERO,
+            shard: Shard::new(2, 3).unwrap(),
         }
     );
     // Sorted by name.
@@ -634,6 +638,28 @@ fn unknown_key_in_state_and_runner() {
         "intervall",
         "unknown key `intervall`",
     );
+}
+
+#[test]
+fn a_bad_shard_names_the_key_and_line() {
+    for (value, what) in [
+        (
+            "\"3/3\"",
+            "K must be below N (the shards of 3 are 0/3 to 2/3)",
+        ),
+        ("\"a/b\"", "must be \"K/N\""),
+        ("\"0/0\"", "N must be at least 1"),
+        ("\"1\"", "got \"1\""),
+        ("\"${SHARD_INDEX}/2\"", "\"2/2\": K must be below N"),
+        ("\"${NO_SUCH_SHARD}/2\"", "NO_SUCH_SHARD"),
+    ] {
+        let text = with("runner", &format!("shard = {value}"));
+        assert_error(&text, "runner.shard", "shard =", what);
+    }
+    let text = with("runner", "shard = 1");
+    let error = parse_err(&text);
+    assert_eq!(error.line(), Some(line_of(&text, "shard =")), "{error}");
+    assert!(error.to_string().contains("shard"), "{error}");
 }
 
 #[test]

@@ -24,8 +24,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
-pub use error::StateError;
 use crate::shard::Shard;
+pub use error::StateError;
 use schema::Migration;
 
 /// How long a statement waits for another connection's write lock before
@@ -602,24 +602,43 @@ impl CheckpointStore {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(sqlite_error(&path))?;
-        let recorded = match Self::read_shard(&tx, &path)? {
+        let recorded = Self::read_shard(&tx, &path)?;
+        Self::owner(&tx, &path, recorded, wanted)?;
+        Self::write_shard(&tx, &path, wanted)?;
+        tx.commit().map_err(sqlite_error(&path))
+    }
+
+    /// What [`claim_shard`](Self::claim_shard) checks, without writing: for
+    /// readers (`--dry-run`, a filtered `state reset`'s preview).
+    pub fn check_shard(&self, wanted: Shard) -> Result<(), StateError> {
+        Self::owner(&self.conn, &self.path, self.shard()?, wanted)
+    }
+
+    /// Refuses `wanted` unless the file is its: `recorded`, or with no record
+    /// 0/1 when it holds positions and anyone's when it holds none.
+    fn owner(
+        conn: &Connection,
+        path: &Path,
+        recorded: Option<Shard>,
+        wanted: Shard,
+    ) -> Result<(), StateError> {
+        let recorded = match recorded {
             Some(recorded) => recorded,
             None => {
-                let unsharded: bool = tx
+                let unsharded: bool = conn
                     .query_row("SELECT EXISTS (SELECT 1 FROM cursor)", [], |row| row.get(0))
-                    .map_err(sqlite_error(&path))?;
+                    .map_err(sqlite_error(path))?;
                 if unsharded { Shard::WHOLE } else { wanted }
             }
         };
-        if recorded != wanted {
-            return Err(StateError::OtherShard {
-                path,
-                recorded,
-                wanted,
-            });
+        if recorded == wanted {
+            return Ok(());
         }
-        Self::write_shard(&tx, &path, wanted)?;
-        tx.commit().map_err(sqlite_error(&path))
+        Err(StateError::OtherShard {
+            path: path.to_path_buf(),
+            recorded,
+            wanted,
+        })
     }
 
     /// Records `shard` as the file's, whatever it recorded before: for a

@@ -1369,6 +1369,11 @@ fn a_new_file_is_claimed_by_the_first_shard_and_refused_to_others() {
     drop(store);
     let reader = CheckpointStore::open_read_only(&path).unwrap().unwrap();
     assert_eq!(reader.shard().unwrap(), Some(shard("1/3")));
+    reader.check_shard(shard("1/3")).unwrap();
+    assert!(matches!(
+        reader.check_shard(shard("0/3")),
+        Err(StateError::OtherShard { .. })
+    ));
 }
 
 #[test]
@@ -1395,6 +1400,11 @@ fn a_version_4_file_is_migrated_and_is_unsharded() {
     let path = older_file(&dir, 4, 42, &[]);
     let reader = CheckpointStore::open_read_only(&path).unwrap().unwrap();
     assert_eq!(reader.shard().unwrap(), None, "read before the migration");
+    reader.check_shard(Shard::WHOLE).unwrap();
+    assert!(
+        reader.check_shard(shard("1/2")).is_err(),
+        "it has positions"
+    );
     drop(reader);
     let mut store = CheckpointStore::open(&path).unwrap();
     assert!(table_names(&path).iter().any(|n| n == "shard"));
