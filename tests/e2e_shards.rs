@@ -531,3 +531,42 @@ fn bad_shards_and_another_shard_s_service_are_refused() {
         output.stderr
     );
 }
+
+// 6. `run` as three shards at once: each says its shard when it starts, the polls together
+//    deliver every event once, and each stops with 0 on SIGTERM.
+#[test]
+fn three_running_shards_deliver_every_event_once() {
+    let dir = Dir::new("shards-run");
+    let sim = sim_with(12);
+    let every = sim.service_ids();
+    let expected = truth(&sim, &every);
+    let config = sharded_config(&sim)
+        .runner_key("interval", &toml_str("200ms"))
+        .runner_key("shutdown_timeout", &toml_str("10s"));
+    let config = dir.write_config(&config);
+    let config = config.to_str().unwrap();
+    let running: Vec<_> = (0..SHARDS)
+        .map(|shard| {
+            dir.command(&["run", "--config", config])
+                .env("SHARD_INDEX", &shard.to_string())
+                .spawn()
+        })
+        .collect();
+    let delivered = || -> usize { (0..SHARDS).map(|shard| out_of(&dir, shard).len()).sum() };
+    support::wait_until("the shards delivered every event", || {
+        delivered() >= expected.len()
+    });
+    for (shard, run) in running.into_iter().enumerate() {
+        run.signal(libc::SIGTERM);
+        let output = run.wait();
+        output.assert_code(0);
+        output.assert_no_panic();
+        let start = output.stderr.lines().next().unwrap_or_default();
+        assert!(
+            start.contains(&format!(", shard {shard}/3")),
+            "shard {shard} starts with: {start}"
+        );
+    }
+    let (union, _) = split(&dir, &every);
+    assert_exactly_once(&union, &expected, "three running shards");
+}
