@@ -241,6 +241,19 @@ fn a_state_of_another_shard_is_refused_and_left_unchanged() {
         assert_eq!(dir.read_bytes("out/events.jsonl"), written, "{args:?}");
     }
 
+    let output = dir
+        .command(&["validate", "--check", "--config", path, "--shard", "2/3"])
+        .run();
+    output.assert_code(1);
+    assert!(
+        output.stderr.contains("state: FAILED: ") && output.stderr.contains("belongs to shard 1/3"),
+        "{}",
+        output.stderr
+    );
+    dir.command(&["validate", "--check", "--config", path, "--shard", "1/3"])
+        .run()
+        .assert_code(0);
+
     // The key says 2/3 and --shard 1/3 wins: the file's own shard, nothing new.
     let keyed = dir.write(
         "keyed.toml",

@@ -539,11 +539,16 @@ pub async fn validate(config: &Config, check: bool) -> Result<u8, AppError> {
             output::always(level, &line);
         }
     }
-    // The state file, if there is one yet: readable by this runner and intact.
+    // The state file, if there is one yet: readable by this runner, intact, and this
+    // shard's.
     let path = config.state_path.clone();
+    let shard = config.runner.shard;
     let state = tokio::task::spawn_blocking(move || {
-        CheckpointStore::open_read_only(&path)
-            .and_then(|store| store.map(|s| s.check_integrity()).transpose())
+        CheckpointStore::open_read_only(&path).and_then(|store| {
+            store
+                .map(|s| s.check_integrity().and_then(|()| s.check_shard(shard)))
+                .transpose()
+        })
     })
     .await
     .map_err(StateFailure::from)?;
