@@ -278,6 +278,32 @@ fn a_state_of_another_shard_is_refused_and_left_unchanged() {
     assert_eq!(dir.read_bytes("out/events.jsonl"), written);
 }
 
+// 2b. Two shards pointed at one state file at once: one of them syncs, the other is refused
+//     by the lock (exit 3) or, if it comes second, by the shard the state now records (exit
+//     2). The state holds the winner's shard.
+#[test]
+fn two_shards_on_one_state_file_never_both_run() {
+    let dir = Dir::new("shards-one-file");
+    let sim = sim_with(9);
+    let config = ConfigText::for_sim(&sim).stdout_sink("console");
+    let path = dir.write_config(&config);
+    let path = path.to_str().unwrap();
+    let running: Vec<_> = ["0/2", "1/2"]
+        .iter()
+        .map(|shard| {
+            dir.command(&["sync", "--config", path, "--shard", shard])
+                .spawn()
+        })
+        .collect();
+    let codes: Vec<Option<i32>> = running.into_iter().map(|r| r.wait().code()).collect();
+    let winner = match codes[..] {
+        [Some(0), Some(2 | 3)] => "0/2",
+        [Some(2 | 3), Some(0)] => "1/2",
+        _ => panic!("exit codes {codes:?}: exactly one shard may sync"),
+    };
+    assert_eq!(state_json(&dir, path)["shard"], winner);
+}
+
 // 3. An unsharded state (written without any shard) is shard 0/1: opening it as 1/3 is
 //    refused, saying so. `state reset --shard 1/3` forgets its positions and gives it to
 //    shard 1/3, whose next sync delivers its own services, and nothing of the others again.

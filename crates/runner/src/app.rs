@@ -808,12 +808,12 @@ pub async fn reset_state(
             && filter.service_id.as_deref().is_none_or(|s| s == service_id)
             && filter.sink.as_deref().is_none_or(|s| s == sink)
     };
-    // The preview reads the state without creating it: a reset that matches nothing
-    // leaves no file behind.
     // A reset of some positions keeps the file's shard, so it must be this runner's; a
     // reset of all of them gives the file to this runner's shard (resharding in place).
     let filtered = filter.source.is_some() || filter.service_id.is_some() || filter.sink.is_some();
     let shard = config.runner.shard;
+    // The preview reads the state without creating it: a reset that matches nothing
+    // leaves no file behind.
     let path = config.state_path.clone();
     let existing = tokio::task::spawn_blocking(move || {
         let store = CheckpointStore::open_read_only(&path)?;
