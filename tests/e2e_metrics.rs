@@ -88,7 +88,9 @@ fn parse_metrics(text: &str) -> Vec<Sample> {
             _ => name == family,
         };
         assert!(
-            declared.iter().any(|(family, kind)| family_of(family, kind)),
+            declared
+                .iter()
+                .any(|(family, kind)| family_of(family, kind)),
             "sample {name} has no # TYPE line before it:\n{text}"
         );
         samples.push(Sample {
@@ -209,7 +211,12 @@ fn sync_writes_a_metrics_file_whose_counts_match_the_simulator() {
     );
     let samples = parse_metrics(&text);
     let all = truth(&sim, &services);
-    assert_eq!(read_jsonl(&dir.join(FILE)).len(), all.len(), "{}", out.stderr);
+    assert_eq!(
+        read_jsonl(&dir.join(FILE)).len(),
+        all.len(),
+        "{}",
+        out.stderr
+    );
     for service in &services {
         let events = all.iter().filter(|e| &e.0 == service).count() as f64;
         let of = [("source", "sim"), ("service", service.as_str())];
@@ -348,7 +355,9 @@ fn run_serves_metrics_and_health_and_health_names_the_sink_that_stays_down() {
     assert_eq!(loki_entry["kind"], "sink");
     assert_eq!(loki_entry["unhealthy"], true);
     assert!(
-        failing.iter().all(|f| f["name"] != "archive" && f["kind"] != "source"),
+        failing
+            .iter()
+            .all(|f| f["name"] != "archive" && f["kind"] != "source"),
         "only Loki fails: {body}"
     );
 
@@ -482,7 +491,10 @@ fn a_long_backfill_logs_progress_lines_that_grow_to_the_total() {
         counts.windows(2).all(|w| w[0].0 <= w[1].0),
         "counts grow: {counts:?}"
     );
-    assert!(counts.iter().all(|(_, total)| *total == 2_000), "{counts:?}");
+    assert!(
+        counts.iter().all(|(_, total)| *total == 2_000),
+        "{counts:?}"
+    );
     assert!(counts[0].0 < 2_000, "a line came while the backfill ran");
     assert_eq!(counts.last().unwrap().0, 2_000);
     assert!(lines.last().unwrap().ends_with(", done"), "{lines:?}");

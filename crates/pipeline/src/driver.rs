@@ -996,7 +996,14 @@ mod tests {
             },
         });
         let started = Instant::now();
-        let outcome = send_batch(seven, one_record(), settings(5), shutdown.clone(), &Observer::new()).await;
+        let outcome = send_batch(
+            seven,
+            one_record(),
+            settings(5),
+            shutdown.clone(),
+            &Observer::new(),
+        )
+        .await;
         assert_eq!(outcome.attempts, 3);
         assert!(outcome.failure.is_none());
         assert_eq!(started.elapsed(), Duration::from_secs(14));
@@ -1010,7 +1017,14 @@ mod tests {
             },
         });
         let started = Instant::now();
-        send_batch(sixty, one_record(), settings(5), shutdown.clone(), &Observer::new()).await;
+        send_batch(
+            sixty,
+            one_record(),
+            settings(5),
+            shutdown.clone(),
+            &Observer::new(),
+        )
+        .await;
         assert_eq!(
             started.elapsed(),
             Duration::from_secs(10),
@@ -1041,7 +1055,14 @@ mod tests {
             sends: std::sync::Mutex::new(0),
             error: || SinkError::retryable("flaky", "down").with_status(503),
         });
-        let outcome = send_batch(down.clone(), one_record(), settings(3), shutdown.clone(), &Observer::new()).await;
+        let outcome = send_batch(
+            down.clone(),
+            one_record(),
+            settings(3),
+            shutdown.clone(),
+            &Observer::new(),
+        )
+        .await;
         assert_eq!(*down.sends.lock().unwrap(), 3);
         assert!(matches!(
             outcome.failure,
@@ -1054,7 +1075,14 @@ mod tests {
             sends: std::sync::Mutex::new(0),
             error: || SinkError::permanent("flaky", "unauthorized").with_status(401),
         });
-        let outcome = send_batch(refused.clone(), one_record(), settings(6), shutdown, &Observer::new()).await;
+        let outcome = send_batch(
+            refused.clone(),
+            one_record(),
+            settings(6),
+            shutdown,
+            &Observer::new(),
+        )
+        .await;
         assert_eq!(*refused.sends.lock().unwrap(), 1);
         assert!(matches!(outcome.failure, Some(SinkFailure::Permanent(_))));
     }

@@ -342,11 +342,8 @@ impl ServiceJob {
                     self.observer
                         .pull_total(&source_name, &self.service_id, total);
                 }
-                self.observer.fetched(
-                    &source_name,
-                    &self.service_id,
-                    batch.events.len() as u64,
-                );
+                self.observer
+                    .fetched(&source_name, &self.service_id, batch.events.len() as u64);
             }
             if !batch.service_name.is_empty() {
                 summary.service_name.clone_from(&batch.service_name);

@@ -403,7 +403,8 @@ impl Pipeline {
             if service.failure.is_some() || service.gone {
                 continue;
             }
-            self.observer.polled(&service.source, &service.service_id, at);
+            self.observer
+                .polled(&service.source, &service.service_id, at);
             for (runtime, sink) in self.sinks.iter().zip(sinks) {
                 let left_behind = !sink.caught_up
                     && sink

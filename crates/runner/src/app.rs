@@ -4,8 +4,8 @@
 use crate::config::{Config, ConfigError};
 use crate::output::{self, Detail, Level, Stdout};
 use crate::progress::ProgressLog;
-use crate::status_server::StatusServer;
 use crate::signals::{Signals, Stop, outcome_code};
+use crate::status_server::StatusServer;
 use pipeline::replay::{self, ReplayError};
 use pipeline::{
     DeadLetterFile, DryRunPreview, Followed, Mode, Pipeline, Selection, SinkRuntime, SourceFailure,
@@ -473,9 +473,9 @@ pub async fn run(config: &Config) -> Result<u8, AppError> {
     let observer = Arc::new(Observer::new());
     // Bound before anything else, so that a taken port fails at once.
     let server = match config.runner.listen {
-        Some(addr) => Some(
-            StatusServer::start(addr, observer.clone(), config.runner.unhealthy_after).await?,
-        ),
+        Some(addr) => {
+            Some(StatusServer::start(addr, observer.clone(), config.runner.unhealthy_after).await?)
+        }
         None => None,
     };
     output::starting(config, server.as_ref().map(|s| s.addr));

@@ -41,7 +41,8 @@ impl ProgressLog {
         let task = {
             let (observer, reported) = (observer.clone(), reported.clone());
             tokio::spawn(async move {
-                let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+                let mut ticks =
+                    tokio::time::interval_at(tokio::time::Instant::now() + every, every);
                 ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 loop {
                     ticks.tick().await;

@@ -540,9 +540,16 @@ mod tests {
             text.contains("# TYPE modelarts_shipper_events_fetched_total counter\n"),
             "{text}"
         );
-        assert!(text.contains("modelarts_shipper_events_fetched_total{source=\"prod\",service=\"svc\"} 3\n"));
-        assert!(text.contains("# TYPE modelarts_shipper_sink_request_duration_seconds histogram\n"));
-        assert!(!text.contains("# EOF") && !text.contains("# UNIT"), "{text}");
+        assert!(text.contains(
+            "modelarts_shipper_events_fetched_total{source=\"prod\",service=\"svc\"} 3\n"
+        ));
+        assert!(
+            text.contains("# TYPE modelarts_shipper_sink_request_duration_seconds histogram\n")
+        );
+        assert!(
+            !text.contains("# EOF") && !text.contains("# UNIT"),
+            "{text}"
+        );
         assert!(observer.openmetrics().ends_with("# EOF\n"));
     }
 

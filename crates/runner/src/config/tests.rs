@@ -454,6 +454,8 @@ fn every_default() {
             interval: Duration::from_secs(60),
             concurrency: 4,
             shutdown_timeout: Duration::from_secs(30),
+            listen: None,
+            unhealthy_after: Duration::from_secs(300),
         }
     );
     let source = &config.sources[0];
@@ -504,6 +506,8 @@ path = "/var/lib/runner/state.db"
 interval = "5s"
 concurrency = 16
 shutdown_timeout = "0s"
+listen = "127.0.0.1:9187"
+health = { unhealthy_after = "90s" }
 
 [sources.b-region]
 type = "modelarts"
@@ -555,6 +559,8 @@ path = "../out/all.jsonl"
             interval: Duration::from_secs(5),
             concurrency: 16,
             shutdown_timeout: Duration::ZERO,
+            listen: Some("127.0.0.1:9187".parse().unwrap()),
+            unhealthy_after: Duration::from_secs(90),
         }
     );
     // Sorted by name.
