@@ -7,6 +7,9 @@
 //! `# TYPE`), and their values are checked against the simulator's truth.
 
 #![allow(clippy::unwrap_used)]
+// A terminal for stderr needs `openpty(3)`, a plain libc call with no safe wrapper in std;
+// the one unsafe block is in `stderr_on_a_terminal`.
+#![allow(unsafe_code)]
 
 mod support;
 
@@ -522,4 +525,213 @@ fn a_bad_listen_address_is_a_config_error_naming_the_key() {
         "{}",
         out.stderr
     );
+}
+
+/// Runs `runner ARGS` in `dir` with stderr a pseudo-terminal (stdout to /dev/null) and
+/// `env` set; returns what it wrote there.
+fn stderr_on_a_terminal(dir: &Dir, args: &[&str], env: &[(&str, &str)]) -> String {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let (mut leader, mut follower): (libc::c_int, libc::c_int) = (-1, -1);
+    // SAFETY: the two out-pointers are to live locals; name, termios and winsize may be null.
+    let opened = unsafe {
+        libc::openpty(
+            &mut leader,
+            &mut follower,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(opened, 0, "openpty: {}", std::io::Error::last_os_error());
+    // SAFETY: openpty succeeded, so both are open descriptors that nothing else owns.
+    let (leader, follower) =
+        unsafe { (OwnedFd::from_raw_fd(leader), OwnedFd::from_raw_fd(follower)) };
+    let mut command = std::process::Command::new(support::RUNNER);
+    command
+        .current_dir(dir.path())
+        .args(args)
+        .env_remove("RUST_LOG")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::from(follower));
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    // Read while it runs: a terminal's buffer is small.
+    let reader = std::thread::spawn(move || {
+        let mut leader = std::fs::File::from(leader);
+        let mut bytes = Vec::new();
+        let mut chunk = [0_u8; 4096];
+        // Once the child has exited and no one holds the follower, the read fails (EIO).
+        while let Ok(n) = leader.read(&mut chunk) {
+            if n == 0 {
+                break;
+            }
+            bytes.extend_from_slice(&chunk[..n]);
+        }
+        bytes
+    });
+    let status = command.status().expect("the runner binary starts");
+    // `command` holds the follower until it is dropped.
+    drop(command);
+    assert_eq!(status.code(), Some(0), "runner {}", args.join(" "));
+    String::from_utf8_lossy(&reader.join().unwrap()).into_owned()
+}
+
+// On a terminal a long backfill gets a progress bar (here after 20 ms instead of a
+// second) whose total is the first page's `total_count`, left full at the end; and no
+// progress lines.
+#[test]
+fn on_a_terminal_a_long_backfill_gets_a_bar_that_ends_full() {
+    let dir = Dir::new("metrics-bar");
+    let sim = sim_with(1, 2_000, 53);
+    sim.set_behaviour(Behaviour {
+        latency: Duration::from_millis(5),
+        ..Behaviour::default()
+    });
+    let service = sim.service_ids()[0].clone();
+    let config = ConfigText::for_sim(&sim)
+        .source_key("page_size", "50")
+        .file_sink("archive", FILE);
+    let config_path = dir.write_config(&config);
+    let stderr = stderr_on_a_terminal(
+        &dir,
+        &["sync", "--config", config_path.to_str().unwrap()],
+        &[("RUNNER_PROGRESS_INTERVAL", "20ms")],
+    );
+    assert!(
+        stderr.contains(&format!("sim/{service} [")),
+        "no bar named after the service:\n{stderr:?}"
+    );
+    // The last drawing of the bar, just before the summary on a line of its own, is full.
+    let (bars, summary) = stderr
+        .split_once(&format!("\nsim/{service} (svc-1): fetched 2000"))
+        .unwrap_or_else(|| panic!("{stderr:?}"));
+    let last = bars.rsplit("\u{1b}[1A").next().unwrap();
+    assert!(last.contains("] 2000/2000 events (100%)"), "{last:?}");
+    assert!(summary.contains("total: fetched 2000"), "{summary:?}");
+    assert!(!stderr.contains("progress: "), "{stderr:?}");
+}
+
+// With JSON logs the progress lines are JSON too, their numbers in a `progress` field,
+// the last one done at the total.
+#[test]
+fn json_progress_lines_carry_their_numbers() {
+    let dir = Dir::new("metrics-progress-json");
+    let sim = sim_with(1, 2_000, 59);
+    sim.set_behaviour(Behaviour {
+        latency: Duration::from_millis(5),
+        ..Behaviour::default()
+    });
+    let service = sim.service_ids()[0].clone();
+    let config = ConfigText::for_sim(&sim)
+        .source_key("page_size", "50")
+        .file_sink("archive", FILE);
+    let config_path = dir.write_config(&config);
+    let out = dir
+        .command(&[
+            "--log-format",
+            "json",
+            "sync",
+            "--config",
+            config_path.to_str().unwrap(),
+        ])
+        .env("RUNNER_PROGRESS_INTERVAL", "20ms")
+        .expect_code(0);
+    let progress: Vec<Value> = support::parse_json_lines(&out.stderr, "stderr")
+        .into_iter()
+        .filter_map(|line| line["fields"].get("progress").cloned())
+        .collect();
+    assert!(progress.len() >= 2, "{}", out.stderr);
+    assert!(
+        progress
+            .iter()
+            .all(|p| p["source"] == "sim" && p["service_id"] == service.as_str())
+    );
+    let fetched: Vec<u64> = progress
+        .iter()
+        .map(|p| p["fetched"].as_u64().unwrap())
+        .collect();
+    assert!(fetched.windows(2).all(|w| w[0] <= w[1]), "{fetched:?}");
+    let last = progress.last().unwrap();
+    assert_eq!(last["done"], true, "{last}");
+    assert_eq!(last["fetched"], 2_000);
+    assert_eq!(last["total"], 2_000);
+    assert!(
+        progress[..progress.len() - 1]
+            .iter()
+            .all(|p| p["done"] == false)
+    );
+}
+
+// A source whose endpoint refuses connections is failing: its requests are counted with
+// status `error`, and /health turns 503 naming the source (and no sink).
+#[test]
+fn health_names_a_source_that_cannot_be_reached() {
+    let dir = Dir::new("metrics-source-down");
+    let sim = sim_with(1, 5, 61);
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    };
+    let config = ConfigText::for_sim(&sim)
+        .source_key("endpoint", &toml_str(&format!("http://{closed}")))
+        .source_key("max_retries", "1")
+        .runner_key("interval", &toml_str("50ms"))
+        .runner_key("listen", &toml_str("127.0.0.1:0"))
+        .runner_key("health.unhealthy_after", &toml_str("100ms"))
+        .file_sink("archive", FILE);
+    let config_path = dir.write_config(&config);
+    let running = dir
+        .command(&["run", "--config", config_path.to_str().unwrap()])
+        .spawn();
+    let mut addr = None;
+    wait_until("run says where it listens", || {
+        addr = listening_address(&running.stderr_so_far());
+        addr.is_some()
+    });
+    let addr = addr.unwrap();
+    let mut health = (0, String::new());
+    wait_until("/health turns 503", || {
+        health = get(&addr, "/health");
+        health.0 == 503
+    });
+    let body: Value = serde_json::from_str(&health.1).unwrap();
+    let failing = body["failing"].as_array().unwrap();
+    assert_eq!(failing.len(), 1, "{body}");
+    assert_eq!(failing[0]["kind"], "source");
+    assert_eq!(failing[0]["name"], "sim");
+    assert!(
+        failing[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains(&closed.to_string()),
+        "the error names the endpoint: {body}"
+    );
+    let samples = parse_metrics(&get(&addr, "/metrics").1);
+    assert!(
+        value(
+            &samples,
+            &metric("cloud_requests_total"),
+            &[("source", "sim"), ("status", "error")]
+        )
+        .unwrap()
+            >= 2.0
+    );
+    assert!(
+        value(
+            &samples,
+            &metric("cloud_retries_total"),
+            &[("source", "sim")]
+        )
+        .unwrap()
+            >= 1.0
+    );
+    assert_eq!(
+        get(&addr, "/live").0,
+        200,
+        "not live is for a stuck process only"
+    );
+    running.signal(libc::SIGTERM);
+    running.wait().assert_code(0);
 }

@@ -306,6 +306,13 @@ pub fn starting(config: &crate::config::Config, listen: Option<std::net::SocketA
     summary(Level::Info, &text, fields);
 }
 
+/// Whether backfills get progress bars rather than progress lines: text logs on a
+/// terminal.
+pub fn progress_bars() -> bool {
+    use std::io::IsTerminal;
+    format() == LogFormat::Text && std::io::stderr().is_terminal()
+}
+
 /// A progress line of a long pull: `progress: SOURCE/SERVICE: fetched F of T events
 /// (P%), R events/s` (`, done` once it ended).
 pub fn progress(progress: &telemetry::Progress, now: std::time::Instant) {
