@@ -389,11 +389,15 @@ impl Pipeline {
     /// was left behind on the service without catching up has not.
     fn observe_windows(&self, services: &[ServiceSummary], sinks: &[SinkSummary]) {
         for summary in sinks {
-            if let Some(failure) = &summary.failure
-                && !matches!(failure, SinkFailure::Interrupted(_))
-            {
-                self.observer
-                    .sink_failed(&summary.name, &failure.to_string());
+            match &summary.failure {
+                Some(SinkFailure::Interrupted(_)) => {}
+                Some(failure) => self
+                    .observer
+                    .sink_failed(&summary.name, &failure.to_string()),
+                None if summary.held == 0 && summary.caught_up => {
+                    self.observer.sink_caught_up(&summary.name);
+                }
+                None => {}
             }
         }
         for service in services {

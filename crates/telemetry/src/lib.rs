@@ -376,6 +376,16 @@ impl Observer {
         );
     }
 
+    /// A sink ended a cycle without failing and with nothing left behind: whatever
+    /// failed before, it has everything now (a cycle with nothing to send has no send
+    /// to say so).
+    pub fn sink_caught_up(&self, sink: &str) {
+        self.recovered(&Component {
+            kind: "sink",
+            name: sink.to_owned(),
+        });
+    }
+
     fn failing_now(&self, component: Component, error: &str) {
         let mut failing = lock(&self.failing);
         let entry = failing.entry(component.clone()).or_insert_with(|| Failing {
