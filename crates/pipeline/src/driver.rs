@@ -40,6 +40,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
+use telemetry::Observer;
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
@@ -284,6 +285,9 @@ pub struct SinkDriver {
     skipped: BTreeMap<&'static str, u64>,
     batches: u64,
     requests: u64,
+    observer: Arc<Observer>,
+    /// Per feed: the (delivered, dead-lettered) already counted in the metrics.
+    observed: HashMap<usize, (u64, u64)>,
 }
 
 /// Starts the driver of `sink` for one cycle.
@@ -291,6 +295,7 @@ pub fn spawn(
     sink: Arc<SinkRuntime>,
     state: StateHandle,
     shutdown: watch::Receiver<bool>,
+    observer: Arc<Observer>,
 ) -> (DriverHandle, tokio::task::JoinHandle<DriverReport>) {
     let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
     let shared = Arc::new(Shared {
@@ -319,6 +324,8 @@ pub fn spawn(
         skipped: BTreeMap::new(),
         batches: 0,
         requests: 0,
+        observer,
+        observed: HashMap::new(),
     };
     (DriverHandle { tx, shared }, tokio::spawn(driver.run()))
 }
@@ -468,9 +475,10 @@ impl SinkDriver {
             let retry = self.sink().options.retry;
             let shutdown = self.shutdown.clone();
             let sink = sink.clone();
+            let observer = self.observer.clone();
             self.in_flight.push_back(Box::pin(async move {
                 let records = entries.iter().map(|e| e.record.clone()).collect();
-                let outcome = send_batch(sink, records, retry, shutdown).await;
+                let outcome = send_batch(sink, records, retry, shutdown, &observer).await;
                 (entries, outcome)
             }));
         }
@@ -634,6 +642,7 @@ impl SinkDriver {
                 if let Some(state) = state {
                     self.sink().set_committed_state(state);
                 }
+                self.observe_committed();
             }
             Err(e) => {
                 self.commit_failed = true;
@@ -649,6 +658,24 @@ impl SinkDriver {
                 }
                 self.fail(SinkFailure::Commit(e));
             }
+        }
+    }
+
+    /// Counts in the metrics what the ledgers acknowledged since the last commit.
+    fn observe_committed(&mut self) {
+        let sink = &self.shared.sink.name;
+        for (feed, ledger) in &self.ledgers {
+            let (delivered, dead_lettered) = ledger.totals();
+            let seen = self.observed.entry(*feed).or_default();
+            let key = ledger.key();
+            self.observer.acknowledged(
+                &key.source,
+                &key.service_id,
+                sink,
+                delivered.saturating_sub(seen.0),
+                dead_lettered.saturating_sub(seen.1),
+            );
+            *seen = (delivered, dead_lettered);
         }
     }
 
@@ -684,6 +711,7 @@ pub(crate) async fn send_batch(
     batch: Vec<SharedRecord>,
     retry: RetrySettings,
     mut shutdown: watch::Receiver<bool>,
+    observer: &Observer,
 ) -> BatchOutcome {
     let backoff = Backoff {
         initial: retry.initial_backoff,
@@ -702,7 +730,11 @@ pub(crate) async fn send_batch(
         outcome.attempts += 1;
         let attempt = outcome.attempts;
         let records: Vec<SharedRecord> = pending.iter().map(|&i| batch[i].clone()).collect();
-        let (wait, cause) = match sink.send(&records).await {
+        let sent_at = Instant::now();
+        let sent = sink.send(&records).await;
+        let failure = sent.as_ref().err().map(ToString::to_string);
+        observer.sink_request(sink.name(), sent_at.elapsed(), failure.as_deref());
+        let (wait, cause) = match sent {
             Ok(delivery) => {
                 if let Err(why) = check(&delivery, records.len()) {
                     outcome.failure = Some(SinkFailure::Malformed(why));
@@ -754,6 +786,7 @@ pub(crate) async fn send_batch(
         };
         warn!(sink = %sink.name(), attempt, of = retry.max_attempts, wait = ?wait, error = %cause,
             "Delivery failed; retrying.");
+        observer.sink_retry(sink.name());
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
             _ = shutdown.wait_for(|stop| *stop) => {
@@ -963,7 +996,14 @@ mod tests {
             },
         });
         let started = Instant::now();
-        let outcome = send_batch(seven, one_record(), settings(5), shutdown.clone()).await;
+        let outcome = send_batch(
+            seven,
+            one_record(),
+            settings(5),
+            shutdown.clone(),
+            &Observer::new(),
+        )
+        .await;
         assert_eq!(outcome.attempts, 3);
         assert!(outcome.failure.is_none());
         assert_eq!(started.elapsed(), Duration::from_secs(14));
@@ -977,7 +1017,14 @@ mod tests {
             },
         });
         let started = Instant::now();
-        send_batch(sixty, one_record(), settings(5), shutdown.clone()).await;
+        send_batch(
+            sixty,
+            one_record(),
+            settings(5),
+            shutdown.clone(),
+            &Observer::new(),
+        )
+        .await;
         assert_eq!(
             started.elapsed(),
             Duration::from_secs(10),
@@ -990,7 +1037,7 @@ mod tests {
             error: || SinkError::retryable("flaky", "busy"),
         });
         let started = Instant::now();
-        send_batch(plain, one_record(), settings(5), shutdown).await;
+        send_batch(plain, one_record(), settings(5), shutdown, &Observer::new()).await;
         // 1 s then 2 s, each jittered into its upper half.
         let waited = started.elapsed();
         assert!(
@@ -1008,7 +1055,14 @@ mod tests {
             sends: std::sync::Mutex::new(0),
             error: || SinkError::retryable("flaky", "down").with_status(503),
         });
-        let outcome = send_batch(down.clone(), one_record(), settings(3), shutdown.clone()).await;
+        let outcome = send_batch(
+            down.clone(),
+            one_record(),
+            settings(3),
+            shutdown.clone(),
+            &Observer::new(),
+        )
+        .await;
         assert_eq!(*down.sends.lock().unwrap(), 3);
         assert!(matches!(
             outcome.failure,
@@ -1021,7 +1075,14 @@ mod tests {
             sends: std::sync::Mutex::new(0),
             error: || SinkError::permanent("flaky", "unauthorized").with_status(401),
         });
-        let outcome = send_batch(refused.clone(), one_record(), settings(6), shutdown).await;
+        let outcome = send_batch(
+            refused.clone(),
+            one_record(),
+            settings(6),
+            shutdown,
+            &Observer::new(),
+        )
+        .await;
         assert_eq!(*refused.sends.lock().unwrap(), 1);
         assert!(matches!(outcome.failure, Some(SinkFailure::Permanent(_))));
     }

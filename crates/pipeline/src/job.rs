@@ -27,6 +27,7 @@ use source::pull::position_limit;
 use source::{PullOptions, ServicePull, SinkCursor, SourceError, StartAt};
 use std::io::Write;
 use std::sync::Arc;
+use telemetry::Observer;
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
@@ -81,6 +82,8 @@ pub(crate) struct ServiceJob {
     pub shutdown: watch::Receiver<bool>,
     /// A catch-up pull for sinks left behind: it waits on them as long as it takes.
     pub catch_up: bool,
+    /// Metrics and progress of the process.
+    pub observer: Arc<Observer>,
 }
 
 /// What a job did, and a catch-up pull for the targets it left behind (with their
@@ -138,6 +141,12 @@ impl ServiceJob {
             max_clock_skew: self.source.settings.max_clock_skew,
         };
         let source = self.source.clone();
+        // Every event listed before this instant is read by a pull that ends well.
+        let polled_from = record::now_ms();
+        if !self.catch_up {
+            self.observer
+                .pull_started(&source.settings.name, &self.service_id);
+        }
         let mut pull = ServicePull::new(
             &source.client,
             &source.model,
@@ -147,8 +156,13 @@ impl ServiceJob {
         );
         let result = self.drive(&mut pull, &mut summary).await;
         summary.requests = pull.requests();
+        if !self.catch_up {
+            self.observer
+                .pull_finished(&source.settings.name, &self.service_id);
+        }
         match result {
-            Ok(()) => {}
+            Ok(true) => summary.polled_at = Some(polled_from),
+            Ok(false) => {}
             Err(SourceError::ServiceNotFound { .. }) if self.discovered => summary.gone = true,
             Err(e) => {
                 // The run's summary names the failure (once); this is for debugging.
@@ -181,6 +195,7 @@ impl ServiceJob {
             started_at: self.started_at,
             shutdown: self.shutdown,
             catch_up: true,
+            observer: self.observer,
         });
         JobOutcome { summary, catch_up }
     }
@@ -300,7 +315,7 @@ impl ServiceJob {
         &mut self,
         pull: &mut ServicePull<'_>,
         summary: &mut ServiceSummary,
-    ) -> Result<(), SourceError> {
+    ) -> Result<bool, SourceError> {
         // With password auth the project may come from the token.
         let project_id = self.source.client.project_id().to_owned();
         let source_name = self.source.settings.name.clone();
@@ -313,15 +328,23 @@ impl ServiceJob {
                 () = stopped(&mut stopping) => {
                     info!(source = %source_name, service_id = %self.service_id,
                         "Stopping this service's pull: shutting down.");
-                    break;
+                    return Ok(false);
                 }
                 next = pull.next_batch() => next?,
             };
             let Some(batch) = next else {
-                break;
+                return Ok(true);
             };
             summary.malformed += batch.malformed.len() as u64;
             summary.fetched += batch.events.len() as u64;
+            if !self.catch_up {
+                if let Some(total) = pull.total_count() {
+                    self.observer
+                        .pull_total(&source_name, &self.service_id, total);
+                }
+                self.observer
+                    .fetched(&source_name, &self.service_id, batch.events.len() as u64);
+            }
             if !batch.service_name.is_empty() {
                 summary.service_name.clone_from(&batch.service_name);
             }
@@ -413,14 +436,13 @@ impl ServiceJob {
             if self.active().next().is_none() {
                 warn!(service_id = %self.service_id,
                     "No sink of this service takes more for now; stopping its pull.");
-                break;
+                return Ok(false);
             }
             if *self.shutdown.borrow() {
                 info!(service_id = %self.service_id, "Stopping after the batch in flight.");
-                break;
+                return Ok(false);
             }
         }
-        Ok(())
     }
 }
 

@@ -108,6 +108,7 @@ pub async fn replay(
             records,
             sink.options.retry,
             shutdown.clone(),
+            &telemetry::Observer::new(),
         )
         .await;
         if outcome.state.is_some() {

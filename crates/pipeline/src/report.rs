@@ -32,6 +32,9 @@ pub struct ServiceSummary {
     pub failure: Option<ServiceFailure>,
     /// A discovered service whose events answer 404: it disappeared.
     pub gone: bool,
+    /// When the pull that read the service to its end started (ms since the epoch):
+    /// every event listed before it was read. `None` when the pull stopped early.
+    pub polled_at: Option<i64>,
 }
 
 impl ServiceSummary {

@@ -20,6 +20,7 @@ use source::discovery;
 use source::{ModelArtsClient, ServerModel, Shard, SourceError, SourceSettings};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
+use telemetry::Observer;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::{JoinError, JoinSet};
 use tracing::{debug, error, warn};
@@ -81,6 +82,8 @@ pub struct Pipeline {
     /// The services this runner follows among those each source lists or
     /// discovers (every one by default).
     pub shard: Shard,
+    /// Metrics, health and progress of the process.
+    pub observer: Arc<Observer>,
 }
 
 impl Pipeline {
@@ -94,6 +97,7 @@ impl Pipeline {
             sinks,
             concurrency: concurrency.max(1),
             shard: Shard::WHOLE,
+            observer: Arc::new(Observer::new()),
         }
     }
 
@@ -101,6 +105,12 @@ impl Pipeline {
     #[must_use]
     pub fn with_shard(mut self, shard: Shard) -> Self {
         self.shard = shard;
+        self
+    }
+
+    /// Reports to `observer` (the one the sources' clients report to as well).
+    pub fn with_observer(mut self, observer: Arc<Observer>) -> Self {
+        self.observer = observer;
         self
     }
 
@@ -264,10 +274,16 @@ impl Pipeline {
                 Mode::DryRun { .. } => None,
                 Mode::Deliver { state } => match sink.unavailable() {
                     Some(failure) => {
+                        self.observer.sink_failed(&sink.name, &failure.to_string());
                         summary.failure = Some(failure);
                         None
                     }
-                    None => Some(driver::spawn(sink.clone(), state.clone(), shutdown.clone())),
+                    None => Some(driver::spawn(
+                        sink.clone(),
+                        state.clone(),
+                        shutdown.clone(),
+                        self.observer.clone(),
+                    )),
                 },
             };
             drivers.push(driver);
@@ -297,6 +313,7 @@ impl Pipeline {
                 started_at,
                 shutdown: shutdown.clone(),
                 catch_up: false,
+                observer: self.observer.clone(),
             };
             spawn_job(&mut jobs, &mut tasks, &permits, job);
         }
@@ -374,6 +391,7 @@ impl Pipeline {
         }
         // A dry run delivers nothing: its sinks have nothing to report.
         if matches!(mode.as_ref(), Mode::Deliver { .. }) {
+            self.observe_windows(&report.services, &sinks);
             report.sinks = sinks;
         }
         report.services.sort_by_key(|s| {
@@ -382,6 +400,55 @@ impl Pipeline {
                 .position(|(src, svc)| src == &s.source && svc == &s.service_id)
         });
         report
+    }
+}
+
+impl Pipeline {
+    /// Tells the observer which polls ended well and which sinks acknowledged all of
+    /// their events: a sink that failed this cycle (anywhere), holds records back, or
+    /// was left behind on the service without catching up has not.
+    fn observe_windows(&self, services: &[ServiceSummary], sinks: &[SinkSummary]) {
+        for summary in sinks {
+            match &summary.failure {
+                Some(SinkFailure::Interrupted(_)) => {}
+                Some(failure) => self
+                    .observer
+                    .sink_failed(&summary.name, &failure.to_string()),
+                None if summary.held == 0 && summary.caught_up => {
+                    self.observer.sink_caught_up(&summary.name);
+                }
+                None => {}
+            }
+        }
+        for service in services {
+            let Some(at) = service.polled_at else {
+                continue;
+            };
+            if service.failure.is_some() || service.gone {
+                continue;
+            }
+            self.observer
+                .polled(&service.source, &service.service_id, at);
+            for (runtime, sink) in self.sinks.iter().zip(sinks) {
+                let left_behind = !sink.caught_up
+                    && sink
+                        .fell_behind
+                        .iter()
+                        .any(|(src, svc)| src == &service.source && svc == &service.service_id);
+                if runtime.filter.takes_source(&service.source)
+                    && sink.failure.is_none()
+                    && sink.held == 0
+                    && !left_behind
+                {
+                    self.observer.acknowledged_through(
+                        &service.source,
+                        &service.service_id,
+                        &sink.name,
+                        at,
+                    );
+                }
+            }
+        }
     }
 }
 

@@ -3,7 +3,9 @@
 
 use crate::config::{Config, ConfigError};
 use crate::output::{self, Detail, Level, Stdout};
+use crate::progress::ProgressLog;
 use crate::signals::{Signals, Stop, outcome_code};
+use crate::status_server::StatusServer;
 use pipeline::replay::{self, ReplayError};
 use pipeline::{
     DeadLetterFile, DryRunPreview, Followed, Mode, Pipeline, Selection, SinkRuntime, SourceFailure,
@@ -19,6 +21,7 @@ use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
+use telemetry::Observer;
 use tokio::sync::watch;
 use tracing::warn;
 
@@ -264,11 +267,21 @@ fn named_sink<'c>(config: &'c Config, sink: &str) -> Result<&'c SinkSettings, Ap
 /// Builds one client per source (reads `token_file`s). Failing here is a
 /// configuration error, found before the state is touched.
 pub fn build_sources(config: &Config) -> Result<Vec<Arc<SourceRuntime>>, AppError> {
+    build_observed_sources(config, &Arc::new(Observer::new()))
+}
+
+/// [`build_sources`], whose clients report their requests to `observer`.
+fn build_observed_sources(
+    config: &Config,
+    observer: &Arc<Observer>,
+) -> Result<Vec<Arc<SourceRuntime>>, AppError> {
     config
         .sources
         .iter()
         .map(|settings| {
-            let client = ModelArtsClient::new(settings).map_err(AppError::SourceSetup)?;
+            let client = ModelArtsClient::new(settings)
+                .map_err(AppError::SourceSetup)?
+                .with_observer(observer.clone());
             Ok(Arc::new(SourceRuntime::new(settings.clone(), client)))
         })
         .collect()
@@ -313,8 +326,8 @@ fn recovery_window(config: &Config, sink: &SinkSettings) -> std::time::Duration 
 
 /// Builds sources, locks and opens the state, opens the sinks (the file sink recovers
 /// against its committed state first).
-pub async fn prepare(config: &Config) -> Result<Delivering, AppError> {
-    let sources = build_sources(config)?;
+pub async fn prepare(config: &Config, observer: &Arc<Observer>) -> Result<Delivering, AppError> {
+    let sources = build_observed_sources(config, observer)?;
     let (lock, state) = open_state(config).await?;
     let mut sinks = Vec::with_capacity(config.sinks.len());
     for settings in &config.sinks {
@@ -323,7 +336,8 @@ pub async fn prepare(config: &Config) -> Result<Delivering, AppError> {
     }
     Ok(Delivering {
         pipeline: Pipeline::new(sources, sinks, config.runner.concurrency)
-            .with_shard(config.runner.shard),
+            .with_shard(config.runner.shard)
+            .with_observer(observer.clone()),
         mode: Arc::new(Mode::Deliver { state }),
         _lock: lock,
     })
@@ -367,6 +381,7 @@ pub async fn sync(
     config: &Config,
     selection: Selection,
     dry_run: Option<DryRun>,
+    metrics_file: Option<PathBuf>,
 ) -> Result<u8, AppError> {
     check_selection(config, &selection)?;
     let previewed = match dry_run.as_ref().and_then(|d| d.sink.as_deref()) {
@@ -379,9 +394,11 @@ pub async fn sync(
     if dry_run.is_some() {
         return dry_run_sync(config, &selection, previewed, &signals).await;
     }
-    let delivering = prepare(config).await?;
+    let observer = Arc::new(Observer::new());
+    let delivering = prepare(config, &observer).await?;
     let shutdown = signals.shutdown();
     let started = Instant::now();
+    let progress = ProgressLog::start(observer.clone());
     let outcome = within_shutdown_timeout(
         delivering
             .pipeline
@@ -390,6 +407,7 @@ pub async fn sync(
         config.runner.shutdown_timeout,
     )
     .await;
+    progress.stop();
     flush_sinks(&delivering.pipeline).await;
     let all_delivered = match outcome {
         Some(outcome) => output::report(&outcome, started.elapsed(), Detail::Full),
@@ -402,7 +420,37 @@ pub async fn sync(
             false
         }
     };
-    Ok(outcome_code(signals.received(), all_delivered))
+    let code = outcome_code(signals.received(), all_delivered);
+    if let Some(path) = metrics_file
+        && let Err(e) = write_metrics_file(&path, &observer.textfile())
+    {
+        output::always(Level::Error, &format!("error: {e}"));
+        return Ok(code.max(exit::FAILED));
+    }
+    Ok(code)
+}
+
+/// Writes `text` to `path` atomically: a temporary file in the same folder, fsynced,
+/// then renamed over `path`, so that node-exporter never reads half a file.
+fn write_metrics_file(path: &std::path::Path, text: &str) -> Result<(), AppError> {
+    use std::io::Write;
+    let io = |source| AppError::Io {
+        what: format!("--metrics-file {}: cannot write it", path.display()),
+        source,
+    };
+    let folder = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => std::path::Path::new("."),
+    };
+    let mut file = tempfile::Builder::new()
+        .prefix(".metrics-")
+        .suffix(".tmp")
+        .tempfile_in(folder)
+        .map_err(io)?;
+    file.write_all(text.as_bytes()).map_err(io)?;
+    file.as_file().sync_all().map_err(io)?;
+    file.persist(path).map_err(|e| io(e.error))?;
+    Ok(())
 }
 
 /// `runner sync --dry-run`: every sink's records as JSON lines, or, with `--sink NAME`
@@ -466,10 +514,19 @@ async fn dry_run_sync(
 pub async fn run(config: &Config) -> Result<u8, AppError> {
     check_secret_files(config).await?;
     let signals = Signals::listen();
-    output::starting(config);
-    let delivering = prepare(config).await?;
+    let observer = Arc::new(Observer::new());
+    // Bound before anything else, so that a taken port fails at once.
+    let server = match config.runner.listen {
+        Some(addr) => {
+            Some(StatusServer::start(addr, observer.clone(), config.runner.unhealthy_after).await?)
+        }
+        None => None,
+    };
+    output::starting(config, server.as_ref().map(|s| s.addr));
+    let delivering = prepare(config, &observer).await?;
     let shutdown = signals.shutdown();
     let selection = Selection::default();
+    let _progress = ProgressLog::start(observer.clone());
     loop {
         let started = Instant::now();
         let outcome = within_shutdown_timeout(

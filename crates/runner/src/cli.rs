@@ -124,6 +124,10 @@ pub struct SyncArgs {
     /// without signatures or URLs), the events it would skip and what it would refuse.
     #[arg(long = "sink", value_name = "NAME", requires = "dry_run")]
     pub sink: Option<String>,
+    /// At the end of the run, write its metrics to PATH in the Prometheus text format of
+    /// node-exporter's textfile collector (written to a temporary file, then renamed).
+    #[arg(long, value_name = "PATH", conflicts_with = "dry_run")]
+    pub metrics_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Args)]
@@ -432,6 +436,7 @@ mod tests {
                 services: vec!["a".to_owned(), "b".to_owned()],
                 dry_run: true,
                 sink: Some("slack".to_owned()),
+                metrics_file: None,
             })
         );
     }
@@ -454,6 +459,7 @@ mod tests {
                 services: vec![],
                 dry_run: false,
                 sink: None,
+                metrics_file: None,
             })
         );
     }

@@ -66,7 +66,7 @@ pub async fn run(keep: Option<PathBuf>) -> Result<u8, AppError> {
     let config = config::load(&config_path)?;
 
     say("\n-- First sync: every event so far goes to stdout (below) and to events.jsonl --");
-    let first = app::sync(&config, Selection::default(), None).await?;
+    let first = app::sync(&config, Selection::default(), None, None).await?;
     if first != exit::OK {
         return Ok(first);
     }
@@ -85,7 +85,7 @@ pub async fn run(keep: Option<PathBuf>) -> Result<u8, AppError> {
         ],
     );
     say("\n-- Three new events arrive on the sample service; second sync delivers only those --");
-    let second = app::sync(&config, Selection::default(), None).await?;
+    let second = app::sync(&config, Selection::default(), None, None).await?;
     let file = dir.join("out").join("events.jsonl");
     let lines = std::fs::read_to_string(&file)
         .map(|t| t.lines().count())

@@ -9,7 +9,9 @@ mod cli;
 mod config;
 mod demo;
 mod output;
+mod progress;
 mod signals;
+mod status_server;
 
 use app::{AppError, exit};
 use cli::{Cli, Command, ConfigArg, LogFormat};
@@ -81,7 +83,7 @@ async fn execute(command: Command) -> Result<u8, AppError> {
                 (false, _) => None,
                 (true, sink) => Some(app::DryRun { sink }),
             };
-            app::sync(&config, selection, dry_run).await
+            app::sync(&config, selection, dry_run, args.metrics_file).await
         }
         Command::Run(args) => app::run(&load(&args.config)?).await,
         Command::Validate(args) => app::validate(&load(&args.config)?, args.check).await,

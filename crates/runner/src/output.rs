@@ -270,8 +270,9 @@ fn sink_fields(s: &SinkSummary) -> Value {
     fields
 }
 
-/// The start-up line of `run`: version, config, sources, sinks, interval.
-pub fn starting(config: &crate::config::Config) {
+/// The start-up line of `run`: version, config, sources, sinks, interval, and where
+/// `/metrics`, `/live` and `/health` are served (`[runner] listen`).
+pub fn starting(config: &crate::config::Config, listen: Option<std::net::SocketAddr>) {
     let sources: Vec<&str> = config.sources.iter().map(|s| s.name.as_str()).collect();
     let sinks: Vec<String> = config
         .sinks
@@ -280,7 +281,7 @@ pub fn starting(config: &crate::config::Config) {
         .collect();
     let interval = humantime::format_duration(config.runner.interval).to_string();
     let shard = config.runner.shard;
-    let text = format!(
+    let mut text = format!(
         "runner {}: config {}, {} source(s) {}, {} sink(s) {}, interval {interval}{}",
         env!("CARGO_PKG_VERSION"),
         config.file.display(),
@@ -294,18 +295,60 @@ pub fn starting(config: &crate::config::Config) {
             format!(", shard {shard}")
         }
     );
+    if let Some(addr) = listen {
+        text.push_str(&format!(", metrics and health on http://{addr}"));
+    }
     let sinks: Vec<Value> = config
         .sinks
         .iter()
         .map(|s| json!({"name": s.name, "kind": s.kind()}))
         .collect();
-    summary(
-        Level::Info,
-        &text,
-        json!({"summary": "start", "version": env!("CARGO_PKG_VERSION"),
+    let mut fields = json!({"summary": "start", "version": env!("CARGO_PKG_VERSION"),
             "config": config.file.display().to_string(), "sources": sources, "sinks": sinks,
-            "interval": interval, "shard": shard.to_string()}),
+            "interval": interval, "shard": shard.to_string()});
+    if let (Some(addr), Value::Object(map)) = (listen, &mut fields) {
+        map.insert("listen".to_owned(), Value::String(addr.to_string()));
+    }
+    summary(Level::Info, &text, fields);
+}
+
+/// Whether backfills get progress bars rather than progress lines: text logs on a
+/// terminal.
+pub fn progress_bars() -> bool {
+    use std::io::IsTerminal;
+    format() == LogFormat::Text && std::io::stderr().is_terminal()
+}
+
+/// A progress line of a long pull: `progress: SOURCE/SERVICE: fetched F of T events
+/// (P%), R events/s` (`, done` once it ended).
+pub fn progress(progress: &telemetry::Progress, now: std::time::Instant) {
+    if !enabled(Target::Runner, Level::Info) {
+        return;
+    }
+    let rate = progress.events_per_second(now);
+    let of = match progress.total {
+        Some(total) if total > 0 => {
+            let percent = (progress.fetched.min(total) * 100) / total;
+            format!(" of {total} events ({percent}%)")
+        }
+        Some(total) => format!(" of {total} events"),
+        None => " events".to_owned(),
+    };
+    let done = progress.finished.is_some();
+    let text = format!(
+        "progress: {}/{}: fetched {}{of}, {rate:.0} events/s{}",
+        progress.source,
+        progress.service,
+        progress.fetched,
+        if done { ", done" } else { "" }
     );
+    let fields = json!({"progress": {"source": progress.source, "service_id": progress.service,
+        "fetched": progress.fetched, "total": progress.total, "events_per_second": rate,
+        "done": done}});
+    let Value::Object(fields) = fields else {
+        return;
+    };
+    write(Target::Runner, Level::Info, &text, fields);
 }
 
 /// Standard output for a command's lines, through a locked handle. A reader that went

@@ -19,6 +19,8 @@ use serde::Deserialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
 use std::path::Path;
+use std::sync::Arc;
+use telemetry::Observer;
 use tracing::{info, warn};
 
 pub use crate::response::quote;
@@ -103,6 +105,9 @@ pub struct ModelArtsClient {
     /// Where `project_id` was configured, named when the server says it is not the
     /// token's project.
     project_key: String,
+    /// Counts requests by status and retries, and tells `/health` whether the source
+    /// is failing.
+    observer: Arc<Observer>,
 }
 
 /// How many retries a request may have: the full budget, or the small one of the probe
@@ -206,7 +211,14 @@ impl ModelArtsClient {
                 request_key: settings.key("request_timeout"),
             },
             project_key: settings.project_id_origin(),
+            observer: Arc::new(Observer::new()),
         })
+    }
+
+    /// Reports this client's requests to `observer` (the process's metrics and health).
+    pub fn with_observer(mut self, observer: Arc<Observer>) -> Self {
+        self.observer = observer;
+        self
     }
 
     /// One request that proves the credentials, before the source fans out
@@ -358,10 +370,19 @@ impl ModelArtsClient {
             let error = match self.get_once(&url, headers, &request, service_id).await {
                 Ok(body) => {
                     self.limiter.on_success();
+                    self.observer.cloud_request(&self.source, Some(200), None);
                     return Ok(body);
                 }
                 Err(error) => error,
             };
+            // A service that is not there is an answer about the service, not a
+            // failing source.
+            let failing = !matches!(error, SourceError::ServiceNotFound { .. });
+            self.observer.cloud_request(
+                &self.source,
+                error.status(),
+                failing.then(|| error.to_string()).as_deref(),
+            );
             if error.is_throttled() {
                 self.limiter.on_throttled();
             }
@@ -390,6 +411,7 @@ impl ModelArtsClient {
                 error = %error,
                 "Request failed; retrying."
             );
+            self.observer.cloud_retry(&self.source);
             tokio::time::sleep(delay).await;
             attempt += 1;
         }

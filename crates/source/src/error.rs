@@ -116,6 +116,21 @@ pub enum SourceError {
     Paging { service_id: String, message: String },
 }
 
+impl SourceError {
+    /// The HTTP status of the answer this error came from; `None` when no answer came
+    /// (or the error is not about one answer).
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            SourceError::Server { status, .. }
+            | SourceError::Auth { status, .. }
+            | SourceError::ServiceNotFound { status, .. }
+            | SourceError::Rejected { status, .. } => Some(*status),
+            SourceError::BadBody { .. } | SourceError::TooLarge { .. } => Some(200),
+            _ => None,
+        }
+    }
+}
+
 /// Error codes that mean "slow down", whatever the HTTP status.
 pub(crate) const THROTTLING_CODES: &[&str] = &[
     "APIG.0308",

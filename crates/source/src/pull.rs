@@ -157,6 +157,8 @@ pub struct ServicePull<'a> {
     phase: Phase,
     service_name: String,
     requests: u64,
+    /// The `total_count` of the first page: how many events the pull has ahead of it.
+    first_total: Option<u64>,
 }
 
 impl<'a> ServicePull<'a> {
@@ -180,10 +182,17 @@ impl<'a> ServicePull<'a> {
             phase: Phase::Scan,
             service_name: String::new(),
             requests: 0,
+            first_total: None,
         }
     }
 
     /// Requests made so far.
+    /// What the first page's `total_count` announced (progress bars use it as the
+    /// total of a backfill).
+    pub fn total_count(&self) -> Option<u64> {
+        self.first_total
+    }
+
     pub fn requests(&self) -> u64 {
         self.requests
     }
@@ -235,6 +244,7 @@ impl<'a> ServicePull<'a> {
         self.requests += 1;
         debug!(service_id = %self.service_id, ?query, "Requesting events.");
         let page = self.client.service_events(&self.service_id, query).await?;
+        self.first_total.get_or_insert(page.total_count);
         if !page.service_name.is_empty() && self.service_name != page.service_name {
             self.service_name = page.service_name.clone();
         }

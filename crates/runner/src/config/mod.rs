@@ -90,6 +90,8 @@ pub mod defaults {
     pub const INTERVAL: Duration = Duration::from_secs(60);
     pub const CONCURRENCY: usize = 4;
     pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+    /// How long a source or sink may fail before `/health` answers 503.
+    pub const UNHEALTHY_AFTER: Duration = Duration::from_secs(5 * 60);
     pub const PAGE_SIZE: u32 = 1000;
     /// The API refuses a larger `limit`.
     pub const MAX_PAGE_SIZE: u32 = 1000;
@@ -138,6 +140,10 @@ pub struct RunnerSettings {
     /// `shard = "K/N"`: the services this runner follows (`0/1`, every service, by
     /// default). `--shard` replaces it.
     pub shard: Shard,
+    /// Where `run` serves `/metrics`, `/live` and `/health` (off when `None`).
+    pub listen: Option<std::net::SocketAddr>,
+    /// `[runner.health] unhealthy_after`.
+    pub unhealthy_after: Duration,
 }
 
 impl Default for RunnerSettings {
@@ -147,6 +153,8 @@ impl Default for RunnerSettings {
             concurrency: defaults::CONCURRENCY,
             shutdown_timeout: defaults::SHUTDOWN_TIMEOUT,
             shard: Shard::WHOLE,
+            listen: None,
+            unhealthy_after: defaults::UNHEALTHY_AFTER,
         }
     }
 }
@@ -637,7 +645,56 @@ impl<'r, 'a> Merge<'r, 'a> {
                 Err(e) => errors.push(e),
             }
         }
+        self.runner_observability(tables, errors, &mut settings);
         settings
+    }
+
+    /// `[runner] listen` and `[runner.health]`.
+    fn runner_observability(
+        &self,
+        tables: &[(&'r Reader<'a>, RunnerTable)],
+        errors: &mut Vec<ConfigError>,
+        settings: &mut RunnerSettings,
+    ) {
+        let listen = self.setting(
+            errors,
+            "runner.listen",
+            tables.iter().map(|(r, t)| (*r, t.listen.clone())),
+        );
+        if let Some(s) = listen {
+            match s.value.get_ref().parse::<std::net::SocketAddr>() {
+                Ok(addr) => settings.listen = Some(addr),
+                Err(_) => errors.push(s.reader.error(
+                    s.value.span(),
+                    "runner.listen",
+                    format!(
+                        "{:?} is not an address and port such as \"127.0.0.1:9187\" or \"[::]:9187\"",
+                        s.value.get_ref()
+                    ),
+                )),
+            }
+        }
+        let unhealthy_after = self.setting(
+            errors,
+            "runner.health.unhealthy_after",
+            tables.iter().map(|(r, t)| {
+                (
+                    *r,
+                    t.health.as_ref().and_then(|h| h.unhealthy_after.clone()),
+                )
+            }),
+        );
+        if let Some(s) = unhealthy_after {
+            match s.reader.duration(
+                &Some(s.value),
+                "runner.health.unhealthy_after",
+                defaults::UNHEALTHY_AFTER,
+                false,
+            ) {
+                Ok(value) => settings.unhealthy_after = value,
+                Err(e) => errors.push(e),
+            }
+        }
     }
 
     /// In the order the files were given, then by line.

@@ -31,6 +31,15 @@ pub(super) struct RunnerTable {
     pub concurrency: Option<Spanned<i64>>,
     pub shutdown_timeout: Option<Spanned<HumanDuration>>,
     pub shard: Option<Spanned<String>>,
+    pub listen: Option<Spanned<String>>,
+    pub health: Option<HealthTable>,
+}
+
+/// `[runner.health]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct HealthTable {
+    pub unhealthy_after: Option<Spanned<HumanDuration>>,
 }
 
 /// The key every kind of component has.

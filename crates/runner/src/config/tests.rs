@@ -456,6 +456,8 @@ fn every_default() {
             concurrency: 4,
             shutdown_timeout: Duration::from_secs(30),
             shard: Shard::WHOLE,
+            listen: None,
+            unhealthy_after: Duration::from_secs(300),
         }
     );
     let source = &config.sources[0];
@@ -507,6 +509,8 @@ interval = "5s"
 concurrency = 16
 shutdown_timeout = "0s"
 shard = "${SHARD_INDEX}/3"
+listen = "127.0.0.1:9187"
+health = { unhealthy_after = "90s" }
 
 [sources.b-region]
 type = "modelarts"
@@ -559,6 +563,8 @@ path = "../out/all.jsonl"
             concurrency: 16,
             shutdown_timeout: Duration::ZERO,
             shard: Shard::new(2, 3).unwrap(),
+            listen: Some("127.0.0.1:9187".parse().unwrap()),
+            unhealthy_after: Duration::from_secs(90),
         }
     );
     // Sorted by name.
