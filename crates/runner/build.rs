@@ -2,6 +2,10 @@
 //! `RUNNER_VERSION` is `0.1.0 (1a2b3c4)`, with `-dirty` when tracked files had changes,
 //! or just `0.1.0` without git (a crate tarball, a container build without `.git`).
 //! Nothing here may fail the build: every git error means "no commit".
+//!
+//! The script runs again when HEAD or its branch moves (a commit, a checkout), not on
+//! every edit: watching the whole tree would rebuild every target of this package at each
+//! save. So `-dirty` says whether the tree had changes when the commit was last looked at.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -33,8 +37,6 @@ fn commit(root: &Path) -> Option<String> {
     let mut watched = Vec::new();
     if let Some(dir) = &git_dir {
         watched.push(dir.join("HEAD"));
-        // Staging or committing changes the index: the dirty mark is looked at again.
-        watched.push(dir.join("index"));
     }
     if let (Some(dir), Some(head_ref)) = (&common_dir, &head_ref) {
         watched.push(dir.join(head_ref));
