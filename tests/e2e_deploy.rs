@@ -485,6 +485,40 @@ fn systemd_one_shot_unit_and_its_timer() {
     );
 }
 
+/// systemd's own reading of the units, where `systemd-analyze` is installed: no unknown
+/// key, no value it cannot parse, a schedule it understands. The units are copied with
+/// ExecStart pointing at the binary under test (verify checks that the program exists).
+#[test]
+fn systemd_analyze_verify_accepts_the_units() {
+    let Ok(version) = Command::new("systemd-analyze").arg("--version").output() else {
+        eprintln!("note: no systemd-analyze here; the units are only parsed by this test");
+        return;
+    };
+    assert!(version.status.success());
+    let dir = Dir::new("systemd-verify");
+    let mut units = Vec::new();
+    for name in ["runner.service", "runner-sync.service", "runner-sync.timer"] {
+        let text =
+            read(&deploy(&format!("systemd/{name}"))).replace("/usr/local/bin/runner", RUNNER);
+        units.push(dir.write(name, &text));
+    }
+    let output = Command::new("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .args(&units)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    // What a container says about itself is not about the units.
+    let complaints: Vec<&str> = stderr
+        .lines()
+        .filter(|line| !line.contains("Permission denied") && !line.contains("PR_SET_MM"))
+        .collect();
+    assert!(
+        output.status.success() && complaints.is_empty(),
+        "systemd-analyze verify:\n{stderr}"
+    );
+}
+
 // ---- the Dockerfile ----
 
 /// One instruction of a Dockerfile: its keyword (upper case) and the rest of the line.
