@@ -106,10 +106,13 @@ impl Dir {
         let mut command = Command::new(program);
         command.current_dir(self.path()).args(args);
         // Plain, uncoloured log lines on stderr, whatever the developer's environment says.
+        // OUT_DIR is set by cargo and nextest for the tests of a package with a build script
+        // (crates/runner/build.rs): a config's `${OUT_DIR}` must not find it.
         command
             .env("NO_COLOR", "1")
             .env_remove("RUST_LOG")
-            .env_remove("RUNNER_CONFIG");
+            .env_remove("RUNNER_CONFIG")
+            .env_remove("OUT_DIR");
         TestCommand { command, dir: self }
     }
 

@@ -1,5 +1,5 @@
 //! The command line: `runner sync | run | validate | state | state reset |
-//! services | dead-letter show | dead-letter replay | demo`, parsed with clap into [`Cli`]. Parsing only: what each
+//! services | dead-letter show | dead-letter replay | demo | completions | man`, parsed with clap into [`Cli`]. Parsing only: what each
 //! command does lives elsewhere, and so does mapping outcomes to exit codes.
 
 use crate::config::parse_start_at;
@@ -51,6 +51,10 @@ pub enum Command {
     DeadLetterReplay(DeadLetterReplayArgs),
     /// `runner demo`: the real pipeline against a built-in simulator.
     Demo(DemoArgs),
+    /// `runner completions SHELL`: print a shell completion script.
+    Completions(CompletionsArgs),
+    /// `runner man`: print the man page (roff).
+    Man,
 }
 
 /// Format of the logs on stderr.
@@ -216,6 +220,24 @@ pub struct DemoArgs {
     pub keep: Option<PathBuf>,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete in.
+    #[arg(value_enum)]
+    pub shell: Shell,
+}
+
+/// The shells `runner completions` writes scripts for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Shell {
+    /// Source it, or put it in /usr/share/bash-completion/completions/runner.
+    Bash,
+    /// Put it as _runner in a folder of $fpath.
+    Zsh,
+    /// Put it in ~/.config/fish/completions/runner.fish.
+    Fish,
+}
+
 impl Cli {
     /// Parses `args` (the first is the program name).
     pub fn try_parse_from<I, T>(args: I) -> Result<Self, clap::Error>
@@ -262,6 +284,8 @@ impl Cli {
                 Command::DeadLetterReplay(args)
             }
             ClapCommand::Demo(args) => Command::Demo(args),
+            ClapCommand::Completions(args) => Command::Completions(args),
+            ClapCommand::Man => Command::Man,
         };
         Ok(Cli {
             log_format: parsed.log_format,
@@ -269,8 +293,7 @@ impl Cli {
         })
     }
 
-    /// The clap definition, for help text and checks.
-    #[cfg(test)]
+    /// The clap definition: help text, completions, the man page.
     pub fn command() -> clap::Command {
         <ClapCli as clap::CommandFactory>::command()
     }
@@ -290,7 +313,8 @@ pub fn asks_for_json_logs(args: &[OsString]) -> bool {
 #[derive(Debug, Parser)]
 #[command(
     name = "runner",
-    version,
+    // The package version, and the git commit when built from a checkout (build.rs).
+    version = env!("RUNNER_VERSION"),
     about = "Ship ModelArts service event logs to files, stdout and other sinks: \
              incrementally, each event once per sink, resuming where the last run stopped.",
     after_help = EXIT_CODES,
@@ -324,6 +348,11 @@ enum ClapCommand {
     DeadLetter(DeadLetterAction),
     /// Run the real pipeline against a built-in ModelArts simulator; needs nothing.
     Demo(DemoArgs),
+    /// Print a completion script for bash, zsh or fish on stdout, e.g.
+    /// `runner completions bash > /usr/share/bash-completion/completions/runner`.
+    Completions(CompletionsArgs),
+    /// Print the man page (roff) on stdout, e.g. `runner man > /usr/local/share/man/man1/runner.1`.
+    Man,
 }
 
 #[derive(Debug, Subcommand)]
@@ -502,6 +531,25 @@ mod tests {
                 keep: Some(PathBuf::from("out/demo"))
             })
         );
+    }
+
+    #[test]
+    fn completions_and_man() {
+        for (word, shell) in [
+            ("bash", Shell::Bash),
+            ("zsh", Shell::Zsh),
+            ("fish", Shell::Fish),
+        ] {
+            assert_eq!(
+                parse(&["completions", word]).command,
+                Command::Completions(CompletionsArgs { shell })
+            );
+        }
+        let error = parse_err(&["completions", "tcsh"]);
+        assert_eq!(error.kind(), ErrorKind::InvalidValue, "{error}");
+        let error = parse_err(&["completions"]);
+        assert_eq!(error.kind(), ErrorKind::MissingRequiredArgument, "{error}");
+        assert_eq!(parse(&["man"]).command, Command::Man);
     }
 
     #[test]
@@ -779,7 +827,9 @@ mod tests {
                 Command::Services(a) => &a.config,
                 Command::DeadLetterShow(a) => &a.config,
                 Command::DeadLetterReplay(a) => &a.config,
-                Command::Demo(_) => panic!("not a config command"),
+                Command::Demo(_) | Command::Completions(_) | Command::Man => {
+                    panic!("not a config command")
+                }
             };
             assert_eq!(config, &expected, "{command:?}");
         }

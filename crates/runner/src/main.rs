@@ -8,6 +8,7 @@ mod app;
 mod cli;
 mod config;
 mod demo;
+mod manual;
 mod output;
 mod progress;
 mod signals;
@@ -112,5 +113,7 @@ async fn execute(command: Command) -> Result<u8, AppError> {
             app::dead_letter_replay(&load(&args.config)?, &args.sink).await
         }
         Command::Demo(args) => demo::run(args.keep).await,
+        Command::Completions(args) => manual::print_completions(args.shell),
+        Command::Man => manual::print_man_page(),
     }
 }
