@@ -31,13 +31,6 @@ fn read(path: &Path) -> String {
 const CONFIG_PATH: &str = "/etc/runner/runner.toml";
 const SHIPPED_CONFIG: &str = "config/deploy/runner.toml";
 
-/// Flags and config keys that other branches of issue 13 add (`--shard`, `[runner]
-/// listen`). The deployment files use them as specified; until this binary knows them, the
-/// checks below drop exactly these (and say so) instead of failing. Once merged, they are
-/// checked like everything else. Anything else unknown fails.
-const PENDING_FLAGS: &[&str] = &["--shard", "--metrics-file"];
-const PENDING_KEYS: &[&str] = &["listen", "shard"];
-
 // ---- --version, completions, man ----
 
 #[test]
@@ -190,33 +183,19 @@ fn commands() -> Vec<String> {
 /// value needs not exist). `runner ARGS --help` reads every argument before the help, so a
 /// misspelt flag or a bad value exits 2 while a good command line prints its help.
 fn assert_cli_accepts(args: &[String], what: &str) {
-    let mut args = args.to_vec();
-    loop {
-        let output = Command::new(RUNNER)
-            .args(&args)
-            .arg("--help")
-            .env_remove("RUNNER_CONFIG")
-            .output()
-            .unwrap();
-        if output.status.success() {
-            let help = String::from_utf8_lossy(&output.stdout);
-            assert!(help.contains("Usage: runner"), "{what}: {help}");
-            return;
-        }
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        let pending = PENDING_FLAGS
-            .iter()
-            .find(|flag| stderr.contains(&format!("unexpected argument '{flag}'")));
-        let Some(flag) = pending else {
-            panic!("{what}: runner {args:?} is not a valid command line:\n{stderr}");
-        };
-        eprintln!(
-            "note: {what}: this build has no {flag} yet (another branch adds it); not checked"
-        );
-        let at = args.iter().position(|arg| arg == flag).unwrap();
-        let takes_value = args.get(at + 1).is_some_and(|next| !next.starts_with('-'));
-        args.drain(at..at + 1 + usize::from(takes_value));
-    }
+    let output = Command::new(RUNNER)
+        .args(args)
+        .arg("--help")
+        .env_remove("RUNNER_CONFIG")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "{what}: runner {args:?} is not a valid command line:\n{stderr}"
+    );
+    let help = String::from_utf8_lossy(&output.stdout);
+    assert!(help.contains("Usage: runner"), "{what}: {help}");
 }
 
 /// The value after `flag` in `args`.
@@ -225,44 +204,24 @@ fn flag_value<'a>(args: &'a [String], flag: &str) -> Option<&'a str> {
     args.get(at + 1).map(String::as_str)
 }
 
-/// Fails unless `runner validate` accepts `text` with `env` set; a key of [`PENDING_KEYS`]
-/// this build does not know yet is dropped, with a note.
+/// Fails unless `runner validate` accepts `text` with `env` set.
 fn assert_config_valid(text: &str, env: &[(&str, &str)], what: &str) {
     let dir = Dir::new("deploy-config");
-    let mut text = text.to_owned();
-    loop {
-        let path = dir.write("runner.toml", &text);
-        let mut command = dir
-            .command(&["validate", "--config", path.to_str().unwrap()])
-            .env_remove("STATE_DIRECTORY")
-            .env_remove("CREDENTIALS_DIRECTORY");
-        for (key, value) in env {
-            command = command.env(key, value);
-        }
-        let output = command.run();
-        if output.code() == Some(0) {
-            return;
-        }
-        let pending = PENDING_KEYS
-            .iter()
-            .find(|key| output.stderr.contains(&format!("unknown key `{key}`")));
-        let Some(key) = pending else {
-            panic!("{what} does not validate:\n{}\n---\n{text}", output.stderr);
-        };
-        eprintln!(
-            "note: {what}: this build has no `{key}` key yet (another branch adds it); not checked"
-        );
-        let before = text.lines().count();
-        text = text
-            .lines()
-            .filter(|line| !line.trim_start().starts_with(&format!("{key} ")))
-            .map(|line| format!("{line}\n"))
-            .collect();
-        assert!(
-            text.lines().count() < before,
-            "{what}: no `{key}` line to drop"
-        );
+    let path = dir.write("runner.toml", text);
+    let mut command = dir
+        .command(&["validate", "--config", path.to_str().unwrap()])
+        .env_remove("STATE_DIRECTORY")
+        .env_remove("CREDENTIALS_DIRECTORY");
+    for (key, value) in env {
+        command = command.env(key, value);
     }
+    let output = command.run();
+    assert_eq!(
+        output.code(),
+        Some(0),
+        "{what} does not validate:\n{}\n---\n{text}",
+        output.stderr
+    );
 }
 
 /// The shipped config, as the deployments fill its placeholders.
