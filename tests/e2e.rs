@@ -847,8 +847,13 @@ fn memory_does_not_grow_with_the_backlog() {
     let rss_10k = rss(10_000);
     let rss_100k = rss(100_000);
     eprintln!("peak RSS of sync: 10,000 events {rss_10k} KiB; 100,000 events {rss_100k} KiB");
+    // Ten times the backlog may not cost more than a fixed margin. The margin is absolute,
+    // not a ratio: on a loaded machine the allocator's per-thread arenas touch a few MiB more
+    // or less from run to run (a 1.2x ratio failed twice that way), while holding the
+    // backlog would cost far more (the JSON of 90,000 more records alone is tens of MiB).
+    const MARGIN_KIB: i64 = 16 * 1024;
     assert!(
-        rss_100k as f64 <= 1.2 * rss_10k as f64,
+        rss_100k <= rss_10k + MARGIN_KIB,
         "peak RSS grows with the backlog: {rss_10k} KiB for 10k, {rss_100k} KiB for 100k"
     );
 }
