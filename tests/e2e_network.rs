@@ -299,8 +299,12 @@ fn forty_small_services_cost_a_handful_of_requests() {
     let all = truth(&sim, &services);
     assert_exactly_once(&es_records(&es), &all, "Elasticsearch");
     assert_exactly_once(&loki_records(&loki), &all, "Loki");
+    // One request per service page would be 40 each. A batch is sealed when every running
+    // service job waits on it, so with `concurrency = 8` it is about one per wave of 8
+    // services (5); on a loaded machine jobs start out of step and a wave can split, so
+    // the bound is a quarter of the per-service count, not the ideal.
     assert!(
-        es.bulk_requests() <= 5 && loki.pushes() <= 5,
+        es.bulk_requests() <= 10 && loki.pushes() <= 10,
         "{} bulk requests and {} pushes for 40 services:\n{}",
         es.bulk_requests(),
         loki.pushes(),
