@@ -7,9 +7,6 @@
 //! `# TYPE`), and their values are checked against the simulator's truth.
 
 #![allow(clippy::unwrap_used)]
-// A terminal for stderr needs `openpty(3)`, a plain libc call with no safe wrapper in std;
-// the one unsafe block is in `stderr_on_a_terminal`.
-#![allow(unsafe_code)]
 
 mod support;
 
@@ -20,7 +17,9 @@ use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use support::{ConfigText, Dir, read_jsonl, start_sim, toml_str, truth, wait_until};
+use support::{
+    ConfigText, Dir, read_jsonl, start_sim, stderr_on_a_terminal, toml_str, truth, wait_until,
+};
 
 const FILE: &str = "out/events.jsonl";
 const TENANT: &str = "e2e";
@@ -527,57 +526,6 @@ fn a_bad_listen_address_is_a_config_error_naming_the_key() {
     );
 }
 
-/// Runs `runner ARGS` in `dir` with stderr a pseudo-terminal (stdout to /dev/null) and
-/// `env` set; returns what it wrote there.
-fn stderr_on_a_terminal(dir: &Dir, args: &[&str], env: &[(&str, &str)]) -> String {
-    use std::os::fd::{FromRawFd, OwnedFd};
-    let (mut leader, mut follower): (libc::c_int, libc::c_int) = (-1, -1);
-    // SAFETY: the two out-pointers are to live locals; name, termios and winsize may be null.
-    let opened = unsafe {
-        libc::openpty(
-            &mut leader,
-            &mut follower,
-            std::ptr::null_mut(),
-            std::ptr::null(),
-            std::ptr::null(),
-        )
-    };
-    assert_eq!(opened, 0, "openpty: {}", std::io::Error::last_os_error());
-    // SAFETY: openpty succeeded, so both are open descriptors that nothing else owns.
-    let (leader, follower) =
-        unsafe { (OwnedFd::from_raw_fd(leader), OwnedFd::from_raw_fd(follower)) };
-    let mut command = std::process::Command::new(support::RUNNER);
-    command
-        .current_dir(dir.path())
-        .args(args)
-        .env_remove("RUST_LOG")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::from(follower));
-    for (key, value) in env {
-        command.env(key, value);
-    }
-    // Read while it runs: a terminal's buffer is small.
-    let reader = std::thread::spawn(move || {
-        let mut leader = std::fs::File::from(leader);
-        let mut bytes = Vec::new();
-        let mut chunk = [0_u8; 4096];
-        // Once the child has exited and no one holds the follower, the read fails (EIO).
-        while let Ok(n) = leader.read(&mut chunk) {
-            if n == 0 {
-                break;
-            }
-            bytes.extend_from_slice(&chunk[..n]);
-        }
-        bytes
-    });
-    let status = command.status().expect("the runner binary starts");
-    // `command` holds the follower until it is dropped.
-    drop(command);
-    assert_eq!(status.code(), Some(0), "runner {}", args.join(" "));
-    String::from_utf8_lossy(&reader.join().unwrap()).into_owned()
-}
-
 // On a terminal a long backfill gets a progress bar (here after 20 ms instead of a
 // second) whose total is the first page's `total_count`, left full at the end; and no
 // progress lines.
@@ -597,7 +545,7 @@ fn on_a_terminal_a_long_backfill_gets_a_bar_that_ends_full() {
     let stderr = stderr_on_a_terminal(
         &dir,
         &["sync", "--config", config_path.to_str().unwrap()],
-        &[("RUNNER_PROGRESS_INTERVAL", "20ms")],
+        &[("RUNNER_PROGRESS_INTERVAL", Some("20ms"))],
     );
     assert!(
         stderr.contains(&format!("sim/{service} [")),

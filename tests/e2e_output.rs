@@ -5,17 +5,14 @@
 //! said once. Each test runs the real `runner` binary against the simulator on 127.0.0.1.
 
 #![allow(clippy::unwrap_used)]
-// A terminal for stderr needs `openpty(3)`, a plain libc call with no safe wrapper in std;
-// the one unsafe block is in `stderr_on_a_terminal`.
-#![allow(unsafe_code)]
 
 mod support;
 
 use serde_json::Value;
 use simulator::{SimConfig, SimHandle};
 use support::{
-    ConfigText, Dir, occurrences, parse_json_lines, read_jsonl, start_sim, toml_list, toml_str,
-    wait_until,
+    ConfigText, Dir, occurrences, parse_json_lines, read_jsonl, start_sim, stderr_on_a_terminal,
+    toml_list, toml_str, wait_until,
 };
 
 const FILE: &str = "out/events.jsonl";
@@ -205,59 +202,6 @@ fn text_logs_to_a_file_have_no_escape_codes() {
     );
 }
 
-/// Runs `runner ARGS` in `dir` with stderr a pseudo-terminal (stdout to /dev/null) and
-/// returns what it wrote there. `no_color`: the value of `NO_COLOR`, or unset.
-fn stderr_on_a_terminal(dir: &Dir, args: &[&str], no_color: Option<&str>) -> String {
-    use std::io::Read;
-    use std::os::fd::{FromRawFd, OwnedFd};
-    let (mut leader, mut follower): (libc::c_int, libc::c_int) = (-1, -1);
-    // SAFETY: the two out-pointers are to live locals; name, termios and winsize may be null.
-    let opened = unsafe {
-        libc::openpty(
-            &mut leader,
-            &mut follower,
-            std::ptr::null_mut(),
-            std::ptr::null(),
-            std::ptr::null(),
-        )
-    };
-    assert_eq!(opened, 0, "openpty: {}", std::io::Error::last_os_error());
-    // SAFETY: openpty succeeded, so both are open descriptors that nothing else owns.
-    let (leader, follower) =
-        unsafe { (OwnedFd::from_raw_fd(leader), OwnedFd::from_raw_fd(follower)) };
-    let mut command = std::process::Command::new(support::RUNNER);
-    command
-        .current_dir(dir.path())
-        .args(args)
-        .env_remove("RUST_LOG")
-        .env_remove("NO_COLOR")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::from(follower));
-    if let Some(value) = no_color {
-        command.env("NO_COLOR", value);
-    }
-    // Read while it runs: a terminal's buffer is small.
-    let reader = std::thread::spawn(move || {
-        let mut leader = std::fs::File::from(leader);
-        let mut bytes = Vec::new();
-        let mut chunk = [0_u8; 4096];
-        // Once the child has exited and no one holds the follower, the read fails (EIO).
-        while let Ok(n) = leader.read(&mut chunk) {
-            if n == 0 {
-                break;
-            }
-            bytes.extend_from_slice(&chunk[..n]);
-        }
-        bytes
-    });
-    let status = command.status().expect("the runner binary starts");
-    // `command` holds the follower until it is dropped.
-    drop(command);
-    assert_eq!(status.code(), Some(0), "runner {}", args.join(" "));
-    String::from_utf8_lossy(&reader.join().unwrap()).into_owned()
-}
-
 // 2b. On a terminal, text logs are coloured, unless NO_COLOR is set (to anything but "").
 #[test]
 fn text_logs_are_coloured_only_on_a_terminal_without_no_color() {
@@ -272,7 +216,7 @@ fn text_logs_are_coloured_only_on_a_terminal_without_no_color() {
         let stderr = stderr_on_a_terminal(
             &dir,
             &["sync", "--config", config_path.to_str().unwrap()],
-            no_color,
+            &[("NO_COLOR", no_color)],
         );
         assert!(stderr.contains("Created the state file"), "{stderr:?}");
         stderr

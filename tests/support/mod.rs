@@ -7,8 +7,9 @@
 //! against it, so tests run in parallel without sharing anything but the binary.
 
 // Reading the peak RSS of a child needs `wait4(2)`, and sending SIGTERM/SIGINT needs
-// `kill(2)`; both are plain libc calls with no safe wrapper in std. The unsafe blocks are
-// confined to `max_rss_kib` and `send_signal` below.
+// `kill(2)`, and a terminal for stderr needs `openpty(3)`; all are plain libc calls with no
+// safe wrapper in std. The unsafe blocks are confined to `max_rss_kib`, `send_signal` and
+// `stderr_on_a_terminal` below.
 #![allow(unsafe_code)]
 // A harness: a test binary that includes it need not use every helper.
 #![allow(dead_code)]
@@ -810,6 +811,63 @@ impl ConfigText {
 /// How many times `needle` occurs in `haystack`.
 pub fn occurrences(haystack: &str, needle: &str) -> usize {
     haystack.matches(needle).count()
+}
+
+/// Runs `runner ARGS` in `dir` with stderr a pseudo-terminal (stdin and stdout to
+/// /dev/null) and returns what it wrote there. `RUST_LOG` and `NO_COLOR` are removed first;
+/// then each of `env` is set (`Some`) or removed (`None`).
+pub fn stderr_on_a_terminal(dir: &Dir, args: &[&str], env: &[(&str, Option<&str>)]) -> String {
+    use std::io::Read;
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let (mut leader, mut follower): (libc::c_int, libc::c_int) = (-1, -1);
+    // SAFETY: the two out-pointers are to live locals; name, termios and winsize may be null.
+    let opened = unsafe {
+        libc::openpty(
+            &mut leader,
+            &mut follower,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(opened, 0, "openpty: {}", std::io::Error::last_os_error());
+    // SAFETY: openpty succeeded, so both are open descriptors that nothing else owns.
+    let (leader, follower) =
+        unsafe { (OwnedFd::from_raw_fd(leader), OwnedFd::from_raw_fd(follower)) };
+    let mut command = Command::new(RUNNER);
+    command
+        .current_dir(dir.path())
+        .args(args)
+        .env_remove("RUST_LOG")
+        .env_remove("NO_COLOR")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(follower));
+    for (key, value) in env {
+        match value {
+            Some(value) => command.env(key, value),
+            None => command.env_remove(key),
+        };
+    }
+    // Read while it runs: a terminal's buffer is small.
+    let reader = std::thread::spawn(move || {
+        let mut leader = std::fs::File::from(leader);
+        let mut bytes = Vec::new();
+        let mut chunk = [0_u8; 4096];
+        // Once the child has exited and no one holds the follower, the read fails (EIO).
+        while let Ok(n) = leader.read(&mut chunk) {
+            if n == 0 {
+                break;
+            }
+            bytes.extend_from_slice(&chunk[..n]);
+        }
+        bytes
+    });
+    let status = command.status().expect("the runner binary starts");
+    // `command` holds the follower until it is dropped.
+    drop(command);
+    assert_eq!(status.code(), Some(0), "runner {}", args.join(" "));
+    String::from_utf8_lossy(&reader.join().unwrap()).into_owned()
 }
 
 #[cfg(test)]
