@@ -22,7 +22,7 @@ use crate::prefetch::PrefetchedPull;
 use crate::report::ServiceSummary;
 use crate::run::{Mode, SourceRuntime};
 use crate::sinks::SinkRuntime;
-use record::{EventRecord, IdParts, SharedRecord};
+use record::{EventRecord, ServiceFields, SharedRecord};
 use source::checkpoint::CursorKey;
 use source::pull::position_limit;
 use source::{PullOptions, SinkCursor, SourceError, StartAt};
@@ -314,6 +314,14 @@ impl ServiceJob {
         // With password auth the project may come from the token.
         let project_id = self.source.client.project_id().to_owned();
         let source_name = self.source.settings.name.clone();
+        // Shared by every record of the service; the name is replaced when a page
+        // brings another.
+        let mut service = ServiceFields {
+            source: source_name.as_str().into(),
+            project_id: project_id.as_str().into(),
+            service_id: self.service_id.as_str().into(),
+            service_name: "".into(),
+        };
         let mut stopping = self.shutdown.clone();
         loop {
             // Whatever the pull waits for (a backoff, the rate limiter, a request), a
@@ -345,21 +353,19 @@ impl ServiceJob {
             }
             // The newest event's time, but never past the clock plus max_clock_skew.
             let through = batch.through;
+            if *service.service_name != *batch.service_name {
+                service.service_name = batch.service_name.as_str().into();
+            }
             let records: Vec<SharedRecord> = batch
                 .events
-                .iter()
+                .into_iter()
                 .map(|e| {
-                    SharedRecord::new(EventRecord::new(
-                        &source_name,
-                        &batch.service_name,
-                        IdParts {
-                            project_id: &project_id,
-                            service_id: &self.service_id,
-                            occur_time: e.occur_time,
-                            event_type: &e.event_type,
-                            event_info: &e.event_info,
-                            twin: e.twin,
-                        },
+                    SharedRecord::new(EventRecord::of_service(
+                        &service,
+                        e.occur_time,
+                        e.event_type,
+                        e.event_info,
+                        e.twin,
                     ))
                 })
                 .collect();

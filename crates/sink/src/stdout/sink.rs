@@ -222,7 +222,7 @@ mod tests {
     #[test]
     fn text_line_falls_back_to_service_id() {
         let mut r = record("WARNING", "x");
-        r.service_name.clear();
+        r.service_name = "".into();
         assert_eq!(text(&r), "2019-07-08T14:47:31.764Z  WARNING   35de3ca9  x");
     }
 }
