@@ -425,7 +425,8 @@ impl SinkDriver {
                 }
                 let batch = self.sink().options.batch;
                 for record in records {
-                    let bytes = record.json_line().len() + 1;
+                    // Counted, not written: the sink serializes the record when it sends.
+                    let bytes = record.json_line_len() + 1;
                     if self.forming.entries.is_empty() {
                         self.forming.deadline = Some(Instant::now() + batch.timeout);
                     }

@@ -164,14 +164,83 @@ impl EventRecord {
 
     /// The record as one compact JSON line, without the newline.
     pub fn to_json_line(&self) -> String {
-        // A struct of strings and integers always serializes.
-        serde_json::to_string(self).expect("an EventRecord serializes")
+        let mut line = Vec::with_capacity(self.json_line_len());
+        self.write_json_line(&mut line);
+        // serde_json writes only valid UTF-8.
+        String::from_utf8(line).expect("serde_json writes UTF-8")
+    }
+
+    /// Appends the record's JSON line (without the newline) to `out`.
+    pub fn write_json_line(&self, out: &mut Vec<u8>) {
+        // A struct of strings and integers always serializes, and a Vec takes every write.
+        serde_json::to_writer(out, self).expect("an EventRecord serializes");
+    }
+
+    /// The length in bytes of [`to_json_line`](Self::to_json_line), counted without
+    /// writing it: a batch is sized by it before any sink serializes a record.
+    pub fn json_line_len(&self) -> usize {
+        // `{"id":…,"source":…,…}`: each key quoted with its colon, commas between.
+        const KEYS: [&str; 9] = [
+            "id",
+            "source",
+            "project_id",
+            "service_id",
+            "service_name",
+            "occur_time",
+            "timestamp",
+            "event_type",
+            "event_info",
+        ];
+        let keys: usize = KEYS.iter().map(|k| k.len() + 3).sum::<usize>() + KEYS.len() - 1;
+        let strings: usize = [
+            self.id.as_str(),
+            &self.source,
+            &self.project_id,
+            &self.service_id,
+            &self.service_name,
+            &self.timestamp,
+            &self.event_type,
+            &self.event_info,
+        ]
+        .iter()
+        .map(|s| json_string_len(s))
+        .sum();
+        2 + keys + strings + integer_len(self.occur_time)
     }
 }
 
+/// The length of `text` as a JSON string the way serde_json writes it: quoted, with `"`,
+/// `\\` and the control characters escaped (`\n`-style where JSON has a short form,
+/// `\u00XX` otherwise) and everything else, non-ASCII included, as it is.
+fn json_string_len(text: &str) -> usize {
+    2 + text
+        .bytes()
+        .map(|b| match b {
+            b'"' | b'\\' | b'\n' | b'\r' | b'\t' | 0x08 | 0x0c => 2,
+            0x00..=0x1f => 6,
+            _ => 1,
+        })
+        .sum::<usize>()
+}
+
+/// The length of `n` in decimal, with its sign.
+fn integer_len(n: i64) -> usize {
+    let sign = usize::from(n < 0);
+    let mut rest = n.unsigned_abs();
+    let mut digits = 1;
+    while rest >= 10 {
+        rest /= 10;
+        digits += 1;
+    }
+    sign + digits
+}
+
 /// A record as the pipeline hands it to sinks: shared by every sink that receives it
-/// (cloning is a reference count), and serialized to its JSON line at most once, by the
-/// first sink that needs it. Dereferences to the [`EventRecord`].
+/// (cloning is a reference count). Its JSON line is made at most once as a string
+/// ([`json_line`](Self::json_line)), by the first sink that needs one; the file and stdout
+/// sinks write it straight into their batch's buffer instead
+/// ([`write_json_line`](Self::write_json_line)), using the string only if it exists.
+/// Dereferences to the [`EventRecord`].
 #[derive(Clone)]
 pub struct SharedRecord(Arc<Shared>);
 
@@ -199,6 +268,25 @@ impl SharedRecord {
         self.0
             .json
             .get_or_init(|| self.0.record.to_json_line().into())
+    }
+
+    /// Appends the record's JSON line (without the newline) to `out`: the shared line
+    /// when a sink already made it, or else serialized straight into `out`, so that a
+    /// sink that writes lines into one buffer per batch (file, stdout) makes no string per
+    /// record.
+    pub fn write_json_line(&self, out: &mut Vec<u8>) {
+        match self.0.json.get() {
+            Some(line) => out.extend_from_slice(line.as_bytes()),
+            None => self.0.record.write_json_line(out),
+        }
+    }
+
+    /// The length of the JSON line in bytes, without making it.
+    pub fn json_line_len(&self) -> usize {
+        match self.0.json.get() {
+            Some(line) => line.len(),
+            None => self.0.record.json_line_len(),
+        }
     }
 }
 
@@ -348,6 +436,45 @@ mod tests {
         let back: EventRecord =
             serde_json::from_str(&built.to_json_line()).expect("a record line parses back");
         assert_eq!(back, built);
+    }
+
+    #[test]
+    fn the_counted_line_length_is_the_written_one() {
+        let texts = [
+            "",
+            "start to deploy service",
+            "quote \" and \\ and \n \r \t \u{8} \u{c}",
+            "control \u{0} \u{1} \u{1f} and \u{7f}",
+            "slash / and unicode é 日本 \u{2028} 🙂",
+        ];
+        let times = [0, 7, 1562597251764, 253402300799999, -5, i64::MIN];
+        for (i, text) in texts.iter().enumerate() {
+            for &occur_time in &times {
+                let mut r = EventRecord::new(
+                    texts[(i + 1) % texts.len()],
+                    text,
+                    IdParts {
+                        event_info: text,
+                        event_type: texts[(i + 2) % texts.len()],
+                        occur_time,
+                        ..parts(1)
+                    },
+                );
+                r.source = (*text).into();
+                let line = r.to_json_line();
+                assert_eq!(r.json_line_len(), line.len(), "{line}");
+                assert_eq!(line, serde_json::to_string(&r).expect("serializes"));
+                let shared = SharedRecord::new(r);
+                let mut out = b"x".to_vec();
+                shared.write_json_line(&mut out);
+                assert_eq!(&out[1..], line.as_bytes());
+                assert_eq!(shared.json_line_len(), line.len());
+                assert_eq!(shared.json_line(), line);
+                out.truncate(1);
+                shared.write_json_line(&mut out);
+                assert_eq!(&out[1..], line.as_bytes());
+            }
+        }
     }
 
     #[test]
