@@ -526,7 +526,7 @@ impl Sink for FileSink {
     /// to commit. Nothing is acknowledged on error, and the file is left as it was.
     async fn send(&self, batch: &[SharedRecord]) -> Result<Delivery, SinkError> {
         // One buffer for the batch, each line serialized straight into it.
-        let mut bytes = Vec::with_capacity(batch.iter().map(|r| r.json_line_len() + 1).sum());
+        let mut bytes = Vec::with_capacity(record::json_lines_capacity(batch));
         for record in batch {
             record.write_json_line(&mut bytes);
             bytes.push(b'\n');

@@ -53,7 +53,7 @@ impl StdoutSink {
         match self.format {
             // One buffer for the batch, each line serialized straight into it.
             StdoutFormat::Json => {
-                let mut out = Vec::with_capacity(batch.iter().map(|r| r.json_line_len() + 1).sum());
+                let mut out = Vec::with_capacity(record::json_lines_capacity(batch));
                 for record in batch {
                     record.write_json_line(&mut out);
                     out.push(b'\n');
