@@ -5,7 +5,8 @@
 //! - **Batches** hold at most `batch.max_events` records and about `batch.max_bytes` of
 //!   JSON. A batch is sealed when it is full, when `batch.timeout` has passed since its
 //!   first record, or as soon as every feed (one per service job that feeds this sink)
-//!   is waiting on the driver or closed: a one-shot `sync` never waits for a timer.
+//!   is waiting on the driver or closed and the channel is drained: a one-shot `sync`
+//!   never waits for a timer.
 //! - **Sends**: at most the sink's concurrency at once; outcomes are taken in the order
 //!   the batches were sealed, and each is committed before the next, so positions and the
 //!   sink's state are committed in order.
@@ -366,7 +367,12 @@ impl SinkDriver {
                 () = sleep_until(deadline), if deadline.is_some() => self.on_deadline().await,
                 () = self.shared.notify.notified(), if waiting_on_feeds => {}
             }
-            if !self.forming.entries.is_empty() && (closed || self.shared.feeds_idle()) {
+            // Feeds blocked on a full channel are waiting on the driver, but what they
+            // queued belongs in this batch first: sealing before the channel is drained
+            // would send a small batch per offer once the pull outruns the sink.
+            if !self.forming.entries.is_empty()
+                && (closed || (self.shared.feeds_idle() && self.rx.is_empty()))
+            {
                 self.seal();
             }
         }
@@ -419,7 +425,8 @@ impl SinkDriver {
                 }
                 let batch = self.sink().options.batch;
                 for record in records {
-                    let bytes = record.json_line().len() + 1;
+                    // Counted, not written: the sink serializes the record when it sends.
+                    let bytes = record.json_line_len() + 1;
                     if self.forming.entries.is_empty() {
                         self.forming.deadline = Some(Instant::now() + batch.timeout);
                     }

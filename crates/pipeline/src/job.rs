@@ -18,13 +18,14 @@
 use crate::driver::{DriverHandle, Feed, Offered};
 use crate::error::{ServiceFailure, StateFailure};
 use crate::ledger::LedgerStart;
+use crate::prefetch::PrefetchedPull;
 use crate::report::ServiceSummary;
 use crate::run::{Mode, SourceRuntime};
 use crate::sinks::SinkRuntime;
-use record::{EventRecord, IdParts, SharedRecord};
+use record::{EventRecord, ServiceFields, SharedRecord};
 use source::checkpoint::CursorKey;
 use source::pull::position_limit;
-use source::{PullOptions, ServicePull, SinkCursor, SourceError, StartAt};
+use source::{PullOptions, SinkCursor, SourceError, StartAt};
 use std::io::Write;
 use std::sync::Arc;
 use telemetry::Observer;
@@ -141,24 +142,18 @@ impl ServiceJob {
             max_clock_skew: self.source.settings.max_clock_skew,
         };
         let source = self.source.clone();
+        let source_name = source.settings.name.clone();
         // Every event listed before this instant is read by a pull that ends well.
         let polled_from = record::now_ms();
         if !self.catch_up {
-            self.observer
-                .pull_started(&source.settings.name, &self.service_id);
+            self.observer.pull_started(&source_name, &self.service_id);
         }
-        let mut pull = ServicePull::new(
-            &source.client,
-            &source.model,
-            &self.service_id,
-            Some(floor),
-            options,
-        );
+        // The next page is read while this one is handed over (one batch ahead).
+        let mut pull = PrefetchedPull::spawn(source, self.service_id.clone(), floor, options);
         let result = self.drive(&mut pull, &mut summary).await;
         summary.requests = pull.requests();
         if !self.catch_up {
-            self.observer
-                .pull_finished(&source.settings.name, &self.service_id);
+            self.observer.pull_finished(&source_name, &self.service_id);
         }
         match result {
             Ok(true) => summary.polled_at = Some(polled_from),
@@ -313,12 +308,20 @@ impl ServiceJob {
 
     async fn drive(
         &mut self,
-        pull: &mut ServicePull<'_>,
+        pull: &mut PrefetchedPull,
         summary: &mut ServiceSummary,
     ) -> Result<bool, SourceError> {
         // With password auth the project may come from the token.
         let project_id = self.source.client.project_id().to_owned();
         let source_name = self.source.settings.name.clone();
+        // Shared by every record of the service; the name is replaced when a page
+        // brings another.
+        let mut service = ServiceFields {
+            source: source_name.as_str().into(),
+            project_id: project_id.as_str().into(),
+            service_id: self.service_id.as_str().into(),
+            service_name: "".into(),
+        };
         let mut stopping = self.shutdown.clone();
         loop {
             // Whatever the pull waits for (a backoff, the rate limiter, a request), a
@@ -350,21 +353,19 @@ impl ServiceJob {
             }
             // The newest event's time, but never past the clock plus max_clock_skew.
             let through = batch.through;
+            if *service.service_name != *batch.service_name {
+                service.service_name = batch.service_name.as_str().into();
+            }
             let records: Vec<SharedRecord> = batch
                 .events
-                .iter()
+                .into_iter()
                 .map(|e| {
-                    SharedRecord::new(EventRecord::new(
-                        &source_name,
-                        &batch.service_name,
-                        IdParts {
-                            project_id: &project_id,
-                            service_id: &self.service_id,
-                            occur_time: e.occur_time,
-                            event_type: &e.event_type,
-                            event_info: &e.event_info,
-                            twin: e.twin,
-                        },
+                    SharedRecord::new(EventRecord::of_service(
+                        &service,
+                        e.occur_time,
+                        e.event_type,
+                        e.event_info,
+                        e.twin,
                     ))
                 })
                 .collect();

@@ -238,7 +238,7 @@ mod tests {
             source: "prod".into(),
             project_id: "p".into(),
             service_id: "svc".into(),
-            service_name: String::new(),
+            service_name: "".into(),
             occur_time,
             timestamp: String::new(),
             event_type: "normal".into(),

@@ -6,9 +6,10 @@
 //! # Shape
 //!
 //! - A **service job** ([`job`]) per followed service pulls pages
-//!   ([`source::ServicePull`]), builds each record once ([`record::SharedRecord`]: shared
-//!   by every sink, serialized at most once), and *offers* each sink what its cursor says
-//!   it lacks, over that sink's bounded channel.
+//!   ([`source::ServicePull`], read one batch ahead in its own task), builds each record
+//!   once ([`record::SharedRecord`]: shared by every sink, its JSON line made at most
+//!   once), and *offers* each sink what its cursor says it lacks, over that sink's
+//!   bounded channel.
 //! - A **sink driver** ([`driver`]) per sink forms batches **across services**, bounded
 //!   by the sink's `batch.max_events`, `batch.max_bytes` and `batch.timeout`; it sends
 //!   them (at most `request.concurrency` at once), retries within the run, writes
@@ -39,6 +40,7 @@ pub mod driver;
 pub mod error;
 pub mod job;
 pub mod ledger;
+mod prefetch;
 pub mod preview;
 pub mod replay;
 pub mod report;

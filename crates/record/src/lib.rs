@@ -15,15 +15,18 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// One service event, normalized, as written by the file and stdout sinks.
+///
+/// The fields of its service are shared by every record of that service (see
+/// [`ServiceFields`]); they serialize as plain strings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EventRecord {
     /// Pinned idempotency key (see [`event_id`]).
     pub id: String,
     /// Name of the configured source that fetched the event.
-    pub source: String,
-    pub project_id: String,
-    pub service_id: String,
-    pub service_name: String,
+    pub source: Arc<str>,
+    pub project_id: Arc<str>,
+    pub service_id: Arc<str>,
+    pub service_name: Arc<str>,
     /// Milliseconds since the Unix epoch, as the API gives it.
     pub occur_time: i64,
     /// `occur_time` as RFC 3339 UTC with milliseconds.
@@ -31,6 +34,16 @@ pub struct EventRecord {
     /// Passed through as the API gives it (an unknown type is kept).
     pub event_type: String,
     pub event_info: String,
+}
+
+/// The fields every record of one service has in common, made once per service and
+/// shared by its records (cloning them is four reference counts, not four copies).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceFields {
+    pub source: Arc<str>,
+    pub project_id: Arc<str>,
+    pub service_id: Arc<str>,
+    pub service_name: Arc<str>,
 }
 
 /// The fields of one event that the id is computed from.
@@ -107,10 +120,10 @@ impl EventRecord {
     pub fn new(source: &str, service_name: &str, parts: IdParts<'_>) -> Self {
         EventRecord {
             id: event_id(parts),
-            source: source.to_owned(),
-            project_id: parts.project_id.to_owned(),
-            service_id: parts.service_id.to_owned(),
-            service_name: service_name.to_owned(),
+            source: source.into(),
+            project_id: parts.project_id.into(),
+            service_id: parts.service_id.into(),
+            service_name: service_name.into(),
             occur_time: parts.occur_time,
             timestamp: timestamp_rfc3339(parts.occur_time),
             event_type: parts.event_type.to_owned(),
@@ -118,16 +131,129 @@ impl EventRecord {
         }
     }
 
+    /// Builds a record of an event of `service`, computing `id` and `timestamp`: the
+    /// same record as [`EventRecord::new`], with the service's fields shared and the
+    /// event's texts taken rather than copied (a backfill builds one per event).
+    pub fn of_service(
+        service: &ServiceFields,
+        occur_time: i64,
+        event_type: String,
+        event_info: String,
+        twin: u32,
+    ) -> Self {
+        let id = event_id(IdParts {
+            project_id: &service.project_id,
+            service_id: &service.service_id,
+            occur_time,
+            event_type: &event_type,
+            event_info: &event_info,
+            twin,
+        });
+        EventRecord {
+            id,
+            source: service.source.clone(),
+            project_id: service.project_id.clone(),
+            service_id: service.service_id.clone(),
+            service_name: service.service_name.clone(),
+            occur_time,
+            timestamp: timestamp_rfc3339(occur_time),
+            event_type,
+            event_info,
+        }
+    }
+
     /// The record as one compact JSON line, without the newline.
     pub fn to_json_line(&self) -> String {
-        // A struct of strings and integers always serializes.
-        serde_json::to_string(self).expect("an EventRecord serializes")
+        let mut line = Vec::with_capacity(self.json_line_len());
+        self.write_json_line(&mut line);
+        // serde_json writes only valid UTF-8.
+        String::from_utf8(line).expect("serde_json writes UTF-8")
+    }
+
+    /// Appends the record's JSON line (without the newline) to `out`.
+    pub fn write_json_line(&self, out: &mut Vec<u8>) {
+        // A struct of strings and integers always serializes, and a Vec takes every write.
+        serde_json::to_writer(out, self).expect("an EventRecord serializes");
+    }
+
+    /// The length in bytes of [`to_json_line`](Self::to_json_line), counted without
+    /// writing it: a batch is sized by it before any sink serializes a record.
+    pub fn json_line_len(&self) -> usize {
+        // `{"id":…,"source":…,…}`: each key quoted with its colon, commas between.
+        const KEYS: [&str; 9] = [
+            "id",
+            "source",
+            "project_id",
+            "service_id",
+            "service_name",
+            "occur_time",
+            "timestamp",
+            "event_type",
+            "event_info",
+        ];
+        let keys: usize = KEYS.iter().map(|k| k.len() + 3).sum::<usize>() + KEYS.len() - 1;
+        let strings: usize = [
+            self.id.as_str(),
+            &self.source,
+            &self.project_id,
+            &self.service_id,
+            &self.service_name,
+            &self.timestamp,
+            &self.event_type,
+            &self.event_info,
+        ]
+        .iter()
+        .map(|s| json_string_len(s))
+        .sum();
+        2 + keys + strings + integer_len(self.occur_time)
     }
 }
 
+/// The length of `text` as a JSON string the way serde_json writes it: quoted, with `"`,
+/// `\\` and the control characters escaped (`\n`-style where JSON has a short form,
+/// `\u00XX` otherwise) and everything else, non-ASCII included, as it is.
+fn json_string_len(text: &str) -> usize {
+    // Almost every text has nothing to escape: a branch-free count of the bytes that do
+    // settles it (in byte-wide counters, which the compiler vectorizes; a chunk of 255
+    // cannot overflow one); only texts with such bytes are read again.
+    let escaped = text.as_bytes().chunks(255).any(|chunk| {
+        chunk
+            .iter()
+            .map(|&b| u8::from(b < 0x20 || b == b'"' || b == b'\\'))
+            .sum::<u8>()
+            > 0
+    });
+    if !escaped {
+        return text.len() + 2;
+    }
+    2 + text
+        .bytes()
+        .map(|b| match b {
+            b'"' | b'\\' | b'\n' | b'\r' | b'\t' | 0x08 | 0x0c => 2,
+            0x00..=0x1f => 6,
+            _ => 1,
+        })
+        .sum::<usize>()
+}
+
+/// The length of `n` in decimal, with its sign.
+fn integer_len(n: i64) -> usize {
+    let sign = usize::from(n < 0);
+    let mut rest = n.unsigned_abs();
+    let mut digits = 1;
+    while rest >= 10 {
+        rest /= 10;
+        digits += 1;
+    }
+    sign + digits
+}
+
 /// A record as the pipeline hands it to sinks: shared by every sink that receives it
-/// (cloning is a reference count), and serialized to its JSON line at most once, by the
-/// first sink that needs it. Dereferences to the [`EventRecord`].
+/// (cloning is a reference count). Its JSON line is made at most once as a string
+/// ([`json_line`](Self::json_line)), by the first sink that needs one; the file and stdout
+/// sinks write it straight into their batch's buffer instead
+/// ([`write_json_line`](Self::write_json_line)), using the string only if it exists.
+/// Dereferences to the [`EventRecord`].
 #[derive(Clone)]
 pub struct SharedRecord(Arc<Shared>);
 
@@ -156,6 +282,34 @@ impl SharedRecord {
             .json
             .get_or_init(|| self.0.record.to_json_line().into())
     }
+
+    /// Appends the record's JSON line (without the newline) to `out`: the shared line
+    /// when a sink already made it, or else serialized straight into `out`, so that a
+    /// sink that writes lines into one buffer per batch (file, stdout) makes no string per
+    /// record.
+    pub fn write_json_line(&self, out: &mut Vec<u8>) {
+        match self.0.json.get() {
+            Some(line) => out.extend_from_slice(line.as_bytes()),
+            None => self.0.record.write_json_line(out),
+        }
+    }
+
+    /// The length of the JSON line in bytes, without making it.
+    pub fn json_line_len(&self) -> usize {
+        match self.0.json.get() {
+            Some(line) => line.len(),
+            None => self.0.record.json_line_len(),
+        }
+    }
+}
+
+/// Room for `batch`'s JSON lines with their newlines, guessed from its first line without
+/// writing it (the buffer grows if later lines are longer): one count per batch, not one
+/// per record.
+pub fn json_lines_capacity(batch: &[SharedRecord]) -> usize {
+    batch
+        .first()
+        .map_or(0, |first| (first.json_line_len() + 1) * batch.len())
 }
 
 impl Deref for SharedRecord {
@@ -259,6 +413,93 @@ mod tests {
             line.starts_with("{\"id\":\"") && line.contains("\"source\":\"prod\",\"project_id\"")
         );
         assert!(line.contains("\"timestamp\":\"2019-07-08T14:47:31.764Z\""));
+    }
+
+    #[test]
+    fn a_record_of_a_service_is_the_record_new_builds_byte_for_byte() {
+        let service = ServiceFields {
+            source: "prod".into(),
+            project_id: PROJECT.into(),
+            service_id: SERVICE.into(),
+            service_name: "svc".into(),
+        };
+        let info = "quote \" and \\ and \n";
+        let built = EventRecord::new(
+            "prod",
+            "svc",
+            IdParts {
+                event_info: info,
+                ..parts(2)
+            },
+        );
+        let shared = EventRecord::of_service(
+            &service,
+            parts(2).occur_time,
+            "normal".to_owned(),
+            info.to_owned(),
+            2,
+        );
+        assert_eq!(shared, built);
+        assert_eq!(shared.to_json_line(), built.to_json_line());
+        // The pinned line: the service's fields serialize as plain strings, in order.
+        assert_eq!(
+            EventRecord::of_service(
+                &service,
+                parts(1).occur_time,
+                "normal".to_owned(),
+                "start to deploy service".to_owned(),
+                1
+            )
+            .to_json_line(),
+            format!(
+                "{{\"id\":\"aa88b48872f231d0b792fe08e7bba1c84337c4778ecdc3aec1841ffd7eb1546b\",\"source\":\"prod\",\"project_id\":\"{PROJECT}\",\"service_id\":\"{SERVICE}\",\"service_name\":\"svc\",\"occur_time\":1562597251764,\"timestamp\":\"2019-07-08T14:47:31.764Z\",\"event_type\":\"normal\",\"event_info\":\"start to deploy service\"}}"
+            )
+        );
+        let back: EventRecord =
+            serde_json::from_str(&built.to_json_line()).expect("a record line parses back");
+        assert_eq!(back, built);
+    }
+
+    #[test]
+    fn the_counted_line_length_is_the_written_one() {
+        let long = format!("{}\"{}", "a".repeat(300), "b".repeat(300));
+        let texts = [
+            "",
+            long.as_str(),
+            &long[..255],
+            "start to deploy service",
+            "quote \" and \\ and \n \r \t \u{8} \u{c}",
+            "control \u{0} \u{1} \u{1f} and \u{7f}",
+            "slash / and unicode é 日本 \u{2028} 🙂",
+        ];
+        let times = [0, 7, 1562597251764, 253402300799999, -5, i64::MIN];
+        for (i, text) in texts.iter().enumerate() {
+            for &occur_time in &times {
+                let mut r = EventRecord::new(
+                    texts[(i + 1) % texts.len()],
+                    text,
+                    IdParts {
+                        event_info: text,
+                        event_type: texts[(i + 2) % texts.len()],
+                        occur_time,
+                        ..parts(1)
+                    },
+                );
+                r.source = (*text).into();
+                let line = r.to_json_line();
+                assert_eq!(r.json_line_len(), line.len(), "{line}");
+                assert_eq!(line, serde_json::to_string(&r).expect("serializes"));
+                let shared = SharedRecord::new(r);
+                let mut out = b"x".to_vec();
+                shared.write_json_line(&mut out);
+                assert_eq!(&out[1..], line.as_bytes());
+                assert_eq!(shared.json_line_len(), line.len());
+                assert_eq!(shared.json_line(), line);
+                out.truncate(1);
+                shared.write_json_line(&mut out);
+                assert_eq!(&out[1..], line.as_bytes());
+            }
+        }
     }
 
     #[test]

@@ -40,7 +40,8 @@ use crate::error::SourceError;
 use crate::settings::OffsetUnit;
 use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tracing::{debug, info, warn};
 
@@ -156,7 +157,8 @@ pub struct ServicePull<'a> {
     limit: u32,
     phase: Phase,
     service_name: String,
-    requests: u64,
+    /// Requests made so far (see [`ServicePull::counting_into`]).
+    requests: Arc<AtomicU64>,
     /// The `total_count` of the first page: how many events the pull has ahead of it.
     first_total: Option<u64>,
 }
@@ -181,20 +183,28 @@ impl<'a> ServicePull<'a> {
             limit,
             phase: Phase::Scan,
             service_name: String::new(),
-            requests: 0,
+            requests: Arc::default(),
             first_total: None,
         }
     }
 
-    /// Requests made so far.
     /// What the first page's `total_count` announced (progress bars use it as the
     /// total of a backfill).
     pub fn total_count(&self) -> Option<u64> {
         self.first_total
     }
 
+    /// Requests made so far.
     pub fn requests(&self) -> u64 {
-        self.requests
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    /// Counts requests into `counter` (from its current value), so that a pull running
+    /// in another task is counted exactly, even when it is dropped with a request in
+    /// flight.
+    pub fn counting_into(mut self, counter: Arc<AtomicU64>) -> Self {
+        self.requests = counter;
+        self
     }
 
     /// The next batch, or `None` when the service has been read to its end.
@@ -241,7 +251,7 @@ impl<'a> ServicePull<'a> {
     }
 
     async fn fetch(&mut self, query: &EventsQuery) -> Result<EventsPage, SourceError> {
-        self.requests += 1;
+        self.requests.fetch_add(1, Ordering::Relaxed);
         debug!(service_id = %self.service_id, ?query, "Requesting events.");
         let page = self.client.service_events(&self.service_id, query).await?;
         self.first_total.get_or_insert(page.total_count);

@@ -525,9 +525,10 @@ impl Sink for FileSink {
     /// Appends the batch as JSON lines with one write, fsyncs, and returns the checkpoint
     /// to commit. Nothing is acknowledged on error, and the file is left as it was.
     async fn send(&self, batch: &[SharedRecord]) -> Result<Delivery, SinkError> {
-        let mut bytes = Vec::with_capacity(batch.iter().map(|r| r.json_line().len() + 1).sum());
+        // One buffer for the batch, each line serialized straight into it.
+        let mut bytes = Vec::with_capacity(record::json_lines_capacity(batch));
         for record in batch {
-            bytes.extend_from_slice(record.json_line().as_bytes());
+            record.write_json_line(&mut bytes);
             bytes.push(b'\n');
         }
         let checkpoint = self

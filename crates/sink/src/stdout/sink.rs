@@ -50,15 +50,25 @@ impl StdoutSink {
     }
 
     fn encode(&self, batch: &[SharedRecord]) -> Vec<u8> {
-        let mut out = String::with_capacity(batch.len() * 256);
-        for record in batch {
-            match self.format {
-                StdoutFormat::Json => out.push_str(record.json_line()),
-                StdoutFormat::Text => push_text_line(&mut out, record),
+        match self.format {
+            // One buffer for the batch, each line serialized straight into it.
+            StdoutFormat::Json => {
+                let mut out = Vec::with_capacity(record::json_lines_capacity(batch));
+                for record in batch {
+                    record.write_json_line(&mut out);
+                    out.push(b'\n');
+                }
+                out
             }
-            out.push('\n');
+            StdoutFormat::Text => {
+                let mut out = String::with_capacity(batch.len() * 256);
+                for record in batch {
+                    push_text_line(&mut out, record);
+                    out.push('\n');
+                }
+                out.into_bytes()
+            }
         }
-        out.into_bytes()
     }
 
     /// Runs a blocking write on the shared writer: a full pipe blocks, and that must not
@@ -222,7 +232,7 @@ mod tests {
     #[test]
     fn text_line_falls_back_to_service_id() {
         let mut r = record("WARNING", "x");
-        r.service_name.clear();
+        r.service_name = "".into();
         assert_eq!(text(&r), "2019-07-08T14:47:31.764Z  WARNING   35de3ca9  x");
     }
 }

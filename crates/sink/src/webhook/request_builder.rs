@@ -171,11 +171,7 @@ pub fn plan(config: &WebhookConfig, batch: &[SharedRecord], now_ms: i64) -> Plan
             plan.skipped.push(index);
             continue;
         }
-        let key = (
-            record.source.as_str(),
-            record.project_id.as_str(),
-            record.service_id.as_str(),
-        );
+        let key = (&*record.source, &*record.project_id, &*record.service_id);
         match groups.iter_mut().find(|(k, _)| *k == key) {
             Some((_, indices)) => indices.push(index),
             None => groups.push((key, vec![index])),
@@ -721,7 +717,7 @@ mod tests {
     fn services_of_other_sources_or_projects_are_other_groups() {
         let config = preset("wecom", "");
         let mut other_source = (*event("a", NOW, "abnormal", "x")).clone();
-        other_source.source = "staging".to_owned();
+        other_source.source = "staging".into();
         let batch = [event("a", NOW, "abnormal", "x"), other_source.into()];
         assert_eq!(indices(&plan(&config, &batch, NOW)), [vec![0], vec![1]]);
     }
@@ -944,7 +940,7 @@ mod tests {
     #[test]
     fn a_message_that_cannot_fit_is_refused_with_its_records() {
         let mut huge = (*event("a", NOW, "abnormal", "x")).clone();
-        huge.source = "s".repeat(5000);
+        huge.source = "s".repeat(5000).into();
         let plan = plan(&preset("wecom", ""), &[huge.into()], NOW);
         assert!(plan.messages.is_empty());
         assert_eq!(plan.refused.len(), 1);
