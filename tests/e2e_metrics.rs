@@ -451,13 +451,11 @@ fn run_serves_metrics_and_health_and_health_names_the_sink_that_stays_down() {
     out.assert_code(0);
 }
 
-// A long backfill logs progress lines (here every 20 ms instead of 10 s): their counts
-// grow, they name the total the first page announced, and the last one, marked done,
-// ends at it.
-#[test]
-fn a_long_backfill_logs_progress_lines_that_grow_to_the_total() {
-    let dir = Dir::new("metrics-progress");
-    let sim = sim_with(1, 2_000, 47);
+/// A backfill long enough for progress: one service of 2,000 events read in pages of 50,
+/// each answered after 5 ms. Returns the simulator (keep it alive), the service id and the
+/// config's path in `dir`.
+fn slow_backfill(dir: &Dir, seed: u64) -> (SimHandle, String, std::path::PathBuf) {
+    let sim = sim_with(1, 2_000, seed);
     sim.set_behaviour(Behaviour {
         latency: Duration::from_millis(5),
         ..Behaviour::default()
@@ -467,6 +465,16 @@ fn a_long_backfill_logs_progress_lines_that_grow_to_the_total() {
         .source_key("page_size", "50")
         .file_sink("archive", FILE);
     let config_path = dir.write_config(&config);
+    (sim, service, config_path)
+}
+
+// A long backfill logs progress lines (here every 20 ms instead of 10 s): their counts
+// grow, they name the total the first page announced, and the last one, marked done,
+// ends at it.
+#[test]
+fn a_long_backfill_logs_progress_lines_that_grow_to_the_total() {
+    let dir = Dir::new("metrics-progress");
+    let (_sim, service, config_path) = slow_backfill(&dir, 47);
     let out = dir
         .command(&["sync", "--config", config_path.to_str().unwrap()])
         .env("RUNNER_PROGRESS_INTERVAL", "20ms")
@@ -532,16 +540,7 @@ fn a_bad_listen_address_is_a_config_error_naming_the_key() {
 #[test]
 fn on_a_terminal_a_long_backfill_gets_a_bar_that_ends_full() {
     let dir = Dir::new("metrics-bar");
-    let sim = sim_with(1, 2_000, 53);
-    sim.set_behaviour(Behaviour {
-        latency: Duration::from_millis(5),
-        ..Behaviour::default()
-    });
-    let service = sim.service_ids()[0].clone();
-    let config = ConfigText::for_sim(&sim)
-        .source_key("page_size", "50")
-        .file_sink("archive", FILE);
-    let config_path = dir.write_config(&config);
+    let (_sim, service, config_path) = slow_backfill(&dir, 53);
     let stderr = stderr_on_a_terminal(
         &dir,
         &["sync", "--config", config_path.to_str().unwrap()],
@@ -566,16 +565,7 @@ fn on_a_terminal_a_long_backfill_gets_a_bar_that_ends_full() {
 #[test]
 fn json_progress_lines_carry_their_numbers() {
     let dir = Dir::new("metrics-progress-json");
-    let sim = sim_with(1, 2_000, 59);
-    sim.set_behaviour(Behaviour {
-        latency: Duration::from_millis(5),
-        ..Behaviour::default()
-    });
-    let service = sim.service_ids()[0].clone();
-    let config = ConfigText::for_sim(&sim)
-        .source_key("page_size", "50")
-        .file_sink("archive", FILE);
-    let config_path = dir.write_config(&config);
+    let (_sim, service, config_path) = slow_backfill(&dir, 59);
     let out = dir
         .command(&[
             "--log-format",
