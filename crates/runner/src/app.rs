@@ -585,16 +585,9 @@ pub async fn validate(config: &Config, check: bool) -> Result<u8, AppError> {
     let sink_checks = futures_util::future::join_all(config.sinks.iter().map(check_sink));
     let (sources_checked, sinks_checked) = tokio::join!(source_checks, sink_checks);
     let mut ok = true;
-    for (lines, passed) in sources_checked.into_iter().chain(sinks_checked) {
-        ok &= passed;
-        for line in lines {
-            let level = if line.contains(": FAILED") {
-                Level::Error
-            } else {
-                Level::Info
-            };
-            output::always(level, &line);
-        }
+    for (level, line) in sources_checked.into_iter().chain(sinks_checked).flatten() {
+        ok &= level != Level::Error;
+        output::always(level, &line);
     }
     // The state file, if there is one yet: readable by this runner, intact, and this
     // shard's.
@@ -629,10 +622,11 @@ pub async fn validate(config: &Config, check: bool) -> Result<u8, AppError> {
     Ok(if ok { exit::OK } else { exit::FAILED })
 }
 
-/// What `validate --check` says about one source, and whether it passed: the
-/// authentication probe, then each service listed in `services` looked up in the
-/// project's services list (a missing one would fail every sync with `ModelArts.3502`).
-async fn check_source(source: &SourceRuntime) -> (Vec<String>, bool) {
+/// What `validate --check` says about one source, each line with its level (a failure
+/// is an error): the authentication probe, then each service listed in `services` looked
+/// up in the project's services list (a missing one would fail every sync with
+/// `ModelArts.3502`).
+async fn check_source(source: &SourceRuntime) -> Vec<(Level, String)> {
     let name = &source.settings.name;
     let kind = source.client.auth_kind();
     if let Err(e) = source.client.authenticate().await {
@@ -642,57 +636,66 @@ async fn check_source(source: &SourceRuntime) -> (Vec<String>, bool) {
             SourceError::TimedOut { .. } => "FAILED (no answer)",
             _ => "FAILED",
         };
-        return (vec![format!("source {name}: {what}: {e}")], false);
+        return vec![(Level::Error, format!("source {name}: {what}: {e}"))];
     }
-    let mut lines = vec![format!(
-        "source {name}: reached {} and authenticated ({kind}).",
-        source.settings.endpoint
+    let mut lines = vec![(
+        Level::Info,
+        format!(
+            "source {name}: reached {} and authenticated ({kind}).",
+            source.settings.endpoint
+        ),
     )];
     let listed_ids = &source.settings.services;
     if listed_ids.is_empty() {
-        return (lines, true);
+        return lines;
     }
     let listed = match discovery::list_services(&source.client, source.settings.page_size).await {
         Ok(listed) => listed,
         Err(e) => {
-            lines.push(format!(
-                "source {name}: FAILED: cannot list the project's services to check `services`: {e}"
+            lines.push((
+                Level::Error,
+                format!(
+                    "source {name}: FAILED: cannot list the project's services to check \
+                     `services`: {e}"
+                ),
             ));
-            return (lines, false);
+            return lines;
         }
     };
-    let mut ok = true;
     for id in listed_ids {
-        match listed.iter().find(|s| &s.service_id == id) {
-            Some(s) => lines.push(format!(
-                "source {name}: service {id} ({}, {}): found.",
-                s.service_name, s.status
-            )),
-            None => {
-                ok = false;
-                lines.push(format!(
+        lines.push(match listed.iter().find(|s| &s.service_id == id) {
+            Some(s) => (
+                Level::Info,
+                format!(
+                    "source {name}: service {id} ({}, {}): found.",
+                    s.service_name, s.status
+                ),
+            ),
+            None => (
+                Level::Error,
+                format!(
                     "source {name}: service {id}: FAILED: project {} has no such service \
                      (listed in sources.{name}.services; a sync would fail for it with \
                      ModelArts.3502)",
                     source.client.project_id()
-                ));
-            }
-        }
+                ),
+            ),
+        });
     }
-    (lines, ok)
+    lines
 }
 
-/// What `validate --check` says about one sink (its healthcheck), and whether it passed.
-async fn check_sink(settings: &SinkSettings) -> (Vec<String>, bool) {
+/// What `validate --check` says about one sink (its healthcheck), with its level.
+async fn check_sink(settings: &SinkSettings) -> Vec<(Level, String)> {
     let (name, kind) = (&settings.name, settings.kind());
     if !settings.options.healthcheck {
         let line =
             format!("sink {name} ({kind}): healthcheck disabled (healthcheck.enabled = false).");
-        return (vec![line], true);
+        return vec![(Level::Info, line)];
     }
     match settings.config.check(name).await {
-        Ok(()) => (vec![format!("sink {name} ({kind}): ready.")], true),
-        Err(e) => (vec![format!("sink {name}: FAILED: {e}")], false),
+        Ok(()) => vec![(Level::Info, format!("sink {name} ({kind}): ready."))],
+        Err(e) => vec![(Level::Error, format!("sink {name}: FAILED: {e}"))],
     }
 }
 
