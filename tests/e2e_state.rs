@@ -300,8 +300,7 @@ fn state_problems_are_reported_by_their_real_cause() {
     let output = if is_root() {
         // Everything else stays readable for nobody; only the state folder is root's.
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
-        dir.command(&["sync", "--config", config_arg])
-            .unprivileged()
+        dir.unprivileged_command(&["sync", "--config", config_arg])
             .run()
     } else {
         std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o555)).unwrap();

@@ -117,6 +117,27 @@ impl Dir {
         TestCommand { command, dir: self }
     }
 
+    /// `runner ARGS` as the unprivileged user `nobody` (uid and gid 65534), for tests of
+    /// what an unwritable folder does: root may write anywhere. Needs the tests to run as
+    /// root, and the test's folder open to `nobody`. The binary runs from a copy in this
+    /// folder: the build's own may sit under a checkout `nobody` cannot enter (a clone in
+    /// a `mktemp -d` folder, mode 0700).
+    pub fn unprivileged_command(&self, args: &[&str]) -> TestCommand<'_> {
+        use std::os::unix::fs::PermissionsExt;
+        use std::os::unix::process::CommandExt;
+        let bin = self.join("bin");
+        std::fs::create_dir_all(&bin).expect("a folder for the runner's copy");
+        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755))
+            .expect("the copy's folder open to everyone");
+        let runner = bin.join("runner");
+        std::fs::copy(RUNNER, &runner).expect("a copy of the runner binary");
+        std::fs::set_permissions(&runner, std::fs::Permissions::from_mode(0o755))
+            .expect("the copy executable by everyone");
+        let mut command = self.command_of(&runner, args);
+        command.command.uid(65534).gid(65534);
+        command
+    }
+
     /// A fresh pair of file paths to send a spawned child's stdout and stderr to. Files
     /// rather than pipes: a child that writes a lot never blocks on a pipe nobody reads.
     fn output_files(&self) -> (PathBuf, PathBuf) {
@@ -148,14 +169,6 @@ impl TestCommand<'_> {
     /// Runs in `folder` instead of the test's folder (as cron does).
     pub fn current_dir(mut self, folder: &Path) -> Self {
         self.command.current_dir(folder);
-        self
-    }
-
-    /// Runs as the unprivileged user `nobody` (uid and gid 65534), for tests of what an
-    /// unwritable folder does: root may write anywhere. Needs the tests to run as root.
-    pub fn unprivileged(mut self) -> Self {
-        use std::os::unix::process::CommandExt;
-        self.command.uid(65534).gid(65534);
         self
     }
 
