@@ -7,12 +7,14 @@
 //! lowercase hex SHA-256 of the compact JSON array
 //! `[project_id, service_id, occur_time, event_type, event_info, twin]`.
 
+mod json;
+
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::fmt;
 use std::ops::Deref;
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// One service event, normalized, as written by the file and stdout sinks.
 ///
@@ -61,25 +63,27 @@ pub struct IdParts<'a> {
 /// Computes the pinned event id: lowercase hex SHA-256 of the compact JSON
 /// array `[project_id, service_id, occur_time, event_type, event_info, twin]`.
 pub fn event_id(parts: IdParts<'_>) -> String {
-    let array = (
-        parts.project_id,
-        parts.service_id,
-        parts.occur_time,
-        parts.event_type,
-        parts.event_info,
-        parts.twin,
-    );
     // Every event of a backfill goes through here: the JSON goes into a buffer this
     // thread keeps, and the hex is written by table.
     thread_local! {
         static BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
     }
-    let digest = BUFFER.with_borrow_mut(|json| {
-        json.clear();
-        // Serializing a tuple of strings and integers into memory cannot fail.
-        serde_json::to_writer(&mut *json, &array)
-            .expect("a tuple of strings and integers serializes");
-        Sha256::digest(&json[..])
+    let digest = BUFFER.with_borrow_mut(|out| {
+        out.clear();
+        out.push(b'[');
+        json::push_str(out, parts.project_id);
+        out.push(b',');
+        json::push_str(out, parts.service_id);
+        out.push(b',');
+        json::push_int(out, parts.occur_time);
+        out.push(b',');
+        json::push_str(out, parts.event_type);
+        out.push(b',');
+        json::push_str(out, parts.event_info);
+        out.push(b',');
+        json::push_int(out, parts.twin);
+        out.push(b']');
+        Sha256::digest(&out[..])
     });
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut id = String::with_capacity(64);
@@ -91,12 +95,60 @@ pub fn event_id(parts: IdParts<'_>) -> String {
 }
 
 /// Formats epoch milliseconds as RFC 3339 UTC with milliseconds
-/// (`2019-07-08T14:47:31.764Z`). Times before 1970 are clamped to the epoch,
-/// since the API documents `occur_time` as milliseconds after it.
+/// (`2019-07-08T14:47:31.764Z`). Times before 1970 are clamped to the epoch, since the API
+/// documents `occur_time` as milliseconds after it, and times after 9999 to its last
+/// millisecond, since RFC 3339 has four-digit years.
 pub fn timestamp_rfc3339(occur_time: i64) -> String {
-    let ms = u64::try_from(occur_time).unwrap_or(0);
-    let time = UNIX_EPOCH + Duration::from_millis(ms);
-    humantime::format_rfc3339_millis(time).to_string()
+    const LAST_MS_OF_9999: i64 = 253_402_300_799_999;
+    let ms = occur_time.clamp(0, LAST_MS_OF_9999);
+    let (days, ms_of_day) = (ms / 86_400_000, ms % 86_400_000);
+    let (year, month, day) = civil_from_days(days);
+    let fields = [
+        (year / 100, b'\0'),
+        (year % 100, b'-'),
+        (month, b'-'),
+        (day, b'T'),
+        (ms_of_day / 3_600_000, b':'),
+        (ms_of_day / 60_000 % 60, b':'),
+        (ms_of_day / 1000 % 60, b'.'),
+    ];
+    let mut text = Vec::with_capacity(24);
+    for (value, separator) in fields {
+        // Every value here is below 100.
+        text.extend_from_slice(&[b'0' + (value / 10) as u8, b'0' + (value % 10) as u8]);
+        if separator != b'\0' {
+            text.push(separator);
+        }
+    }
+    let millis = ms % 1000;
+    text.extend_from_slice(&[
+        b'0' + (millis / 100) as u8,
+        b'0' + (millis / 10 % 10) as u8,
+        b'0' + (millis % 10) as u8,
+        b'Z',
+    ]);
+    // Only ASCII digits and separators were written.
+    String::from_utf8(text).expect("a timestamp is ASCII")
+}
+
+/// The proleptic Gregorian (year, month, day) of a day counted from 1970-01-01, for days
+/// from 0 on (Howard Hinnant's `civil_from_days`).
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let shifted = days + 719_468;
+    let era = shifted / 146_097;
+    let day_of_era = shifted % 146_097;
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_from_march = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_from_march + 2) / 5 + 1;
+    let month = if month_from_march < 10 {
+        month_from_march + 3
+    } else {
+        month_from_march - 9
+    };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    (year, month, day)
 }
 
 /// Parses an RFC 3339 time into epoch milliseconds.
@@ -172,8 +224,27 @@ impl EventRecord {
 
     /// Appends the record's JSON line (without the newline) to `out`.
     pub fn write_json_line(&self, out: &mut Vec<u8>) {
-        // A struct of strings and integers always serializes, and a Vec takes every write.
-        serde_json::to_writer(out, self).expect("an EventRecord serializes");
+        // The same bytes as `serde_json::to_writer(out, self)` (a test holds them to it),
+        // written field by field with the keys as constants.
+        out.extend_from_slice(b"{\"id\":");
+        json::push_str(out, &self.id);
+        out.extend_from_slice(b",\"source\":");
+        json::push_str(out, &self.source);
+        out.extend_from_slice(b",\"project_id\":");
+        json::push_str(out, &self.project_id);
+        out.extend_from_slice(b",\"service_id\":");
+        json::push_str(out, &self.service_id);
+        out.extend_from_slice(b",\"service_name\":");
+        json::push_str(out, &self.service_name);
+        out.extend_from_slice(b",\"occur_time\":");
+        json::push_int(out, self.occur_time);
+        out.extend_from_slice(b",\"timestamp\":");
+        json::push_str(out, &self.timestamp);
+        out.extend_from_slice(b",\"event_type\":");
+        json::push_str(out, &self.event_type);
+        out.extend_from_slice(b",\"event_info\":");
+        json::push_str(out, &self.event_info);
+        out.push(b'}');
     }
 
     /// The length in bytes of [`to_json_line`](Self::to_json_line), counted without
@@ -203,49 +274,10 @@ impl EventRecord {
             &self.event_info,
         ]
         .iter()
-        .map(|s| json_string_len(s))
+        .map(|s| json::str_len(s))
         .sum();
-        2 + keys + strings + integer_len(self.occur_time)
+        2 + keys + strings + json::int_len(self.occur_time)
     }
-}
-
-/// The length of `text` as a JSON string the way serde_json writes it: quoted, with `"`,
-/// `\\` and the control characters escaped (`\n`-style where JSON has a short form,
-/// `\u00XX` otherwise) and everything else, non-ASCII included, as it is.
-fn json_string_len(text: &str) -> usize {
-    // Almost every text has nothing to escape: a branch-free count of the bytes that do
-    // settles it (in byte-wide counters, which the compiler vectorizes; a chunk of 255
-    // cannot overflow one); only texts with such bytes are read again.
-    let escaped = text.as_bytes().chunks(255).any(|chunk| {
-        chunk
-            .iter()
-            .map(|&b| u8::from(b < 0x20 || b == b'"' || b == b'\\'))
-            .sum::<u8>()
-            > 0
-    });
-    if !escaped {
-        return text.len() + 2;
-    }
-    2 + text
-        .bytes()
-        .map(|b| match b {
-            b'"' | b'\\' | b'\n' | b'\r' | b'\t' | 0x08 | 0x0c => 2,
-            0x00..=0x1f => 6,
-            _ => 1,
-        })
-        .sum::<usize>()
-}
-
-/// The length of `n` in decimal, with its sign.
-fn integer_len(n: i64) -> usize {
-    let sign = usize::from(n < 0);
-    let mut rest = n.unsigned_abs();
-    let mut digits = 1;
-    while rest >= 10 {
-        rest /= 10;
-        digits += 1;
-    }
-    sign + digits
 }
 
 /// A record as the pipeline hands it to sinks: shared by every sink that receives it
@@ -343,6 +375,7 @@ impl Eq for SharedRecord {}
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     const PROJECT: &str = "0123456789abcdef0123456789abcdef";
     const SERVICE: &str = "35de3ca9-1bca-4ae7-9cb0-914f30fa7d3e";
@@ -396,6 +429,64 @@ mod tests {
             parse_rfc3339_ms("2019-07-08T14:47:31.764Z"),
             Some(1562597251764)
         );
+    }
+
+    #[test]
+    fn timestamps_are_the_ones_humantime_writes() {
+        let humantime = |ms: i64| {
+            let time = UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).expect("after 1970"));
+            humantime::format_rfc3339_millis(time).to_string()
+        };
+        // Every day boundary around leap days and century years, and a spread of times.
+        let days = [
+            0, 58, 59, 60, 364, 365, 789, 790, 10_956, 10_957, 11_016, 11_017, 11_018, 47_541,
+            47_540, 47_482, 2_932_896,
+        ];
+        let mut times: Vec<i64> = days
+            .iter()
+            .flat_map(|d| [d * 86_400_000, d * 86_400_000 + 86_399_999])
+            .collect();
+        times.extend((0..2_000).map(|i| i * 126_755_917_331 + i % 1000));
+        times.extend([1562597251764, 1796056290108, 253_402_300_799_999]);
+        for ms in times {
+            assert_eq!(timestamp_rfc3339(ms), humantime(ms), "{ms}");
+        }
+        assert_eq!(timestamp_rfc3339(i64::MAX), "9999-12-31T23:59:59.999Z");
+        assert_eq!(
+            timestamp_rfc3339(253_402_300_800_000),
+            "9999-12-31T23:59:59.999Z"
+        );
+        assert_eq!(timestamp_rfc3339(i64::MIN), "1970-01-01T00:00:00.000Z");
+    }
+
+    #[test]
+    fn the_id_array_is_the_json_serde_writes() {
+        // The id is the hash of serde_json's text of the array, for any texts.
+        for info in [
+            "",
+            "start to deploy service",
+            "quote \" \\ \n \u{1} é 🙂",
+            &"é\"".repeat(40),
+        ] {
+            let parts = IdParts {
+                event_info: info,
+                event_type: info,
+                occur_time: -3,
+                ..parts(7)
+            };
+            let text = serde_json::to_string(&(
+                parts.project_id,
+                parts.service_id,
+                parts.occur_time,
+                parts.event_type,
+                parts.event_info,
+                parts.twin,
+            ))
+            .expect("serializes");
+            let digest = Sha256::digest(text.as_bytes());
+            let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+            assert_eq!(event_id(parts), hex, "{info:?}");
+        }
     }
 
     #[test]
