@@ -38,7 +38,9 @@ pub struct SinkCursor {
     since: i64,
     position: Option<i64>,
     lookback_ms: i64,
-    seen: HashSet<String>,
+    /// Ids are looked up once per event of a pull: hashed with foldhash, seeded per
+    /// process, rather than SipHash.
+    seen: HashSet<String, foldhash::fast::RandomState>,
     by_time: BTreeMap<i64, Vec<String>>,
 }
 
@@ -49,7 +51,7 @@ impl SinkCursor {
             since,
             position: None,
             lookback_ms: lookback_ms(lookback),
-            seen: HashSet::new(),
+            seen: HashSet::default(),
             by_time: BTreeMap::new(),
         };
         if let Some(state) = stored {

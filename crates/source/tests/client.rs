@@ -282,6 +282,43 @@ async fn a_run_of_unplaceable_rows_longer_than_a_page_is_skipped_not_fatal() {
     }
 }
 
+#[tokio::test]
+async fn a_page_of_unplaceable_rows_repeated_by_a_server_that_ignores_offset_is_noticed_at_once() {
+    // Six distinct rows without a usable time, pages of 2, a server that ignores `offset`:
+    // the page at offset 1 repeats the first page, which the pull must see right there
+    // (the first page's digest is kept), probe once past the end and give up, rather
+    // than read a third copy first.
+    let mut events = vec![SimEvent::new(BASE, "normal", "Before.")];
+    for i in 0..6 {
+        events.push(SimEvent::raw(
+            BASE + 10 + i,
+            json!({"occur_time": "garbled", "event_type": "normal", "event_info": format!("Bad {i}.")}),
+        ));
+    }
+    let behaviour = Behaviour {
+        offset_mode: OffsetMode::Ignored,
+        ..Behaviour::default()
+    };
+    let mut harness = Harness::start(behaviour, events);
+    harness.settings.page_size = 2;
+    harness.settings.offset_unit = OffsetUnit::Page;
+    let outcome = harness.try_sync().await;
+    let error = outcome.error.expect("the pull fails");
+    assert!(
+        error.to_string().contains("without a usable occur_time"),
+        "{error}"
+    );
+    let offsets: Vec<String> = harness
+        .sim
+        .requests()
+        .iter()
+        .filter_map(|r| r.query.get("offset").cloned())
+        .filter(|offset| offset != "0")
+        .collect();
+    // Page 1, then one page past the end of the six rows (page 3).
+    assert_eq!(offsets, ["1", "3"]);
+}
+
 /// One event, then 30 identical ones in one millisecond, then one more.
 fn thirty_twins() -> Vec<SimEvent> {
     let mut events = vec![SimEvent::new(BASE, "normal", "Before.")];
