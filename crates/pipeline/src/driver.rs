@@ -3,10 +3,11 @@
 //! rejected records to the dead-letter file, and commits what was acknowledged.
 //!
 //! - **Batches** hold at most `batch.max_events` records and about `batch.max_bytes` of
-//!   JSON. A batch is sealed when it is full, when `batch.timeout` has passed since its
-//!   first record, or as soon as every feed (one per service job that feeds this sink)
-//!   is waiting on the driver or closed and the channel is drained: a one-shot `sync`
-//!   never waits for a timer.
+//!   JSON, and end where a page ends (a page that does not fit starts the next batch;
+//!   one larger than a batch is split). A batch is sealed when it is full, when
+//!   `batch.timeout` has passed since its first record, or as soon as every feed (one per
+//!   service job that feeds this sink) is waiting on the driver or closed and the channel
+//!   is drained: a one-shot `sync` never waits for a timer.
 //! - **Sends**: at most the sink's concurrency at once; outcomes are taken in the order
 //!   the batches were sealed, and each is committed before the next, so positions and the
 //!   sink's state are committed in order.
@@ -424,9 +425,21 @@ impl SinkDriver {
                     self.positions_due_in_time();
                 }
                 let batch = self.sink().options.batch;
-                for record in records {
-                    // Counted, not written: the sink serializes the record when it sends.
-                    let bytes = record.json_line_len() + 1;
+                // Counted, not written: the sink serializes the record when it sends.
+                let sizes: Vec<usize> = records.iter().map(|r| r.json_line_len() + 1).collect();
+                // A page that does not fit the forming batch starts the next one, so that
+                // batches end where pages end: a commit then moves the position over
+                // whole pages and writes fingerprints for the last `lookback` only, not
+                // for the part of a page a batch ended in (a 1M backfill wrote 95,000
+                // fingerprints and deleted them again a commit later). A page larger than
+                // a batch is still split.
+                if !self.forming.entries.is_empty()
+                    && (self.forming.entries.len() + records.len() > batch.max_events
+                        || self.forming.bytes + sizes.iter().sum::<usize>() > batch.max_bytes)
+                {
+                    self.seal();
+                }
+                for (record, bytes) in records.into_iter().zip(sizes) {
                     if self.forming.entries.is_empty() {
                         self.forming.deadline = Some(Instant::now() + batch.timeout);
                     }

@@ -80,6 +80,46 @@ async fn batches_span_services_and_a_sync_never_waits_for_the_batch_timer() {
     );
 }
 
+// A batch ends where a page ends unless one page is larger than a batch: a commit then
+// moves the position over whole pages, and only the last `lookback` of what was sent needs
+// fingerprints (not the part of a page a batch ended in, written and deleted again a
+// commit later). Each batch starts with the first record of a page, which is the record
+// at the `start_time` (or one after) the page was asked from.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_end_where_pages_end() {
+    let world = World::new(1, 200, 10);
+    let fake = FakeSink::accepting("file");
+    let spec = SinkSpec {
+        batch: sink::BatchSettings {
+            max_events: 25,
+            max_bytes: 1 << 20,
+            timeout: Duration::from_secs(3600),
+        },
+        ..SinkSpec::default()
+    };
+    let report = world.sync(&[(&fake, spec)], 1).await;
+    assert!(report.ok(), "{:?}", report.lines());
+    assert_exactly_once(&fake.accepted_ids(), &world.all_ids(), "the sync");
+    let page_starts: HashSet<i64> = world
+        .sim
+        .requests()
+        .iter()
+        .filter_map(|r| r.query.get("start_time")?.parse::<i64>().ok())
+        .flat_map(|start| [start, start + 1])
+        .collect();
+    let calls = fake.calls();
+    assert!(calls.len() > 4, "{} batches", calls.len());
+    for (i, call) in calls.iter().enumerate() {
+        assert!(call.records.len() <= 25, "batch {i} over max_events");
+        let first = call.records[0].occur_time;
+        assert!(
+            i == 0 || page_starts.contains(&first),
+            "batch {i} starts inside a page, at {first} ({} records)",
+            call.records.len()
+        );
+    }
+}
+
 // The prefix rule: a record the destination keeps refusing for now holds its service's
 // position for that sink. When its retries are spent the sink fails for the cycle (later
 // batches wait for the next run); the records of its batch acknowledged after it are
