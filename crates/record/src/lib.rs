@@ -250,6 +250,25 @@ impl EventRecord {
     /// The length in bytes of [`to_json_line`](Self::to_json_line), counted without
     /// writing it: a batch is sized by it before any sink serializes a record.
     pub fn json_line_len(&self) -> usize {
+        self.json_line_measure().0
+    }
+
+    /// The texts of the record, in the order of its line.
+    fn texts(&self) -> [&str; 8] {
+        [
+            &self.id,
+            &self.source,
+            &self.project_id,
+            &self.service_id,
+            &self.service_name,
+            &self.timestamp,
+            &self.event_type,
+            &self.event_info,
+        ]
+    }
+
+    /// The length of the JSON line, and whether none of its texts needs escaping.
+    fn json_line_measure(&self) -> (usize, bool) {
         // `{"id":…,"source":…,…}`: each key quoted with its colon, commas between.
         const KEYS: [&str; 9] = [
             "id",
@@ -263,20 +282,36 @@ impl EventRecord {
             "event_info",
         ];
         let keys: usize = KEYS.iter().map(|k| k.len() + 3).sum::<usize>() + KEYS.len() - 1;
-        let strings: usize = [
-            self.id.as_str(),
-            &self.source,
-            &self.project_id,
-            &self.service_id,
-            &self.service_name,
-            &self.timestamp,
-            &self.event_type,
-            &self.event_info,
-        ]
-        .iter()
-        .map(|s| json::str_len(s))
-        .sum();
-        2 + keys + strings + json::int_len(self.occur_time)
+        let mut clean = true;
+        let mut strings = 0;
+        for text in self.texts() {
+            let len = json::str_len(text);
+            clean &= len == text.len() + 2;
+            strings += len;
+        }
+        (2 + keys + strings + json::int_len(self.occur_time), clean)
+    }
+
+    /// Writes the line of a record none of whose texts needs escaping: every text is
+    /// copied between its quotes as it is.
+    fn write_clean_json_line(&self, out: &mut Vec<u8>) {
+        let quoted = |out: &mut Vec<u8>, key: &[u8], text: &str| {
+            out.extend_from_slice(key);
+            out.push(b'"');
+            out.extend_from_slice(text.as_bytes());
+            out.push(b'"');
+        };
+        quoted(out, b"{\"id\":", &self.id);
+        quoted(out, b",\"source\":", &self.source);
+        quoted(out, b",\"project_id\":", &self.project_id);
+        quoted(out, b",\"service_id\":", &self.service_id);
+        quoted(out, b",\"service_name\":", &self.service_name);
+        out.extend_from_slice(b",\"occur_time\":");
+        json::push_int(out, self.occur_time);
+        quoted(out, b",\"timestamp\":", &self.timestamp);
+        quoted(out, b",\"event_type\":", &self.event_type);
+        quoted(out, b",\"event_info\":", &self.event_info);
+        out.push(b'}');
     }
 }
 
@@ -285,20 +320,29 @@ impl EventRecord {
 /// ([`json_line`](Self::json_line)), by the first sink that needs one; the file and stdout
 /// sinks write it straight into their batch's buffer instead
 /// ([`write_json_line`](Self::write_json_line)), using the string only if it exists.
-/// Dereferences to the [`EventRecord`].
+/// Dereferences to the [`EventRecord`], which cannot change once shared: the line's length
+/// and whether any text needs escaping are measured once, when it is made (by the service
+/// job), not by every sink's driver that sizes or writes a batch.
 #[derive(Clone)]
 pub struct SharedRecord(Arc<Shared>);
 
 struct Shared {
     record: EventRecord,
     json: OnceLock<Box<str>>,
+    /// The length of the JSON line.
+    line_len: usize,
+    /// No text of the record needs escaping: the line is its texts copied between quotes.
+    clean: bool,
 }
 
 impl SharedRecord {
     pub fn new(record: EventRecord) -> Self {
+        let (line_len, clean) = record.json_line_measure();
         SharedRecord(Arc::new(Shared {
             record,
             json: OnceLock::new(),
+            line_len,
+            clean,
         }))
     }
 
@@ -310,9 +354,14 @@ impl SharedRecord {
     /// The record as one compact JSON line, without the newline; computed once and
     /// shared by every sink.
     pub fn json_line(&self) -> &str {
-        self.0
-            .json
-            .get_or_init(|| self.0.record.to_json_line().into())
+        self.0.json.get_or_init(|| {
+            let mut line = Vec::with_capacity(self.0.line_len);
+            self.write_json_line(&mut line);
+            // Only whole UTF-8 texts and ASCII were written.
+            String::from_utf8(line)
+                .expect("a JSON line is UTF-8")
+                .into()
+        })
     }
 
     /// Appends the record's JSON line (without the newline) to `out`: the shared line
@@ -322,16 +371,14 @@ impl SharedRecord {
     pub fn write_json_line(&self, out: &mut Vec<u8>) {
         match self.0.json.get() {
             Some(line) => out.extend_from_slice(line.as_bytes()),
+            None if self.0.clean => self.0.record.write_clean_json_line(out),
             None => self.0.record.write_json_line(out),
         }
     }
 
     /// The length of the JSON line in bytes, without making it.
     pub fn json_line_len(&self) -> usize {
-        match self.0.json.get() {
-            Some(line) => line.len(),
-            None => self.0.record.json_line_len(),
-        }
+        self.0.line_len
     }
 }
 
@@ -590,6 +637,24 @@ mod tests {
                 shared.write_json_line(&mut out);
                 assert_eq!(&out[1..], line.as_bytes());
             }
+        }
+    }
+
+    #[test]
+    fn a_shared_record_writes_the_line_serde_json_writes_with_or_without_escapes() {
+        let clean = EventRecord::new("prod", "svc", parts(1));
+        for info in ["start to deploy service", "a \"quoted\" word", "tab\there", "é 🙂"] {
+            let record = EventRecord {
+                event_info: info.to_owned(),
+                ..clean.clone()
+            };
+            let expected = serde_json::to_vec(&record).expect("serializes");
+            let shared = SharedRecord::new(record);
+            let mut out = Vec::new();
+            shared.write_json_line(&mut out);
+            assert_eq!(String::from_utf8_lossy(&out), String::from_utf8_lossy(&expected));
+            assert_eq!(shared.json_line_len(), expected.len());
+            assert_eq!(shared.json_line().as_bytes(), expected);
         }
     }
 
