@@ -240,7 +240,7 @@ mod tests {
             service_id: "svc".into(),
             service_name: "".into(),
             occur_time,
-            timestamp: String::new(),
+            timestamp: record::Timestamp::from_ms(0),
             event_type: "normal".into(),
             event_info: String::new(),
         })

@@ -32,7 +32,7 @@ pub struct EventRecord {
     /// Milliseconds since the Unix epoch, as the API gives it.
     pub occur_time: i64,
     /// `occur_time` as RFC 3339 UTC with milliseconds.
-    pub timestamp: String,
+    pub timestamp: Timestamp,
     /// Passed through as the API gives it (an unknown type is kept).
     pub event_type: String,
     pub event_info: String,
@@ -99,36 +99,98 @@ pub fn event_id(parts: IdParts<'_>) -> String {
 /// documents `occur_time` as milliseconds after it, and times after 9999 to its last
 /// millisecond, since RFC 3339 has four-digit years.
 pub fn timestamp_rfc3339(occur_time: i64) -> String {
-    const LAST_MS_OF_9999: i64 = 253_402_300_799_999;
-    let ms = occur_time.clamp(0, LAST_MS_OF_9999);
-    let (days, ms_of_day) = (ms / 86_400_000, ms % 86_400_000);
-    let (year, month, day) = civil_from_days(days);
-    let fields = [
-        (year / 100, b'\0'),
-        (year % 100, b'-'),
-        (month, b'-'),
-        (day, b'T'),
-        (ms_of_day / 3_600_000, b':'),
-        (ms_of_day / 60_000 % 60, b':'),
-        (ms_of_day / 1000 % 60, b'.'),
-    ];
-    let mut text = Vec::with_capacity(24);
-    for (value, separator) in fields {
-        // Every value here is below 100.
-        text.extend_from_slice(&[b'0' + (value / 10) as u8, b'0' + (value % 10) as u8]);
-        if separator != b'\0' {
-            text.push(separator);
-        }
+    Timestamp::from_ms(occur_time).as_str().to_owned()
+}
+
+/// A record's `timestamp`: `occur_time` as RFC 3339 UTC with milliseconds
+/// (`2019-07-08T14:47:31.764Z`, always 24 ASCII bytes), held in place rather than in a
+/// `String` of its own (a backfill makes one per event). Dereferences to `str`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Timestamp([u8; 24]);
+
+impl Timestamp {
+    /// The time of `occur_time`, clamped to the years 1970 to 9999 (see
+    /// [`timestamp_rfc3339`]).
+    pub fn from_ms(occur_time: i64) -> Self {
+        const LAST_MS_OF_9999: i64 = 253_402_300_799_999;
+        let ms = occur_time.clamp(0, LAST_MS_OF_9999);
+        let (days, ms_of_day) = (ms / 86_400_000, ms % 86_400_000);
+        let (year, month, day) = civil_from_days(days);
+        let millis = ms % 1000;
+        let two = |value: i64| [b'0' + (value / 10) as u8, b'0' + (value % 10) as u8];
+        let [y1, y2] = two(year / 100);
+        let [y3, y4] = two(year % 100);
+        let [mo1, mo2] = two(month);
+        let [d1, d2] = two(day);
+        let [h1, h2] = two(ms_of_day / 3_600_000);
+        let [mi1, mi2] = two(ms_of_day / 60_000 % 60);
+        let [s1, s2] = two(ms_of_day / 1000 % 60);
+        let [ms1, ms2] = two(millis / 10);
+        let ms3 = b'0' + (millis % 10) as u8;
+        Timestamp([
+            y1, y2, y3, y4, b'-', mo1, mo2, b'-', d1, d2, b'T', h1, h2, b':', mi1, mi2, b':', s1,
+            s2, b'.', ms1, ms2, ms3, b'Z',
+        ])
     }
-    let millis = ms % 1000;
-    text.extend_from_slice(&[
-        b'0' + (millis / 100) as u8,
-        b'0' + (millis / 10 % 10) as u8,
-        b'0' + (millis % 10) as u8,
-        b'Z',
-    ]);
-    // Only ASCII digits and separators were written.
-    String::from_utf8(text).expect("a timestamp is ASCII")
+
+    pub fn as_str(&self) -> &str {
+        // Only ASCII is ever stored (by `from_ms`, or checked by `Deserialize`).
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+impl Deref for Timestamp {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl PartialEq<str> for Timestamp {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for Timestamp {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl Serialize for Timestamp {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for Timestamp {
+    /// A record read back (a dead-letter line) has the timestamp a record was written
+    /// with: an RFC 3339 UTC time with milliseconds, which is read again as such.
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = std::borrow::Cow::<'de, str>::deserialize(deserializer)?;
+        parse_rfc3339_ms(&text)
+            .map(Timestamp::from_ms)
+            .filter(|time| time.as_str() == text)
+            .ok_or_else(|| {
+                serde::de::Error::custom(format!(
+                    "timestamp {text:?} is not an RFC 3339 UTC time with milliseconds"
+                ))
+            })
+    }
 }
 
 /// The proleptic Gregorian (year, month, day) of a day counted from 1970-01-01, for days
@@ -177,7 +239,7 @@ impl EventRecord {
             service_id: parts.service_id.into(),
             service_name: service_name.into(),
             occur_time: parts.occur_time,
-            timestamp: timestamp_rfc3339(parts.occur_time),
+            timestamp: Timestamp::from_ms(parts.occur_time),
             event_type: parts.event_type.to_owned(),
             event_info: parts.event_info.to_owned(),
         }
@@ -208,7 +270,7 @@ impl EventRecord {
             service_id: service.service_id.clone(),
             service_name: service.service_name.clone(),
             occur_time,
-            timestamp: timestamp_rfc3339(occur_time),
+            timestamp: Timestamp::from_ms(occur_time),
             event_type,
             event_info,
         }
@@ -479,6 +541,21 @@ mod tests {
     }
 
     #[test]
+    fn a_timestamp_reads_back_only_as_written() {
+        let line = EventRecord::new("prod", "svc", parts(1)).to_json_line();
+        let back: EventRecord = serde_json::from_str(&line).expect("a record line parses back");
+        assert_eq!(back.timestamp, "2019-07-08T14:47:31.764Z");
+        for bad in ["2019-07-08T14:47:31Z", "2019-07-08 14:47:31.764Z", "", "é"] {
+            let edited = line.replace("2019-07-08T14:47:31.764Z", bad);
+            let error = serde_json::from_str::<EventRecord>(&edited).expect_err(bad);
+            assert!(
+                error.to_string().contains("not an RFC 3339 UTC time"),
+                "{error}"
+            );
+        }
+    }
+
+    #[test]
     fn timestamps_are_the_ones_humantime_writes() {
         let humantime = |ms: i64| {
             let time = UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).expect("after 1970"));
@@ -643,7 +720,12 @@ mod tests {
     #[test]
     fn a_shared_record_writes_the_line_serde_json_writes_with_or_without_escapes() {
         let clean = EventRecord::new("prod", "svc", parts(1));
-        for info in ["start to deploy service", "a \"quoted\" word", "tab\there", "é 🙂"] {
+        for info in [
+            "start to deploy service",
+            "a \"quoted\" word",
+            "tab\there",
+            "é 🙂",
+        ] {
             let record = EventRecord {
                 event_info: info.to_owned(),
                 ..clean.clone()
@@ -652,7 +734,10 @@ mod tests {
             let shared = SharedRecord::new(record);
             let mut out = Vec::new();
             shared.write_json_line(&mut out);
-            assert_eq!(String::from_utf8_lossy(&out), String::from_utf8_lossy(&expected));
+            assert_eq!(
+                String::from_utf8_lossy(&out),
+                String::from_utf8_lossy(&expected)
+            );
             assert_eq!(shared.json_line_len(), expected.len());
             assert_eq!(shared.json_line().as_bytes(), expected);
         }
