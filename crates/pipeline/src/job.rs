@@ -22,7 +22,7 @@ use crate::prefetch::PrefetchedPull;
 use crate::report::ServiceSummary;
 use crate::run::{Mode, SourceRuntime};
 use crate::sinks::SinkRuntime;
-use record::{EventRecord, ServiceFields, SharedRecord};
+use record::{ServiceFields, SharedRecord};
 use source::checkpoint::CursorKey;
 use source::pull::position_limit;
 use source::{PullOptions, SinkCursor, SourceError, StartAt};
@@ -316,12 +316,7 @@ impl ServiceJob {
         let source_name = self.source.settings.name.clone();
         // Shared by every record of the service; the name is replaced when a page
         // brings another.
-        let mut service = ServiceFields {
-            source: source_name.as_str().into(),
-            project_id: project_id.as_str().into(),
-            service_id: self.service_id.as_str().into(),
-            service_name: "".into(),
-        };
+        let mut service = ServiceFields::new(&source_name, &project_id, &self.service_id, "");
         let mut stopping = self.shutdown.clone();
         loop {
             // Whatever the pull waits for (a backoff, the rate limiter, a request), a
@@ -353,20 +348,20 @@ impl ServiceJob {
             }
             // The newest event's time, but never past the clock plus max_clock_skew.
             let through = batch.through;
-            if *service.service_name != *batch.service_name {
-                service.service_name = batch.service_name.as_str().into();
+            if service.service_name() != batch.service_name {
+                service.set_service_name(&batch.service_name);
             }
             let records: Vec<SharedRecord> = batch
                 .events
                 .into_iter()
                 .map(|e| {
-                    SharedRecord::new(EventRecord::of_service(
+                    SharedRecord::of_service(
                         &service,
                         e.occur_time,
                         e.event_type,
                         e.event_info,
                         e.twin,
-                    ))
+                    )
                 })
                 .collect();
             let mut wanted_by_some = vec![false; records.len()];
@@ -379,15 +374,24 @@ impl ServiceJob {
                 let Some(cursor) = target.cursor.as_mut() else {
                     continue;
                 };
-                let mut handed = Vec::new();
+                // Which records the sink lacks, by index: the cursor is advanced over them
+                // once the driver took their copies.
+                let mut handed_at = Vec::new();
                 for (i, record) in records.iter().enumerate() {
                     if cursor.is_new(record.occur_time, &record.id)
                         && target.sink.filter.accepts(record)
                     {
                         wanted_by_some[i] = true;
-                        handed.push(record.clone());
+                        handed_at.push(i);
                     }
                 }
+                let handed: Vec<SharedRecord> =
+                    handed_at.iter().map(|&i| records[i].clone()).collect();
+                let handed_ids = || {
+                    handed_at
+                        .iter()
+                        .map(|&i| (records[i].id.as_str(), records[i].occur_time))
+                };
                 let Some((driver, feed)) = &mut target.delivery else {
                     // A dry run hands nothing over; the cursor only keeps the pull's
                     // re-reads from printing a record twice.
@@ -395,20 +399,13 @@ impl ServiceJob {
                         .would_deliver
                         .entry(target.sink.name.clone())
                         .or_default() += handed.len() as u64;
-                    cursor.advance(
-                        handed.iter().map(|r| (r.id.as_str(), r.occur_time)),
-                        through,
-                    );
+                    cursor.advance(handed_ids(), through);
                     continue;
                 };
                 // The cursor moves only once the driver took the records: an offer that
                 // is not taken must be made again by the catch-up.
-                let taken = handed.clone();
                 match driver.offer(feed, handed, through, patience).await {
-                    Offered::Taken => {
-                        cursor
-                            .advance(taken.iter().map(|r| (r.id.as_str(), r.occur_time)), through);
-                    }
+                    Offered::Taken => cursor.advance(handed_ids(), through),
                     Offered::Gone => target.standing = Standing::Out,
                     Offered::Slow => {
                         info!(sink = %target.sink.name, service_id = %self.service_id,

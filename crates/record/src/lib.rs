@@ -39,13 +39,53 @@ pub struct EventRecord {
 }
 
 /// The fields every record of one service has in common, made once per service and
-/// shared by its records (cloning them is four reference counts, not four copies).
+/// shared by its records (cloning them is four reference counts, not four copies). Their
+/// part of a record's JSON line is measured once, when they are made.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceFields {
-    pub source: Arc<str>,
-    pub project_id: Arc<str>,
-    pub service_id: Arc<str>,
-    pub service_name: Arc<str>,
+    source: Arc<str>,
+    project_id: Arc<str>,
+    service_id: Arc<str>,
+    service_name: Arc<str>,
+    /// The quoted lengths of the four texts, and whether none needs escaping.
+    measure: (usize, bool),
+}
+
+impl ServiceFields {
+    pub fn new(source: &str, project_id: &str, service_id: &str, service_name: &str) -> Self {
+        let mut fields = ServiceFields {
+            source: source.into(),
+            project_id: project_id.into(),
+            service_id: service_id.into(),
+            service_name: service_name.into(),
+            measure: (0, true),
+        };
+        fields.measure_again();
+        fields
+    }
+
+    pub fn service_name(&self) -> &str {
+        &self.service_name
+    }
+
+    /// Gives the service another name (a page brought a new one).
+    pub fn set_service_name(&mut self, name: &str) {
+        self.service_name = name.into();
+        self.measure_again();
+    }
+
+    fn measure_again(&mut self) {
+        let texts = [
+            &self.source,
+            &self.project_id,
+            &self.service_id,
+            &self.service_name,
+        ];
+        self.measure = texts.iter().fold((0, true), |(len, clean), text| {
+            let quoted = json::str_len(text);
+            (len + quoted, clean && quoted == text.len() + 2)
+        });
+    }
 }
 
 /// The fields of one event that the id is computed from.
@@ -63,12 +103,18 @@ pub struct IdParts<'a> {
 /// Computes the pinned event id: lowercase hex SHA-256 of the compact JSON
 /// array `[project_id, service_id, occur_time, event_type, event_info, twin]`.
 pub fn event_id(parts: IdParts<'_>) -> String {
+    event_id_measuring(parts).0
+}
+
+/// [`event_id`], and the quoted lengths of `event_type` and `event_info` as JSON strings
+/// (which writing the array measures anyway).
+fn event_id_measuring(parts: IdParts<'_>) -> (String, usize, usize) {
     // Every event of a backfill goes through here: the JSON goes into a buffer this
     // thread keeps, and the hex is written by table.
     thread_local! {
         static BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
     }
-    let digest = BUFFER.with_borrow_mut(|out| {
+    let (digest, type_len, info_len) = BUFFER.with_borrow_mut(|out| {
         out.clear();
         out.push(b'[');
         json::push_str(out, parts.project_id);
@@ -77,13 +123,17 @@ pub fn event_id(parts: IdParts<'_>) -> String {
         out.push(b',');
         json::push_int(out, parts.occur_time);
         out.push(b',');
+        let before = out.len();
         json::push_str(out, parts.event_type);
+        let type_len = out.len() - before;
         out.push(b',');
+        let before = out.len();
         json::push_str(out, parts.event_info);
+        let info_len = out.len() - before;
         out.push(b',');
         json::push_int(out, parts.twin);
         out.push(b']');
-        Sha256::digest(&out[..])
+        (Sha256::digest(&out[..]), type_len, info_len)
     });
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut id = String::with_capacity(64);
@@ -91,7 +141,7 @@ pub fn event_id(parts: IdParts<'_>) -> String {
         id.push(char::from(DIGITS[usize::from(byte >> 4)]));
         id.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
     }
-    id
+    (id, type_len, info_len)
 }
 
 /// Formats epoch milliseconds as RFC 3339 UTC with milliseconds
@@ -229,6 +279,29 @@ pub fn now_ms() -> i64 {
     i64::try_from(ms).unwrap_or(i64::MAX)
 }
 
+/// The bytes of a record's line that are not its values: the braces, each key quoted with
+/// its colon, and the commas between (`{"id":…,"source":…,…}`).
+const LINE_KEYS_LEN: usize = {
+    const KEYS: [&str; 9] = [
+        "id",
+        "source",
+        "project_id",
+        "service_id",
+        "service_name",
+        "occur_time",
+        "timestamp",
+        "event_type",
+        "event_info",
+    ];
+    let mut len = 2 + KEYS.len() - 1;
+    let mut i = 0;
+    while i < KEYS.len() {
+        len += KEYS[i].len() + 3;
+        i += 1;
+    }
+    len
+};
+
 impl EventRecord {
     /// Builds a record from the id's parts, computing `id` and `timestamp`.
     pub fn new(source: &str, service_name: &str, parts: IdParts<'_>) -> Self {
@@ -255,7 +328,21 @@ impl EventRecord {
         event_info: String,
         twin: u32,
     ) -> Self {
-        let id = event_id(IdParts {
+        Self::of_service_measured(service, occur_time, event_type, event_info, twin).0
+    }
+
+    /// [`EventRecord::of_service`], and the record's line measured as
+    /// [`json_line_measure`](Self::json_line_measure) does, from what was measured
+    /// already: the service's fields once per service, the event's texts while the id was
+    /// computed, and the id and timestamp, which never need escaping.
+    fn of_service_measured(
+        service: &ServiceFields,
+        occur_time: i64,
+        event_type: String,
+        event_info: String,
+        twin: u32,
+    ) -> (Self, (usize, bool)) {
+        let (id, type_len, info_len) = event_id_measuring(IdParts {
             project_id: &service.project_id,
             service_id: &service.service_id,
             occur_time,
@@ -263,17 +350,29 @@ impl EventRecord {
             event_info: &event_info,
             twin,
         });
-        EventRecord {
+        let clean = service.measure.1
+            && type_len == event_type.len() + 2
+            && info_len == event_info.len() + 2;
+        let timestamp = Timestamp::from_ms(occur_time);
+        let len = LINE_KEYS_LEN
+            + service.measure.0
+            + (id.len() + 2)
+            + (timestamp.len() + 2)
+            + json::int_len(occur_time)
+            + type_len
+            + info_len;
+        let record = EventRecord {
             id,
             source: service.source.clone(),
             project_id: service.project_id.clone(),
             service_id: service.service_id.clone(),
             service_name: service.service_name.clone(),
             occur_time,
-            timestamp: Timestamp::from_ms(occur_time),
+            timestamp,
             event_type,
             event_info,
-        }
+        };
+        (record, (len, clean))
     }
 
     /// The record as one compact JSON line, without the newline.
@@ -331,19 +430,6 @@ impl EventRecord {
 
     /// The length of the JSON line, and whether none of its texts needs escaping.
     fn json_line_measure(&self) -> (usize, bool) {
-        // `{"id":…,"source":…,…}`: each key quoted with its colon, commas between.
-        const KEYS: [&str; 9] = [
-            "id",
-            "source",
-            "project_id",
-            "service_id",
-            "service_name",
-            "occur_time",
-            "timestamp",
-            "event_type",
-            "event_info",
-        ];
-        let keys: usize = KEYS.iter().map(|k| k.len() + 3).sum::<usize>() + KEYS.len() - 1;
         let mut clean = true;
         let mut strings = 0;
         for text in self.texts() {
@@ -351,7 +437,10 @@ impl EventRecord {
             clean &= len == text.len() + 2;
             strings += len;
         }
-        (2 + keys + strings + json::int_len(self.occur_time), clean)
+        (
+            LINE_KEYS_LEN + strings + json::int_len(self.occur_time),
+            clean,
+        )
     }
 
     /// Writes the line of a record none of whose texts needs escaping: every text is
@@ -399,7 +488,25 @@ struct Shared {
 
 impl SharedRecord {
     pub fn new(record: EventRecord) -> Self {
-        let (line_len, clean) = record.json_line_measure();
+        let measure = record.json_line_measure();
+        Self::measured(record, measure)
+    }
+
+    /// The record [`EventRecord::of_service`] builds, shared, measured without reading
+    /// its texts again (a backfill builds one per event).
+    pub fn of_service(
+        service: &ServiceFields,
+        occur_time: i64,
+        event_type: String,
+        event_info: String,
+        twin: u32,
+    ) -> Self {
+        let (record, measure) =
+            EventRecord::of_service_measured(service, occur_time, event_type, event_info, twin);
+        Self::measured(record, measure)
+    }
+
+    fn measured(record: EventRecord, (line_len, clean): (usize, bool)) -> Self {
         SharedRecord(Arc::new(Shared {
             record,
             json: OnceLock::new(),
@@ -632,12 +739,7 @@ mod tests {
 
     #[test]
     fn a_record_of_a_service_is_the_record_new_builds_byte_for_byte() {
-        let service = ServiceFields {
-            source: "prod".into(),
-            project_id: PROJECT.into(),
-            service_id: SERVICE.into(),
-            service_name: "svc".into(),
-        };
+        let service = ServiceFields::new("prod", PROJECT, SERVICE, "svc");
         let info = "quote \" and \\ and \n";
         let built = EventRecord::new(
             "prod",
@@ -740,6 +842,49 @@ mod tests {
             );
             assert_eq!(shared.json_line_len(), expected.len());
             assert_eq!(shared.json_line().as_bytes(), expected);
+        }
+    }
+
+    #[test]
+    fn a_record_of_a_service_is_measured_as_it_is_written() {
+        let infos = [
+            "start to deploy service",
+            "a \"quoted\" word",
+            "tab\there",
+            "é 🙂",
+            "",
+        ];
+        let mut service = ServiceFields::new("prod", PROJECT, SERVICE, "svc");
+        for name in ["svc", "quoted \"name\"", "plain again", "control \u{1}"] {
+            service.set_service_name(name);
+            assert_eq!(service.service_name(), name);
+            for (i, info) in infos.iter().enumerate() {
+                let event_type = infos[(i + 1) % infos.len()];
+                let built = EventRecord::of_service(
+                    &service,
+                    1562597251764,
+                    event_type.to_owned(),
+                    (*info).to_owned(),
+                    2,
+                );
+                let expected = serde_json::to_vec(&built).expect("serializes");
+                let shared = SharedRecord::of_service(
+                    &service,
+                    1562597251764,
+                    event_type.to_owned(),
+                    (*info).to_owned(),
+                    2,
+                );
+                assert_eq!(*shared, built);
+                assert_eq!(shared.json_line_len(), expected.len(), "{name:?} {info:?}");
+                let mut out = Vec::new();
+                shared.write_json_line(&mut out);
+                assert_eq!(
+                    String::from_utf8_lossy(&out),
+                    String::from_utf8_lossy(&expected),
+                    "{name:?} {info:?}"
+                );
+            }
         }
     }
 
