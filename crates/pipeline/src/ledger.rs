@@ -186,7 +186,7 @@ impl Ledger {
         let add_fingerprints = std::mem::take(&mut self.fingerprints)
             .into_iter()
             .filter(|r| r.occur_time >= bound)
-            .map(|r| (r.id.clone(), r.occur_time))
+            .map(|r| (String::from(r.id), r.occur_time))
             .collect();
         let commit = LedgerCommit {
             cursor: CursorCommit {
@@ -232,9 +232,15 @@ mod tests {
         })
     }
 
-    fn rec(id: &str, occur_time: i64) -> SharedRecord {
+    /// A record id made of `name`'s bytes in hex, padded with zeros.
+    fn id(name: &str) -> String {
+        let hex: String = name.bytes().map(|b| format!("{b:02x}")).collect();
+        format!("{hex:0<64}")
+    }
+
+    fn rec(name: &str, occur_time: i64) -> SharedRecord {
         SharedRecord::new(record::EventRecord {
-            id: id.to_owned(),
+            id: record::EventId::parse(&id(name)).unwrap(),
             source: "prod".into(),
             project_id: "p".into(),
             service_id: "svc".into(),
@@ -262,7 +268,7 @@ mod tests {
         // fingerprinted so a re-read skips it.
         let c = commit(&mut l);
         assert_eq!(c.position, Some(1_000));
-        assert_eq!(c.add_fingerprints, vec![("b1".to_owned(), 1_015)]);
+        assert_eq!(c.add_fingerprints, vec![(id("b1"), 1_015)]);
         assert!(l.has_unresolved());
 
         assert!(l.resolve(a, &rec("a1", 1_005), Resolution::Delivered));
@@ -342,7 +348,7 @@ mod tests {
             .iter()
             .map(|(id, _)| id.as_str())
             .collect();
-        assert_eq!(ids, ["edge", "new"]);
+        assert_eq!(ids, [id("edge"), id("new")]);
         assert_eq!(l.totals(), (4, 0), "every record still counts as delivered");
     }
 }

@@ -180,7 +180,7 @@ async fn a_record_waiting_for_a_retry_holds_its_services_position() {
     );
     let mut first: Vec<String> = calls[..=stuck_batch]
         .iter()
-        .flat_map(|c| c.records.iter().map(|r| r.id.clone()))
+        .flat_map(|c| c.records.iter().map(|r| r.id.to_string()))
         .collect();
     first.retain(|id| id != &stuck);
     assert_exactly_once(
@@ -435,7 +435,7 @@ async fn rejected_records_are_dead_lettered_exactly_and_acknowledged() {
     let lettered: Vec<String> = letters
         .entries
         .iter()
-        .map(|(_, e)| e.record.id.clone())
+        .map(|(_, e)| e.record.id.to_string())
         .collect();
     assert_exactly_once(&lettered, &refused, "dead letters");
     let (_, first) = &letters.entries[0];
@@ -535,7 +535,7 @@ async fn a_full_dead_letter_file_fails_the_sink_instead_of_dropping() {
     let lettered: Vec<String> = letters
         .entries
         .iter()
-        .map(|(_, e)| e.record.id.clone())
+        .map(|(_, e)| e.record.id.to_string())
         .collect();
     let healthy = FakeSink::accepting("es");
     let spec = SinkSpec {
@@ -721,7 +721,7 @@ async fn replay_removes_only_what_the_destination_accepts() {
         .unwrap()
         .entries
         .iter()
-        .map(|(_, e)| e.record.id.clone())
+        .map(|(_, e)| e.record.id.to_string())
         .collect();
     assert!(!lettered.is_empty());
 
@@ -780,7 +780,7 @@ async fn replay_removes_only_what_the_destination_accepts() {
     let left_ids: Vec<String> = left
         .entries
         .iter()
-        .map(|(_, e)| e.record.id.clone())
+        .map(|(_, e)| e.record.id.to_string())
         .collect();
     assert_exactly_once(&left_ids, &still, "left in the file");
     assert!(

@@ -23,7 +23,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EventRecord {
     /// Pinned idempotency key (see [`event_id`]).
-    pub id: String,
+    pub id: EventId,
     /// Name of the configured source that fetched the event.
     pub source: Arc<str>,
     pub project_id: Arc<str>,
@@ -103,12 +103,12 @@ pub struct IdParts<'a> {
 /// Computes the pinned event id: lowercase hex SHA-256 of the compact JSON
 /// array `[project_id, service_id, occur_time, event_type, event_info, twin]`.
 pub fn event_id(parts: IdParts<'_>) -> String {
-    event_id_measuring(parts).0
+    event_id_measuring(parts).0.into()
 }
 
 /// [`event_id`], and the quoted lengths of `event_type` and `event_info` as JSON strings
 /// (which writing the array measures anyway).
-fn event_id_measuring(parts: IdParts<'_>) -> (String, usize, usize) {
+fn event_id_measuring(parts: IdParts<'_>) -> (EventId, usize, usize) {
     // Every event of a backfill goes through here: the JSON goes into a buffer this
     // thread keeps, and the hex is written by table.
     thread_local! {
@@ -136,12 +136,105 @@ fn event_id_measuring(parts: IdParts<'_>) -> (String, usize, usize) {
         (Sha256::digest(&out[..]), type_len, info_len)
     });
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut id = String::with_capacity(64);
-    for byte in digest {
-        id.push(char::from(DIGITS[usize::from(byte >> 4)]));
-        id.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
+    let mut id = [0u8; 64];
+    for (hex, byte) in id.chunks_exact_mut(2).zip(digest) {
+        hex[0] = DIGITS[usize::from(byte >> 4)];
+        hex[1] = DIGITS[usize::from(byte & 0x0f)];
     }
-    (id, type_len, info_len)
+    (EventId(id), type_len, info_len)
+}
+
+/// A record's `id` (see [`event_id`]): 64 lowercase hex digits, held in place rather than
+/// in a `String` of its own (a backfill makes one per event). Dereferences to `str`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct EventId([u8; 64]);
+
+impl EventId {
+    /// The id written as `text`, if it is 64 lowercase hex digits.
+    pub fn parse(text: &str) -> Option<EventId> {
+        let bytes: [u8; 64] = text.as_bytes().try_into().ok()?;
+        bytes
+            .iter()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+            .then_some(EventId(bytes))
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Only hex digits are ever stored (by `event_id`, or checked by `parse`).
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+impl Deref for EventId {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl fmt::Display for EventId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for EventId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl PartialEq<str> for EventId {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for EventId {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl PartialEq<String> for EventId {
+    fn eq(&self, other: &String) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<EventId> for String {
+    fn eq(&self, other: &EventId) -> bool {
+        self == other.as_str()
+    }
+}
+
+impl PartialEq<EventId> for &str {
+    fn eq(&self, other: &EventId) -> bool {
+        *self == other.as_str()
+    }
+}
+
+impl From<EventId> for String {
+    fn from(id: EventId) -> String {
+        id.as_str().to_owned()
+    }
+}
+
+impl Serialize for EventId {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for EventId {
+    /// A record read back (a dead-letter line) has the id it was written with.
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = std::borrow::Cow::<'de, str>::deserialize(deserializer)?;
+        EventId::parse(&text).ok_or_else(|| {
+            serde::de::Error::custom(format!("id {text:?} is not 64 lowercase hex digits"))
+        })
+    }
 }
 
 /// Formats epoch milliseconds as RFC 3339 UTC with milliseconds
@@ -306,7 +399,7 @@ impl EventRecord {
     /// Builds a record from the id's parts, computing `id` and `timestamp`.
     pub fn new(source: &str, service_name: &str, parts: IdParts<'_>) -> Self {
         EventRecord {
-            id: event_id(parts),
+            id: event_id_measuring(parts).0,
             source: source.into(),
             project_id: parts.project_id.into(),
             service_id: parts.service_id.into(),
@@ -645,6 +738,25 @@ mod tests {
             parse_rfc3339_ms("2019-07-08T14:47:31.764Z"),
             Some(1562597251764)
         );
+    }
+
+    #[test]
+    fn an_id_reads_back_only_as_written() {
+        let record = EventRecord::new("prod", "svc", parts(1));
+        let line = record.to_json_line();
+        let back: EventRecord = serde_json::from_str(&line).expect("a record line parses back");
+        assert_eq!(back.id, record.id);
+        assert_eq!(back.id, event_id(parts(1)));
+        let id = record.id.as_str();
+        for bad in [&id[1..], &id.to_uppercase(), &format!("{}g", &id[1..]), ""] {
+            let edited = line.replace(id, bad);
+            let error = serde_json::from_str::<EventRecord>(&edited).expect_err(bad);
+            assert!(
+                error.to_string().contains("not 64 lowercase hex digits"),
+                "{error}"
+            );
+            assert_eq!(EventId::parse(bad), None);
+        }
     }
 
     #[test]

@@ -82,11 +82,11 @@ fn ids(double: &ElasticsearchDouble, index: &str) -> Vec<String> {
 
 /// The ids of `batch[i]` for each `i` of `which`.
 fn pick(batch: &[SharedRecord], which: &[usize]) -> Vec<String> {
-    which.iter().map(|&i| batch[i].id.clone()).collect()
+    which.iter().map(|&i| batch[i].id.to_string()).collect()
 }
 
 fn record_ids(batch: &[SharedRecord]) -> Vec<String> {
-    batch.iter().map(|r| r.id.clone()).collect()
+    batch.iter().map(|r| r.id.to_string()).collect()
 }
 
 #[tokio::test]

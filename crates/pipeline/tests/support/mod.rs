@@ -135,7 +135,7 @@ impl FakeSink {
     }
 
     pub fn accepted_ids(&self) -> Vec<String> {
-        self.accepted().iter().map(|r| r.id.clone()).collect()
+        self.accepted().iter().map(|r| r.id.to_string()).collect()
     }
 
     /// The most sends that were in flight at once.

@@ -170,7 +170,7 @@ impl Harness {
             event_type: record.event_type.clone(),
             event_info: record.event_info.clone(),
             twin,
-            id: record.id.clone(),
+            id: record.id.to_string(),
         }
     }
 
