@@ -272,7 +272,9 @@ pub struct SinkDriver {
     rx: mpsc::Receiver<Message>,
     state: StateHandle,
     shutdown: watch::Receiver<bool>,
-    ledgers: HashMap<usize, Ledger>,
+    /// Each feed's ledger, looked up once per record acknowledged; ordered by feed, so a
+    /// commit lists its cursors in the same order every time.
+    ledgers: BTreeMap<usize, Ledger>,
     forming: Forming,
     sealed: VecDeque<Vec<Entry>>,
     in_flight: FuturesOrdered<Sending>,
@@ -313,7 +315,7 @@ pub fn spawn(
         rx,
         state,
         shutdown,
-        ledgers: HashMap::new(),
+        ledgers: BTreeMap::new(),
         forming: Forming::default(),
         sealed: VecDeque::new(),
         in_flight: FuturesOrdered::new(),
