@@ -21,13 +21,21 @@
 //! [`ElasticsearchDouble::fail_next_bulk`], [`ElasticsearchDouble::answer_next_bulk`],
 //! [`ElasticsearchDouble::refuse_documents`]). Documents are kept per index and `_id`
 //! for assertions.
+//!
+//! Cost: every rule above is checked on every document, but nothing is built that no rule
+//! needs. A source line is checked with the same parser a `serde_json::Value` would come
+//! from, without building the tree unless a mapping, a data stream or a predicate looks
+//! into it; documents are kept as the bytes received (a slice of the request body) and
+//! parsed when a test asks for them; a written item's answer is written as text.
 
-use crate::server::{Answer, Handler, Server, json};
+use crate::server::{Answer, Handler, Server, json, json_text};
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::header::{CONTENT_TYPE, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
+use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value, json};
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::io::Read as _;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -242,6 +250,28 @@ pub struct BulkStats {
 
 type Predicate = Arc<dyn Fn(&Value) -> Option<String> + Send + Sync>;
 
+/// A document as kept: its source as received (valid JSON, an object), parsed on demand.
+#[derive(Debug, Clone)]
+struct Kept {
+    source: Bytes,
+    version: u64,
+}
+
+impl Kept {
+    fn stored(&self, id: &str) -> StoredDocument {
+        StoredDocument {
+            id: id.to_owned(),
+            source: parse_kept(&self.source),
+            version: self.version,
+        }
+    }
+}
+
+/// A kept source as a `Value`; it was checked to be a JSON object when it was written.
+fn parse_kept(source: &[u8]) -> Value {
+    serde_json::from_slice(source).unwrap_or(Value::Null)
+}
+
 /// A canned whole-request answer for the next bulk requests.
 struct Fault {
     remaining: u32,
@@ -252,7 +282,7 @@ struct Fault {
 
 #[derive(Default)]
 struct Index {
-    docs: HashMap<String, StoredDocument>,
+    docs: HashMap<String, Kept>,
     order: Vec<String>,
     seq_no: u64,
     backing: Option<String>,
@@ -266,7 +296,7 @@ struct State {
     refuse: Option<Predicate>,
     stats: BulkStats,
     seen: Vec<SeenRequest>,
-    last_body: Option<Vec<u8>>,
+    last_body: Option<Bytes>,
     next_auto_id: u64,
 }
 
@@ -363,14 +393,14 @@ impl ElasticsearchDouble {
         index
             .order
             .iter()
-            .filter_map(|id| index.docs.get(id).cloned())
+            .filter_map(|id| index.docs.get(id).map(|kept| kept.stored(id)))
             .collect()
     }
 
     /// The source of one document.
     pub fn document(&self, index: &str, id: &str) -> Option<Value> {
         let state = self.state();
-        Some(state.indices.get(index)?.docs.get(id)?.source.clone())
+        Some(parse_kept(&state.indices.get(index)?.docs.get(id)?.source))
     }
 
     /// Names of the indices and data streams that hold documents, sorted.
@@ -413,7 +443,7 @@ impl ElasticsearchDouble {
 
     /// The last bulk body as received, before decompression.
     pub fn last_body(&self) -> Option<Vec<u8>> {
-        self.state().last_body.clone()
+        self.state().last_body.as_ref().map(|body| body.to_vec())
     }
 }
 
@@ -452,7 +482,7 @@ fn handle(shared: &Mutex<State>, request: Request<Bytes>) -> Answer {
         let mut state = lock(shared);
         if is_bulk {
             state.stats.requests += 1;
-            state.last_body = Some(body.to_vec());
+            state.last_body = Some(body.clone());
         }
         let answer = route(
             &mut state,
@@ -511,7 +541,7 @@ fn route<'h>(
             Err(answer) => return *answer,
         }
     } else {
-        Vec::new()
+        Bytes::new()
     };
     if let Some(answer) = check_auth(state, header("authorization"), path) {
         return answer;
@@ -549,22 +579,27 @@ fn route<'h>(
     match parse_bulk(&state.options.flavour, &decoded, default_index.as_deref()) {
         Err(answer) => *answer,
         Ok(actions) => {
-            let items: Vec<Value> = actions
-                .into_iter()
-                .map(|action| execute(state, action, &params))
-                .collect();
-            let errors = items.iter().any(|item| {
-                item.as_object()
-                    .and_then(|o| o.values().next())
-                    .and_then(|v| v.get("status"))
-                    .and_then(Value::as_u64)
-                    .is_some_and(|s| s >= 300)
-            });
+            // `{"errors":…,"items":[…],"took":…}`, the keys in `serde_json`'s order.
+            let mut items = Vec::with_capacity(actions.len() * 192);
+            let mut errors = false;
+            for (i, action) in actions.into_iter().enumerate() {
+                if i > 0 {
+                    items.push(b',');
+                }
+                let answer = execute(state, action, &params);
+                errors |= answer.status() >= 300;
+                answer.write(&mut items);
+            }
             let took = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-            json(
-                StatusCode::OK,
-                &json!({"took": took, "errors": errors, "items": items}),
-            )
+            let mut body = Vec::with_capacity(items.len() + 48);
+            body.extend_from_slice(b"{\"errors\":");
+            body.extend_from_slice(if errors { b"true" } else { b"false" });
+            body.extend_from_slice(b",\"items\":[");
+            body.extend_from_slice(&items);
+            body.extend_from_slice(b"],\"took\":");
+            body.extend_from_slice(took.to_string().as_bytes());
+            body.push(b'}');
+            json_text(StatusCode::OK, body)
         }
     }
 }
@@ -575,7 +610,7 @@ fn decode_body(
     encoding: Option<&str>,
     body: &Bytes,
     max: usize,
-) -> Result<Option<Vec<u8>>, Box<Answer>> {
+) -> Result<Option<Bytes>, Box<Answer>> {
     let limit = u64::try_from(max).unwrap_or(u64::MAX).saturating_add(1);
     let mut decoded = Vec::new();
     let read = match encoding.map(|e| e.trim().to_ascii_lowercase()).as_deref() {
@@ -583,7 +618,8 @@ fn decode_body(
             if body.len() > max {
                 return Ok(None);
             }
-            return Ok(Some(body.to_vec()));
+            // The documents kept are slices of it: no copy.
+            return Ok(Some(body.clone()));
         }
         Some("gzip") | Some("x-gzip") => flate2::read::GzDecoder::new(&body[..])
             .take(limit)
@@ -601,7 +637,7 @@ fn decode_body(
     };
     match read {
         Ok(_) if decoded.len() > max => Ok(None),
-        Ok(_) => Ok(Some(decoded)),
+        Ok(_) => Ok(Some(Bytes::from(decoded))),
         Err(error) => Err(Box::new(error_answer(
             StatusCode::BAD_REQUEST,
             "illegal_argument_exception",
@@ -803,8 +839,8 @@ struct Action {
     index: String,
     id: Option<String>,
     pipeline: Option<String>,
-    /// The source line (not for `delete`).
-    source: Option<Vec<u8>>,
+    /// The source line (not for `delete`), a slice of the body.
+    source: Option<Bytes>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -852,6 +888,59 @@ fn bad_request(reason: &str) -> Answer {
     )
 }
 
+/// The root of a JSON text by its token name (as [`token_name`] names it), found by the
+/// parser a `Value` comes from (`deserialize_any`: the same grammar, numbers and nesting
+/// limit, so the same texts are refused) without building the value.
+struct Shape(&'static str);
+
+/// [`Shape`] of an object.
+const OBJECT: &str = "START_OBJECT";
+
+impl<'de> Deserialize<'de> for Shape {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Any;
+        impl<'de> Visitor<'de> for Any {
+            type Value = Shape;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Shape, E> {
+                Ok(Shape("VALUE_BOOLEAN"))
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Shape, E> {
+                Ok(Shape("VALUE_NUMBER"))
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Shape, E> {
+                Ok(Shape("VALUE_NUMBER"))
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Shape, E> {
+                Ok(Shape("VALUE_NUMBER"))
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<Shape, E> {
+                Ok(Shape("VALUE_STRING"))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Shape, E> {
+                Ok(Shape("VALUE_NULL"))
+            }
+            fn visit_none<E: de::Error>(self) -> Result<Shape, E> {
+                Ok(Shape("VALUE_NULL"))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Shape, A::Error> {
+                while seq.next_element::<Shape>()?.is_some() {}
+                Ok(Shape("START_ARRAY"))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Shape, A::Error> {
+                // Keys as `Value` reads them (`deserialize_str`).
+                while map.next_key::<PlainStr<'de>>()?.is_some() {
+                    map.next_value::<Shape>()?;
+                }
+                Ok(Shape(OBJECT))
+            }
+        }
+        deserializer.deserialize_any(Any)
+    }
+}
+
 /// The JSON token name ES's parser would report for a value.
 fn token_name(value: &Value) -> &'static str {
     match value {
@@ -866,7 +955,7 @@ fn token_name(value: &Value) -> &'static str {
 
 fn parse_bulk(
     flavour: &Flavour,
-    body: &[u8],
+    body: &Bytes,
     default_index: Option<&str>,
 ) -> Result<Vec<Action>, Box<Answer>> {
     if body.iter().all(u8::is_ascii_whitespace) {
@@ -891,6 +980,69 @@ fn parse_bulk(
     let mut actions = Vec::new();
     let mut missing_index = false;
     while let Some((number, line)) = lines.next() {
+        let ActionLine {
+            op,
+            index,
+            id,
+            pipeline,
+        } = match ActionLine::plain(line, default_index) {
+            Some(parsed) => parsed,
+            None => ActionLine::parse(flavour, number, line, default_index)?,
+        };
+        let source = if op == Op::Delete {
+            None
+        } else {
+            // ES silently drops a final action whose source line is missing.
+            let Some((_, source)) = lines.next() else {
+                break;
+            };
+            Some(body.slice_ref(source))
+        };
+        let Some(index) = index else {
+            missing_index = true;
+            continue;
+        };
+        actions.push(Action {
+            op,
+            index,
+            id,
+            pipeline,
+            source,
+        });
+    }
+    if missing_index {
+        return Err(Box::new(error_answer(
+            StatusCode::BAD_REQUEST,
+            "action_request_validation_exception",
+            "Validation Failed: 1: index is missing;",
+        )));
+    }
+    if actions.is_empty() {
+        return Err(Box::new(error_answer(
+            StatusCode::BAD_REQUEST,
+            "action_request_validation_exception",
+            "Validation Failed: 1: no requests added;",
+        )));
+    }
+    Ok(actions)
+}
+
+/// What an action line says.
+struct ActionLine {
+    op: Op,
+    index: Option<String>,
+    id: Option<String>,
+    pipeline: Option<String>,
+}
+
+impl ActionLine {
+    /// The line as `BulkRequestParser` reads it, every malformation answered as ES does.
+    fn parse(
+        flavour: &Flavour,
+        number: usize,
+        line: &[u8],
+        default_index: Option<&str>,
+    ) -> Result<ActionLine, Box<Answer>> {
         let value: Value = match serde_json::from_slice(line) {
             Ok(value) => value,
             Err(_) if line.iter().all(u8::is_ascii_whitespace) => {
@@ -931,7 +1083,7 @@ fn parse_bulk(
             _ => {
                 return Err(Box::new(bad_request(&format!(
                     "Malformed action/metadata line [{number}], expected field [create], \
-                     [delete], [index] or [update] but found [{name}]"
+                         [delete], [index] or [update] but found [{name}]"
                 ))));
             }
         };
@@ -957,7 +1109,7 @@ fn parse_bulk(
             {
                 return Err(Box::new(bad_request(&format!(
                     "Malformed action/metadata line [{number}], expected a simple value for \
-                     field [{field}] but found [{}]",
+                         field [{field}] but found [{}]",
                     token_name(value)
                 ))));
             }
@@ -974,65 +1126,219 @@ fn parse_bulk(
                 _ => {}
             }
         }
-        let source = if op == Op::Delete {
-            None
-        } else {
-            // ES silently drops a final action whose source line is missing.
-            let Some((_, source)) = lines.next() else {
-                break;
-            };
-            Some(source.to_vec())
-        };
-        let Some(index) = index else {
-            missing_index = true;
-            continue;
-        };
-        actions.push(Action {
+        Ok(ActionLine {
             op,
             index,
             id,
             pipeline,
-            source,
-        });
+        })
     }
-    if missing_index {
-        return Err(Box::new(error_answer(
-            StatusCode::BAD_REQUEST,
-            "action_request_validation_exception",
-            "Validation Failed: 1: index is missing;",
-        )));
+
+    /// The common shape, `{"<op>":{"_index":"…","_id":"…"}}` with string values (and
+    /// `pipeline`), read without building a `Value`; `None` for anything else, which
+    /// [`ActionLine::parse`] then reads (a `null`, a number, another field, a repeated
+    /// field, a malformation).
+    fn plain(line: &[u8], default_index: Option<&str>) -> Option<ActionLine> {
+        let plain: PlainAction<'_> = serde_json::from_slice(line).ok()?;
+        Some(ActionLine {
+            op: plain.op,
+            index: plain
+                .meta
+                .index
+                .map(Cow::into_owned)
+                .or_else(|| default_index.map(str::to_owned)),
+            id: plain.meta.id.map(Cow::into_owned),
+            pipeline: plain.meta.pipeline.map(Cow::into_owned),
+        })
     }
-    if actions.is_empty() {
-        return Err(Box::new(error_answer(
-            StatusCode::BAD_REQUEST,
-            "action_request_validation_exception",
-            "Validation Failed: 1: no requests added;",
-        )));
+}
+
+/// An action line of the common shape (see [`ActionLine::plain`]).
+struct PlainAction<'a> {
+    op: Op,
+    meta: PlainMeta<'a>,
+}
+
+#[derive(Default)]
+struct PlainMeta<'a> {
+    index: Option<Cow<'a, str>>,
+    id: Option<Cow<'a, str>>,
+    pipeline: Option<Cow<'a, str>>,
+}
+
+/// A JSON string, borrowed when it has no escapes; any other JSON value is an error.
+struct PlainStr<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for PlainStr<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Text;
+        impl<'de> Visitor<'de> for Text {
+            type Value = PlainStr<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, text: &'de str) -> Result<Self::Value, E> {
+                Ok(PlainStr(Cow::Borrowed(text)))
+            }
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<Self::Value, E> {
+                Ok(PlainStr(Cow::Owned(text.to_owned())))
+            }
+        }
+        deserializer.deserialize_str(Text)
     }
-    Ok(actions)
+}
+
+impl<'de> Deserialize<'de> for PlainMeta<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Fields;
+        impl<'de> Visitor<'de> for Fields {
+            type Value = PlainMeta<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object of strings")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut meta = PlainMeta::default();
+                while let Some(PlainStr(key)) = map.next_key()? {
+                    let slot = match key.as_ref() {
+                        "_index" => &mut meta.index,
+                        "_id" => &mut meta.id,
+                        "pipeline" => &mut meta.pipeline,
+                        _ => return Err(de::Error::custom("not a plain field")),
+                    };
+                    if slot.is_some() {
+                        return Err(de::Error::custom("a repeated field"));
+                    }
+                    let PlainStr(value) = map.next_value()?;
+                    *slot = Some(value);
+                }
+                Ok(meta)
+            }
+        }
+        deserializer.deserialize_map(Fields)
+    }
+}
+
+impl<'de> Deserialize<'de> for PlainAction<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct One;
+        impl<'de> Visitor<'de> for One {
+            type Value = PlainAction<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object with one operation")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let Some(PlainStr(name)) = map.next_key()? else {
+                    return Err(de::Error::custom("no operation"));
+                };
+                let op = match name.as_ref() {
+                    "create" => Op::Create,
+                    "index" => Op::Index,
+                    "update" => Op::Update,
+                    "delete" => Op::Delete,
+                    _ => return Err(de::Error::custom("not an operation")),
+                };
+                let meta: PlainMeta<'de> = map.next_value()?;
+                if map.next_key::<PlainStr<'de>>()?.is_some() {
+                    return Err(de::Error::custom("more than one operation"));
+                }
+                Ok(PlainAction { op, meta })
+            }
+        }
+        deserializer.deserialize_map(One)
+    }
+}
+
+/// The item of one action in a bulk answer.
+enum ItemAnswer {
+    /// A failed action, or a delete: the item as a `Value`, and its status.
+    Other(u16, Value),
+    /// A document written.
+    Written(Written),
+}
+
+/// A document written: its item, `{"<op>":{"_id",…,"status"}}` with the keys in the order
+/// `serde_json` writes a `Map` (sorted), written as text.
+struct Written {
+    op: Op,
+    index: String,
+    id: String,
+    with_type: bool,
+    version: u64,
+    seq_no: u64,
+    created: bool,
+}
+
+impl ItemAnswer {
+    fn status(&self) -> u16 {
+        match self {
+            ItemAnswer::Other(status, _) => *status,
+            ItemAnswer::Written(written) if written.created => 201,
+            ItemAnswer::Written(_) => 200,
+        }
+    }
+
+    fn write(&self, out: &mut Vec<u8>) {
+        match self {
+            // Writing a `Value` into a `Vec` cannot fail.
+            ItemAnswer::Other(_, value) => {
+                let _ = serde_json::to_writer(&mut *out, value);
+            }
+            ItemAnswer::Written(written) => written.write(out),
+        }
+    }
+}
+
+impl Written {
+    fn write(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"{\"");
+        out.extend_from_slice(self.op.name().as_bytes());
+        out.extend_from_slice(b"\":{\"_id\":");
+        let _ = serde_json::to_writer(&mut *out, &self.id);
+        out.extend_from_slice(b",\"_index\":");
+        let _ = serde_json::to_writer(&mut *out, &self.index);
+        out.extend_from_slice(b",\"_primary_term\":1,\"_seq_no\":");
+        out.extend_from_slice(self.seq_no.to_string().as_bytes());
+        out.extend_from_slice(b",\"_shards\":{\"failed\":0,\"successful\":1,\"total\":2}");
+        if self.with_type {
+            out.extend_from_slice(b",\"_type\":\"_doc\"");
+        }
+        out.extend_from_slice(b",\"_version\":");
+        out.extend_from_slice(self.version.to_string().as_bytes());
+        let (result, status) = if self.created {
+            ("created", 201)
+        } else {
+            ("updated", 200)
+        };
+        out.extend_from_slice(b",\"result\":\"");
+        out.extend_from_slice(result.as_bytes());
+        out.extend_from_slice(b"\",\"status\":");
+        out.extend_from_slice(status.to_string().as_bytes());
+        out.extend_from_slice(b"}}");
+    }
 }
 
 /// Runs one action; its item for the answer.
-fn execute(state: &mut State, action: Action, params: &QueryParams) -> Value {
+fn execute(state: &mut State, action: Action, params: &QueryParams) -> ItemAnswer {
     state.stats.items += 1;
     let flavour = state.options.flavour.clone();
     let op = action.op.name();
-    let index_name = action.index.clone();
-    let id_value = action.id.clone().map_or(Value::Null, Value::String);
-    let item = |status: u16, body: Map<String, Value>| -> Value {
+    let item = |status: u16, body: Map<String, Value>| -> ItemAnswer {
         let mut inner = Map::new();
-        inner.insert("_index".to_owned(), Value::String(index_name.clone()));
+        inner.insert("_index".to_owned(), Value::String(action.index.clone()));
         if flavour.allows_type() {
             inner.insert("_type".to_owned(), Value::String("_doc".to_owned()));
         }
-        inner.insert("_id".to_owned(), id_value.clone());
+        inner.insert(
+            "_id".to_owned(),
+            action.id.clone().map_or(Value::Null, Value::String),
+        );
         inner.extend(body);
         inner.insert("status".to_owned(), json!(status));
         let mut outer = Map::new();
         outer.insert(op.to_owned(), Value::Object(inner));
-        Value::Object(outer)
+        ItemAnswer::Other(status, Value::Object(outer))
     };
-    let failure = |state: &mut State, status: u16, error: Value| -> Value {
+    let failure = |state: &mut State, status: u16, error: Value| -> ItemAnswer {
         match status {
             409 => state.stats.conflicts += 1,
             429 => state.stats.throttled += 1,
@@ -1103,107 +1409,121 @@ fn execute(state: &mut State, action: Action, params: &QueryParams) -> Value {
             item_error("exception", "no source", &action.index),
         );
     };
-    let id_for_reason = action.id.clone().unwrap_or_else(|| "auto".to_owned());
-    let source: Value = match serde_json::from_slice(source_bytes) {
-        Ok(source @ Value::Object(_)) => source,
-        Ok(other) => {
+    let id_for_reason = action.id.as_deref().unwrap_or("auto");
+    // Only a data stream, a mapping or a predicate looks into the document; without them
+    // it is only checked to be a JSON object, by the parser a `Value` would come from.
+    let looks_inside = data_stream || !state.options.mapping.is_empty() || state.refuse.is_some();
+    let plain_object = !looks_inside
+        && matches!(
+            serde_json::from_slice::<Shape>(source_bytes),
+            Ok(Shape(OBJECT))
+        );
+    let source: Option<Value> = if plain_object {
+        None
+    } else {
+        match serde_json::from_slice(source_bytes) {
+            Ok(source @ Value::Object(_)) => Some(source),
+            Ok(other) => {
+                let error = parsing_error(
+                    &flavour,
+                    1,
+                    &format!(
+                        "failed to parse, document is empty or not an object ({})",
+                        token_name(&other)
+                    ),
+                    None,
+                    &action.index,
+                );
+                return failure(state, 400, error);
+            }
+            Err(e) => {
+                let error = parsing_error(
+                    &flavour,
+                    e.column(),
+                    "failed to parse",
+                    Some(json!({"type": "json_parse_exception", "reason": e.to_string()})),
+                    &action.index,
+                );
+                return failure(state, 400, error);
+            }
+        }
+    };
+    if let Some(source) = &source {
+        let text = String::from_utf8_lossy(source_bytes);
+        if data_stream {
+            let timestamp = source.get("@timestamp");
+            if !timestamp.is_some_and(|t| value_fits(t, FieldType::Date)) {
+                let error = if flavour.is_opensearch() {
+                    item_error(
+                        "mapper_parsing_exception",
+                        "documents must contain a single-valued timestamp field '@timestamp' of date type",
+                        &action.index,
+                    )
+                } else {
+                    parsing_error(
+                        &flavour,
+                        text.len(),
+                        "failed to parse: data stream timestamp field [@timestamp] is missing",
+                        Some(json!({"type": "illegal_argument_exception",
+                            "reason": "data stream timestamp field [@timestamp] is missing"})),
+                        &action.index,
+                    )
+                };
+                return failure(state, 400, error);
+            }
+        }
+        for (field, kind) in &state.options.mapping {
+            let Some(value) = lookup(source, field) else {
+                continue;
+            };
+            if value_fits(value, *kind) {
+                continue;
+            }
+            let preview = match value {
+                Value::String(s) => s.chars().take(80).collect(),
+                other => other.to_string(),
+            };
+            // The column where the value starts, 1-based, as ES 8 reports it.
+            let key = field.rsplit('.').next().unwrap_or(field);
+            let column = text
+                .find(&format!("\"{key}\":"))
+                .map_or(1, |at| at + key.len() + 4);
+            let cause = match kind {
+                FieldType::Long => json!({"type": "illegal_argument_exception",
+                    "reason": format!("For input string: \"{preview}\"")}),
+                FieldType::Date | FieldType::EpochMillis => {
+                    json!({"type": "illegal_argument_exception",
+                    "reason": format!("failed to parse date field [{preview}] with format [{}]",
+                        if *kind == FieldType::Date { "strict_date_optional_time||epoch_millis" } else { "epoch_millis" })})
+                }
+                FieldType::Keyword | FieldType::Text => json!({"type": "illegal_state_exception",
+                    "reason": format!("Can't get text on a {} at 1:{column}", token_name(value))}),
+            };
+            let error = parsing_error(
+                &flavour,
+                column,
+                &format!(
+                    "failed to parse field [{field}] of type [{}] in document with id '{id_for_reason}'. \
+                     Preview of field's value: '{preview}'",
+                    kind.name()
+                ),
+                Some(cause),
+                &action.index,
+            );
+            return failure(state, 400, error);
+        }
+        if let Some(refuse) = state.refuse.clone()
+            && let Some(why) = refuse(source)
+        {
             let error = parsing_error(
                 &flavour,
                 1,
-                &format!(
-                    "failed to parse, document is empty or not an object ({})",
-                    token_name(&other)
-                ),
-                None,
-                &action.index,
-            );
-            return failure(state, 400, error);
-        }
-        Err(e) => {
-            let error = parsing_error(
-                &flavour,
-                e.column(),
                 "failed to parse",
-                Some(json!({"type": "json_parse_exception", "reason": e.to_string()})),
+                Some(json!({"type": "illegal_argument_exception", "reason": why})),
                 &action.index,
             );
             return failure(state, 400, error);
         }
-    };
-    let text = String::from_utf8_lossy(source_bytes);
-    if data_stream {
-        let timestamp = source.get("@timestamp");
-        if !timestamp.is_some_and(|t| value_fits(t, FieldType::Date)) {
-            let error = if flavour.is_opensearch() {
-                item_error(
-                    "mapper_parsing_exception",
-                    "documents must contain a single-valued timestamp field '@timestamp' of date type",
-                    &action.index,
-                )
-            } else {
-                parsing_error(
-                    &flavour,
-                    text.len(),
-                    "failed to parse: data stream timestamp field [@timestamp] is missing",
-                    Some(json!({"type": "illegal_argument_exception",
-                        "reason": "data stream timestamp field [@timestamp] is missing"})),
-                    &action.index,
-                )
-            };
-            return failure(state, 400, error);
-        }
-    }
-    for (field, kind) in &state.options.mapping {
-        let Some(value) = lookup(&source, field) else {
-            continue;
-        };
-        if value_fits(value, *kind) {
-            continue;
-        }
-        let preview = match value {
-            Value::String(s) => s.chars().take(80).collect(),
-            other => other.to_string(),
-        };
-        // The column where the value starts, 1-based, as ES 8 reports it.
-        let key = field.rsplit('.').next().unwrap_or(field);
-        let column = text
-            .find(&format!("\"{key}\":"))
-            .map_or(1, |at| at + key.len() + 4);
-        let cause = match kind {
-            FieldType::Long => json!({"type": "illegal_argument_exception",
-                "reason": format!("For input string: \"{preview}\"")}),
-            FieldType::Date | FieldType::EpochMillis => {
-                json!({"type": "illegal_argument_exception",
-                "reason": format!("failed to parse date field [{preview}] with format [{}]",
-                    if *kind == FieldType::Date { "strict_date_optional_time||epoch_millis" } else { "epoch_millis" })})
-            }
-            FieldType::Keyword | FieldType::Text => json!({"type": "illegal_state_exception",
-                "reason": format!("Can't get text on a {} at 1:{column}", token_name(value))}),
-        };
-        let error = parsing_error(
-            &flavour,
-            column,
-            &format!(
-                "failed to parse field [{field}] of type [{}] in document with id '{id_for_reason}'. \
-                 Preview of field's value: '{preview}'",
-                kind.name()
-            ),
-            Some(cause),
-            &action.index,
-        );
-        return failure(state, 400, error);
-    }
-    if let Some(refuse) = state.refuse.clone()
-        && let Some(why) = refuse(&source)
-    {
-        let error = parsing_error(
-            &flavour,
-            1,
-            "failed to parse",
-            Some(json!({"type": "illegal_argument_exception", "reason": why})),
-            &action.index,
-        );
-        return failure(state, 400, error);
     }
     let id = match &action.id {
         Some(id) => id.clone(),
@@ -1234,9 +1554,8 @@ fn execute(state: &mut State, action: Action, params: &QueryParams) -> Value {
     }
     index.docs.insert(
         id.clone(),
-        StoredDocument {
-            id: id.clone(),
-            source,
+        Kept {
+            source: source_bytes.clone(),
             version,
         },
     );
@@ -1247,30 +1566,22 @@ fn execute(state: &mut State, action: Action, params: &QueryParams) -> Value {
         .clone()
         .unwrap_or_else(|| action.index.clone());
     state.stats.written += 1;
-    let (status, result) = if existing.is_some() {
-        (200, "updated")
-    } else {
-        (201, "created")
-    };
-    let mut body = Map::new();
-    body.insert("_index".to_owned(), Value::String(shown_index));
-    body.insert("_id".to_owned(), Value::String(id));
-    body.insert("_version".to_owned(), json!(version));
-    body.insert("result".to_owned(), json!(result));
-    body.insert(
-        "_shards".to_owned(),
-        json!({"total": 2, "successful": 1, "failed": 0}),
-    );
-    body.insert("_seq_no".to_owned(), json!(seq_no));
-    body.insert("_primary_term".to_owned(), json!(1));
-    item(status, body)
+    ItemAnswer::Written(Written {
+        op: action.op,
+        index: shown_index,
+        id,
+        with_type: flavour.allows_type(),
+        version,
+        seq_no,
+        created: existing.is_none(),
+    })
 }
 
 fn delete(
     state: &mut State,
     action: &Action,
-    item: &impl Fn(u16, Map<String, Value>) -> Value,
-) -> Value {
+    item: &impl Fn(u16, Map<String, Value>) -> ItemAnswer,
+) -> ItemAnswer {
     let removed = action.id.as_ref().and_then(|id| {
         let index = state.indices.get_mut(&action.index)?;
         let removed = index.docs.remove(id)?;

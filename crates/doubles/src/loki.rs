@@ -48,7 +48,7 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::header::{CONTENT_ENCODING, CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER};
 use hyper::{Method, Request, Response, StatusCode};
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io::{self, Read};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -354,10 +354,54 @@ struct State {
 struct StoredStream {
     labels: Vec<(String, String)>,
     entries: Vec<StreamEntry>,
-    /// (timestamp, line) of every stored entry: Loki's head-block duplicate check.
-    stored: HashSet<(i64, String)>,
+    /// Loki's head-block duplicate check, over every stored entry: for each timestamp, the
+    /// newest entry with it; `same_time[i]` is the entry stored before entry `i` with its
+    /// timestamp. Keyed on the time alone, so that a line is neither hashed nor copied:
+    /// lines are compared only between entries of the same nanosecond.
+    by_time: HashMap<i64, usize>,
+    same_time: Vec<Option<usize>>,
     highest: Option<i64>,
-    last: Option<(i64, String)>,
+    /// The entry last accepted (stored, or equal to a stored one).
+    last: Option<usize>,
+}
+
+impl StoredStream {
+    fn new(labels: Vec<(String, String)>) -> Self {
+        StoredStream {
+            labels,
+            entries: Vec::new(),
+            by_time: HashMap::new(),
+            same_time: Vec::new(),
+            highest: None,
+            last: None,
+        }
+    }
+
+    /// The stored entry with this timestamp and line.
+    fn find(&self, ts: i64, line: &str) -> Option<usize> {
+        let mut at = self.by_time.get(&ts).copied();
+        while let Some(i) = at {
+            if self.entries[i].line == line {
+                return Some(i);
+            }
+            at = self.same_time[i];
+        }
+        None
+    }
+
+    fn is_last(&self, ts: i64, line: &str) -> bool {
+        self.last
+            .map(|i| &self.entries[i])
+            .is_some_and(|last| last.timestamp_ns == ts && last.line == line)
+    }
+
+    fn store(&mut self, entry: StreamEntry) -> usize {
+        let at = self.entries.len();
+        self.same_time
+            .push(self.by_time.insert(entry.timestamp_ns, at));
+        self.entries.push(entry);
+        at
+    }
 }
 
 /// One stream as decoded from a push.
@@ -520,21 +564,11 @@ impl State {
             let stream = self
                 .streams
                 .entry((tenant.clone(), shown.clone()))
-                .or_insert_with(|| StoredStream {
-                    labels,
-                    entries: Vec::new(),
-                    stored: HashSet::new(),
-                    highest: None,
-                    last: None,
-                });
+                .or_insert_with(|| StoredStream::new(labels));
             let total = entries.len();
             let mut failed = Vec::new();
             for entry in entries {
-                if stream
-                    .last
-                    .as_ref()
-                    .is_some_and(|(ts, line)| *ts == entry.ts && *line == entry.line)
-                {
+                if stream.is_last(entry.ts, &entry.line) {
                     self.duplicates += 1;
                     continue;
                 }
@@ -551,17 +585,18 @@ impl State {
                         continue;
                     }
                 }
-                stream.last = Some((entry.ts, entry.line.clone()));
                 stream.highest = Some(stream.highest.map_or(entry.ts, |h| h.max(entry.ts)));
-                if !stream.stored.insert((entry.ts, entry.line.clone())) {
+                if let Some(stored) = stream.find(entry.ts, &entry.line) {
+                    stream.last = Some(stored);
                     self.duplicates += 1;
                     continue;
                 }
-                stream.entries.push(StreamEntry {
+                let stored = stream.store(StreamEntry {
                     timestamp_ns: entry.ts,
                     line: entry.line,
                     structured_metadata: entry.structured_metadata.into_iter().collect(),
                 });
+                stream.last = Some(stored);
             }
             if !failed.is_empty() {
                 self.rejected += failed.len() as u64;

@@ -140,3 +140,14 @@ pub fn json(status: StatusCode, body: &serde_json::Value) -> Answer {
     );
     response
 }
+
+/// A JSON answer from text already written.
+pub fn json_text(status: StatusCode, body: Vec<u8>) -> Answer {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    response
+}

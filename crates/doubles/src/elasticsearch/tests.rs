@@ -731,3 +731,170 @@ fn civil_dates() {
     );
     assert_eq!(civil_from_days(11_016), (2000, 2, 29));
 }
+
+// ---- the paths that build no `Value` say what the `Value` paths say ----
+
+/// A written item as the double built it before it wrote items as text: a `Map` per
+/// level, serialized by `serde_json`.
+fn written_as_value(written: &Written) -> String {
+    let mut inner = Map::new();
+    inner.insert("_index".to_owned(), json!("request-index"));
+    if written.with_type {
+        inner.insert("_type".to_owned(), json!("_doc"));
+    }
+    inner.insert("_id".to_owned(), Value::Null);
+    inner.insert("_index".to_owned(), json!(written.index));
+    inner.insert("_id".to_owned(), json!(written.id));
+    inner.insert("_version".to_owned(), json!(written.version));
+    let (status, result) = if written.created {
+        (201, "created")
+    } else {
+        (200, "updated")
+    };
+    inner.insert("result".to_owned(), json!(result));
+    inner.insert(
+        "_shards".to_owned(),
+        json!({"total": 2, "successful": 1, "failed": 0}),
+    );
+    inner.insert("_seq_no".to_owned(), json!(written.seq_no));
+    inner.insert("_primary_term".to_owned(), json!(1));
+    inner.insert("status".to_owned(), json!(status));
+    json!({ written.op.name(): inner }).to_string()
+}
+
+#[test]
+fn written_items_are_the_bytes_serde_json_writes() {
+    for (with_type, created, op) in [
+        (false, true, Op::Create),
+        (true, true, Op::Create),
+        (false, false, Op::Index),
+        (true, false, Op::Index),
+    ] {
+        let written = Written {
+            op,
+            index: ".ds-logs-x-2026.11.30-000001".to_owned(),
+            id: "quote \" slash \\ nl \n ctl \u{1} 部署".to_owned(),
+            with_type,
+            version: 7,
+            seq_no: 12_345,
+            created,
+        };
+        let expected = written_as_value(&written);
+        let answer = ItemAnswer::Written(written);
+        assert_eq!(answer.status(), if created { 201 } else { 200 });
+        let mut text = Vec::new();
+        answer.write(&mut text);
+        assert_eq!(String::from_utf8(text).unwrap(), expected);
+    }
+}
+
+#[test]
+fn the_shape_check_refuses_what_value_refuses() {
+    let deep_ok = format!("{}{}", "[".repeat(100), "]".repeat(100));
+    let too_deep = format!("{{\"a\":{}{}}}", "[".repeat(200), "]".repeat(200));
+    let cases: Vec<Vec<u8>> = [
+        "{}",
+        " {\"a\":1} ",
+        "{\"a\":{\"b\":[1,2.5,-3,true,null,\"x\"]}}",
+        "{\"a\":1e400}",
+        "{\"a\":-1e-400}",
+        "{\"a\":18446744073709551616}",
+        "{\"esc\\u00e9\":\"\\ud83d\\ude00\"}",
+        "{\"bad\":\"\\ud800\"}",
+        "{\"bad\":\"\\x\"}",
+        "{\"a\":1,\"a\":2}",
+        "{\"a\":1}x",
+        "{\"a\":1,}",
+        "{\"a\" 1}",
+        "{a:1}",
+        "[1]",
+        "\"text\"",
+        "12",
+        "null",
+        "true",
+        "",
+        "   ",
+        &deep_ok,
+        &too_deep,
+    ]
+    .iter()
+    .map(|s| s.as_bytes().to_vec())
+    .chain([b"{\"a\":\"\xff\"}".to_vec(), b"{\"a\xc3\":1}".to_vec()])
+    .collect();
+    for case in cases {
+        let value = serde_json::from_slice::<Value>(&case);
+        let shape = serde_json::from_slice::<Shape>(&case);
+        let shown = String::from_utf8_lossy(&case);
+        match (&value, &shape) {
+            (Ok(value), Ok(Shape(name))) => assert_eq!(token_name(value), *name, "{shown}"),
+            (Err(_), Err(_)) => {}
+            _ => panic!("{shown}: Value {:?}, shape {:?}", value, shape.map(|s| s.0)),
+        }
+    }
+}
+
+#[test]
+fn plain_action_lines_read_as_the_value_parser_reads_them() {
+    let plain = [
+        r#"{"create":{"_index":"i","_id":"a"}}"#,
+        r#"{"index":{"_id":"a"}}"#,
+        r#"{"delete":{"_index":"i","_id":"a"}}"#,
+        r#"{"update":{"_index":"i","_id":"a"}}"#,
+        r#"{"create":{}}"#,
+        r#" {"create":{"_id":"a\"b\u00e9","pipeline":"p","_index":""}} "#,
+    ];
+    let other = [
+        r#"{"create":{"_index":null,"_id":"a"}}"#,
+        r#"{"create":{"_index":"i","_id":7}}"#,
+        r#"{"create":{"_index":"i","_id":true}}"#,
+        r#"{"create":{"_index":"i","_id":"a","_id":"b"}}"#,
+        r#"{"create":{"_index":"i","routing":"r"}}"#,
+        r#"{"create":{"_index":"i","_type":"_doc"}}"#,
+        r#"{"create":{"_index":"i","other":"x"}}"#,
+        r#"{"create":["i","a"]}"#,
+        r#"{"create":{"_index":"i"},"index":{"_index":"i"}}"#,
+        r#"{"create":{"_index":"i"},"create":{"_index":"j"}}"#,
+        r#"{"upsert":{"_index":"i"}}"#,
+        r#"{}"#,
+        r#""create""#,
+        r#"{"create":{"_index":"i"}} x"#,
+        "",
+    ];
+    for flavour in [Flavour::Elasticsearch8, Flavour::Elasticsearch7] {
+        for (number, line) in plain.iter().enumerate() {
+            for default in [None, Some("default")] {
+                let fast = ActionLine::plain(line.as_bytes(), default)
+                    .unwrap_or_else(|| panic!("{line} is plain"));
+                let Ok(slow) = ActionLine::parse(&flavour, number + 1, line.as_bytes(), default)
+                else {
+                    panic!("{line} parses");
+                };
+                assert_eq!(
+                    (fast.op, fast.index, fast.id, fast.pipeline),
+                    (slow.op, slow.index, slow.id, slow.pipeline),
+                    "{line}"
+                );
+            }
+        }
+    }
+    for line in other {
+        assert!(
+            ActionLine::plain(line.as_bytes(), Some("default")).is_none(),
+            "{line} is left to the full parser"
+        );
+    }
+}
+
+#[test]
+fn kept_documents_read_back_as_sent() {
+    let double = ElasticsearchDouble::start().unwrap();
+    let source = r#"{"b":{"c":[1,"x"]},"a":"\u00e9\n","n":1.5}"#;
+    let body = create("e", "a", source);
+    assert_eq!(bulk(&double, &body).status, 200);
+    let expected: Value = serde_json::from_str(source).unwrap();
+    assert_eq!(double.document("e", "a").unwrap(), expected);
+    let documents = double.documents("e");
+    assert_eq!(documents.len(), 1);
+    assert_eq!(documents[0].source, expected);
+    assert_eq!((documents[0].id.as_str(), documents[0].version), ("a", 1));
+}

@@ -901,3 +901,31 @@ fn serves_real_http_and_goes_down_and_up_on_the_same_port() {
     assert_eq!(double.pushes(), 2);
     assert_eq!(double.statuses(), [204, 204]);
 }
+
+#[test]
+fn duplicates_are_found_among_many_lines_of_one_nanosecond() {
+    let mut loki = loki();
+    let same_time = |lines: &[&str]| {
+        proto_push(vec![stream(
+            "{job=\"x\"}",
+            lines.iter().map(|line| entry(NOW, line)).collect(),
+        )])
+    };
+    assert_eq!(push(&mut loki, same_time(&["a", "b", "c", "d"])).0, 204);
+    assert_eq!(loki.duplicates, 0);
+    // Each of them again, the first, a middle one and the newest of the nanosecond.
+    assert_eq!(
+        push(&mut loki, same_time(&["b", "a", "d", "c", "e"])).0,
+        204
+    );
+    assert_eq!(loki.duplicates, 4);
+    assert_eq!(lines(&loki), ["a", "b", "c", "d", "e"]);
+    // The same line at the next nanosecond is another entry.
+    let (status, _) = push(
+        &mut loki,
+        proto_push(vec![stream("{job=\"x\"}", vec![entry(NOW + 1, "a")])]),
+    );
+    assert_eq!(status, 204);
+    assert_eq!(loki.duplicates, 4);
+    assert_eq!(lines(&loki), ["a", "b", "c", "d", "e", "a"]);
+}

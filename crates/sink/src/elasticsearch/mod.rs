@@ -37,8 +37,10 @@
 //! that may only write get 403 there, hence `healthcheck.enabled = false`.
 //!
 //! Files: [`config`] (the keys), [`request_builder`] (the NDJSON body), [`service`]
-//! (transport, status handling, the bulk answer), [`sink`] (the [`crate::Sink`]).
+//! (transport, status handling, the bulk answer; `answer.rs` reads the common all-written
+//! answer without a `Value`), [`sink`] (the [`crate::Sink`]).
 
+mod answer;
 pub mod config;
 pub mod request_builder;
 pub mod service;

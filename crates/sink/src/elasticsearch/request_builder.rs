@@ -224,7 +224,8 @@ pub struct BulkBody {
 impl BulkBody {
     /// Encodes `batch`: one `create` action and one source line per record.
     pub fn encode(batch: &[SharedRecord], index: &IndexPattern, mode: Mode) -> BulkBody {
-        let estimate: usize = batch.iter().map(|r| r.json_line().len() + 160).sum();
+        // Guessed from the first record, without writing any line.
+        let estimate = record::json_lines_capacity(batch) + 160 * batch.len();
         let mut bytes = Vec::with_capacity(estimate);
         let mut ends = Vec::with_capacity(batch.len());
         for record in batch {
@@ -233,17 +234,23 @@ impl BulkBody {
             bytes.extend_from_slice(b",\"_id\":");
             push_json_string(&mut bytes, &record.id);
             bytes.extend_from_slice(b"}}\n");
-            let line = record.json_line();
-            match (mode, line.strip_prefix('{')) {
-                (Mode::DataStream, Some(rest)) => {
-                    bytes.extend_from_slice(b"{\"@timestamp\":");
-                    push_json_string(&mut bytes, &record.timestamp);
-                    if rest != "}" {
-                        bytes.push(b',');
+            match mode {
+                // Serialized straight into the body: no string per record.
+                Mode::Bulk => record.write_json_line(&mut bytes),
+                Mode::DataStream => {
+                    let line = record.json_line();
+                    match line.strip_prefix('{') {
+                        Some(rest) => {
+                            bytes.extend_from_slice(b"{\"@timestamp\":");
+                            push_json_string(&mut bytes, &record.timestamp);
+                            if rest != "}" {
+                                bytes.push(b',');
+                            }
+                            bytes.extend_from_slice(rest.as_bytes());
+                        }
+                        None => bytes.extend_from_slice(line.as_bytes()),
                     }
-                    bytes.extend_from_slice(rest.as_bytes());
                 }
-                _ => bytes.extend_from_slice(line.as_bytes()),
             }
             bytes.push(b'\n');
             ends.push(bytes.len());
@@ -283,6 +290,12 @@ impl BulkBody {
 /// escaped.
 fn push_json_string(out: &mut Vec<u8>, text: &str) {
     out.push(b'"');
+    // Ids and index names never need escaping: copied whole.
+    if !text.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+        out.extend_from_slice(text.as_bytes());
+        out.push(b'"');
+        return;
+    }
     for c in text.chars() {
         match c {
             '"' => out.extend_from_slice(b"\\\""),
@@ -445,5 +458,14 @@ mod tests {
         assert_eq!(text, "\"a\\\"b\\\\c\\nd\\u0001é\"");
         let back: String = serde_json::from_str(&text).unwrap();
         assert_eq!(back, "a\"b\\c\nd\u{1}é");
+    }
+
+    #[test]
+    fn strings_without_escapes_are_written_as_serde_json_writes_them() {
+        for text in ["", "modelarts-events-2026.11.30", "a1b2c3", "部署 ~\u{7f}"] {
+            let mut out = Vec::new();
+            push_json_string(&mut out, text);
+            assert_eq!(out, serde_json::to_vec(text).unwrap(), "{text}");
+        }
     }
 }

@@ -239,13 +239,18 @@ impl Template {
     /// The value for `record`.
     pub fn render(&self, record: &EventRecord) -> String {
         let mut out = String::new();
+        self.render_into(record, &mut out);
+        out
+    }
+
+    /// Appends the value for `record` to `out` (a buffer reused from record to record).
+    pub fn render_into(&self, record: &EventRecord, out: &mut String) {
         for piece in &self.pieces {
             match piece {
                 Piece::Text(text) => out.push_str(text),
                 Piece::Field(field) => out.push_str(&field.value(record)),
             }
         }
-        out
     }
 }
 

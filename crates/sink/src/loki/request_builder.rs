@@ -9,10 +9,9 @@
 //! left out, which proto3 encodes the same as leaving them empty.
 
 use super::LokiEncoding;
-use prost::Message as _;
+use prost::encoding::{encode_varint, encoded_len_varint};
 use reqwest::header::HeaderValue;
 use serde_json::{Map, Value};
-use std::collections::BTreeMap;
 
 /// A stream's labels: name and value, ordered by name, no value empty.
 pub(super) type Labels<'a> = Vec<(&'a str, String)>;
@@ -35,20 +34,72 @@ pub(super) struct Stream<'a> {
 }
 
 /// Groups entries by their labels; streams ordered by labels, entries by time then line.
+/// (What [`StreamsBuilder`] makes, for tests that have each entry's labels at hand.)
+#[cfg(test)]
 pub(super) fn streams<'a>(
     entries: impl IntoIterator<Item = (Labels<'a>, Entry<'a>)>,
 ) -> Vec<Stream<'a>> {
-    let mut by_labels: BTreeMap<Labels<'a>, Vec<Entry<'a>>> = BTreeMap::new();
+    let mut streams = StreamsBuilder::default();
     for (labels, entry) in entries {
-        by_labels.entry(labels).or_default().push(entry);
+        let stream = match streams.find(|known| *known == labels) {
+            Some(stream) => stream,
+            None => streams.add(labels),
+        };
+        streams.push(stream, entry);
     }
-    by_labels
-        .into_iter()
-        .map(|(labels, mut entries)| {
-            entries.sort_by(|a, b| (a.timestamp_ns, a.line).cmp(&(b.timestamp_ns, b.line)));
-            Stream { labels, entries }
-        })
-        .collect()
+    streams.finish()
+}
+
+/// Entries grouped by their labels as they come, for a caller that can compare a
+/// record's labels with a stream's without making them: a batch has few streams, so
+/// each record's labels are made at most once per stream, not once per record.
+#[derive(Debug, Default)]
+pub(super) struct StreamsBuilder<'a> {
+    streams: Vec<Stream<'a>>,
+    /// The stream the last entry went to, looked at first.
+    last: usize,
+}
+
+impl<'a> StreamsBuilder<'a> {
+    /// The stream whose labels `matches`.
+    pub fn find(&mut self, matches: impl Fn(&Labels<'a>) -> bool) -> Option<usize> {
+        if self
+            .streams
+            .get(self.last)
+            .is_some_and(|s| matches(&s.labels))
+        {
+            return Some(self.last);
+        }
+        let found = self.streams.iter().position(|s| matches(&s.labels))?;
+        self.last = found;
+        Some(found)
+    }
+
+    /// A new stream (its labels no other stream's).
+    pub fn add(&mut self, labels: Labels<'a>) -> usize {
+        self.streams.push(Stream {
+            labels,
+            entries: Vec::new(),
+        });
+        self.last = self.streams.len() - 1;
+        self.last
+    }
+
+    pub fn push(&mut self, stream: usize, entry: Entry<'a>) {
+        self.streams[stream].entries.push(entry);
+    }
+
+    /// The streams ordered by labels, entries by time then line (a stable sort: equal
+    /// entries keep the batch's order).
+    pub fn finish(mut self) -> Vec<Stream<'a>> {
+        self.streams.sort_by(|a, b| a.labels.cmp(&b.labels));
+        for stream in &mut self.streams {
+            stream
+                .entries
+                .sort_by(|a, b| (a.timestamp_ns, a.line).cmp(&(b.timestamp_ns, b.line)));
+        }
+        self.streams
+    }
 }
 
 /// The `Content-Type` of a push in `encoding`.
@@ -64,7 +115,7 @@ pub(super) fn content_type(encoding: LokiEncoding) -> HeaderValue {
 pub(super) fn encode(streams: &[Stream<'_>], encoding: LokiEncoding) -> Result<Vec<u8>, String> {
     match encoding {
         LokiEncoding::Protobuf => {
-            let raw = protobuf(streams).encode_to_vec();
+            let raw = push_request(streams);
             snap::raw::Encoder::new()
                 .compress_vec(&raw)
                 .map_err(|e| format!("cannot snappy-compress the push: {e}"))
@@ -74,6 +125,123 @@ pub(super) fn encode(streams: &[Stream<'_>], encoding: LokiEncoding) -> Result<V
     }
 }
 
+/// The push as `logproto.PushRequest` bytes, written straight from the streams (no
+/// message structs, so no copy of each line): the bytes prost writes for [`protobuf`]'s
+/// messages, field by field in tag order, proto3 defaults (0, "") left out, a present
+/// `timestamp` always written.
+fn push_request(streams: &[Stream<'_>]) -> Vec<u8> {
+    let labels: Vec<String> = streams.iter().map(|s| label_string(&s.labels)).collect();
+    let size: usize = streams
+        .iter()
+        .zip(&labels)
+        .map(|(stream, labels)| field_len(1, stream_len(stream, labels)))
+        .sum();
+    let mut out = Vec::with_capacity(size);
+    for (stream, labels) in streams.iter().zip(&labels) {
+        key(&mut out, 1);
+        encode_varint(stream_len(stream, labels) as u64, &mut out);
+        string_field(&mut out, 1, labels);
+        for entry in &stream.entries {
+            key(&mut out, 2);
+            encode_varint(entry_len(entry) as u64, &mut out);
+            let (seconds, nanos) = timestamp(entry.timestamp_ns);
+            key(&mut out, 1);
+            encode_varint(timestamp_len(seconds, nanos) as u64, &mut out);
+            int_field(&mut out, 1, seconds);
+            int_field(&mut out, 2, i64::from(nanos));
+            string_field(&mut out, 2, entry.line);
+            for (name, value) in &entry.structured_metadata {
+                key(&mut out, 3);
+                encode_varint(pair_len(name, value) as u64, &mut out);
+                string_field(&mut out, 1, name);
+                string_field(&mut out, 2, value);
+            }
+        }
+    }
+    out
+}
+
+/// `google.protobuf.Timestamp` of a time in nanoseconds: `nanos` in `0..10⁹`.
+fn timestamp(ns: i64) -> (i64, i32) {
+    // Below 10⁹, so it fits.
+    (
+        ns.div_euclid(1_000_000_000),
+        ns.rem_euclid(1_000_000_000) as i32,
+    )
+}
+
+/// The key of a length-delimited field (wire type 2).
+fn key(out: &mut Vec<u8>, tag: u32) {
+    encode_varint(u64::from(tag << 3 | 2), out);
+}
+
+/// A length-delimited field with its key and length.
+fn field_len(tag: u32, len: usize) -> usize {
+    encoded_len_varint(u64::from(tag << 3 | 2)) + encoded_len_varint(len as u64) + len
+}
+
+fn string_len(tag: u32, text: &str) -> usize {
+    if text.is_empty() {
+        0
+    } else {
+        field_len(tag, text.len())
+    }
+}
+
+fn string_field(out: &mut Vec<u8>, tag: u32, text: &str) {
+    if !text.is_empty() {
+        key(out, tag);
+        encode_varint(text.len() as u64, out);
+        out.extend_from_slice(text.as_bytes());
+    }
+}
+
+/// An `int64`/`int32` field (wire type 0; negative numbers as ten bytes, as prost does).
+fn int_len(tag: u32, value: i64) -> usize {
+    if value == 0 {
+        0
+    } else {
+        encoded_len_varint(u64::from(tag << 3)) + encoded_len_varint(value as u64)
+    }
+}
+
+fn int_field(out: &mut Vec<u8>, tag: u32, value: i64) {
+    if value != 0 {
+        encode_varint(u64::from(tag << 3), out);
+        encode_varint(value as u64, out);
+    }
+}
+
+fn timestamp_len(seconds: i64, nanos: i32) -> usize {
+    int_len(1, seconds) + int_len(2, i64::from(nanos))
+}
+
+fn pair_len(name: &str, value: &str) -> usize {
+    string_len(1, name) + string_len(2, value)
+}
+
+fn entry_len(entry: &Entry<'_>) -> usize {
+    let (seconds, nanos) = timestamp(entry.timestamp_ns);
+    field_len(1, timestamp_len(seconds, nanos))
+        + string_len(2, entry.line)
+        + entry
+            .structured_metadata
+            .iter()
+            .map(|(name, value)| field_len(3, pair_len(name, value)))
+            .sum::<usize>()
+}
+
+fn stream_len(stream: &Stream<'_>, labels: &str) -> usize {
+    string_len(1, labels)
+        + stream
+            .entries
+            .iter()
+            .map(|entry| field_len(2, entry_len(entry)))
+            .sum::<usize>()
+}
+
+/// The same push as prost messages: what [`push_request`] is checked against.
+#[cfg(test)]
 fn protobuf(streams: &[Stream<'_>]) -> proto::PushRequest {
     proto::PushRequest {
         streams: streams
@@ -174,6 +342,7 @@ pub(super) fn label_string(labels: &[(&str, String)]) -> String {
 }
 
 /// `logproto` messages, as far as a client sets them.
+#[cfg(test)]
 pub(super) mod proto {
     /// `PushRequest { repeated StreamAdapter streams = 1; }`
     #[derive(Clone, PartialEq, prost::Message)]
@@ -226,6 +395,7 @@ pub(super) mod proto {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use prost::Message as _;
 
     fn entry(index: usize, timestamp_ns: i64, line: &str) -> Entry<'_> {
         Entry {
@@ -352,6 +522,52 @@ mod tests {
             let one = encode(&streams(items.clone()), encoding).unwrap();
             let two = encode(&streams(reversed.clone()), encoding).unwrap();
             assert_eq!(one, two);
+        }
+    }
+
+    /// The hand-written encoder against prost's, on what makes protobuf bytes differ:
+    /// zero and negative times, empty strings, lengths of one, two and three bytes.
+    #[test]
+    fn push_requests_are_the_bytes_prost_writes() {
+        let long = "x".repeat(200);
+        let longer = "é".repeat(10_000);
+        let mut with_metadata = entry(3, 1_718_000_000_123_456_789, &long);
+        with_metadata.structured_metadata = vec![
+            ("service_id", "s1".to_owned()),
+            ("empty", String::new()),
+            ("", "no name".to_owned()),
+        ];
+        let cases = vec![
+            vec![],
+            vec![Stream {
+                labels: labels(&[("a", "b")]),
+                entries: vec![entry(0, 1_000_000_001, "x")],
+            }],
+            vec![
+                Stream {
+                    labels: labels(&[("job", "x"), ("service_name", "quote \" 部署")]),
+                    entries: vec![
+                        entry(0, 0, ""),
+                        entry(1, -1, "before 1970"),
+                        entry(2, -1_500_000_000, &longer),
+                        with_metadata,
+                        entry(4, i64::MAX, "late"),
+                        entry(5, i64::MIN, "early"),
+                        entry(6, 5_000_000_000, "whole seconds"),
+                    ],
+                },
+                Stream {
+                    labels: labels(&[]),
+                    entries: vec![entry(7, 999_999_999, "nanos only")],
+                },
+                Stream {
+                    labels: labels(&[("b", "c")]),
+                    entries: vec![],
+                },
+            ],
+        ];
+        for streams in cases {
+            assert_eq!(push_request(&streams), protobuf(&streams).encode_to_vec());
         }
     }
 }

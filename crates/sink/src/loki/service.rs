@@ -17,7 +17,7 @@
 //!    retryable failure hands it back to the engine to retry alone, and any other failure
 //!    fails the batch (nothing acknowledged; the next attempt's copies are duplicates too).
 
-use super::request_builder::{self, Entry, Labels, Stream};
+use super::request_builder::{self, Entry, Labels, Stream, StreamsBuilder};
 use super::{LineFormat, LokiConfig, TooOld};
 use crate::http::{HttpClient, HttpRequest, HttpResponse};
 use crate::{Delivery, ItemHold, ItemRetry, Rejection, SharedRecord, SinkError};
@@ -69,7 +69,10 @@ pub(super) fn plan<'a>(config: &'a LokiConfig, batch: &'a [SharedRecord], now_ns
     let oldest_allowed = now_ns.saturating_sub(ns(config.too_old_after));
     let mut rejected = Vec::new();
     let mut held = Vec::new();
-    let mut entries: Vec<(Labels<'a>, Entry<'a>)> = Vec::with_capacity(batch.len());
+    let mut streams = StreamsBuilder::default();
+    // Each label's value for the record at hand, rendered into buffers kept from record to
+    // record; a stream's labels are made only for its first record.
+    let mut values: Vec<String> = vec![String::new(); config.labels.len()];
     for (index, record) in batch.iter().enumerate() {
         let mut reject = |reason: String, expected: Option<&'static str>| {
             rejected.push(Rejection {
@@ -91,13 +94,20 @@ pub(super) fn plan<'a>(config: &'a LokiConfig, batch: &'a [SharedRecord], now_ns
             });
             continue;
         }
-        let labels: Labels<'a> = config
-            .labels
-            .iter()
-            .map(|(name, template)| (name.as_str(), template.render(record)))
-            .filter(|(_, value)| !value.is_empty())
-            .collect();
-        if labels.is_empty() {
+        for ((_, template), value) in config.labels.iter().zip(&mut values) {
+            value.clear();
+            template.render_into(record, value);
+        }
+        // The labels: name and value, without those that render empty.
+        let labels = || {
+            config
+                .labels
+                .iter()
+                .zip(&values)
+                .filter(|(_, value)| !value.is_empty())
+                .map(|((name, _), value)| (name.as_str(), value.as_str()))
+        };
+        if labels().next().is_none() {
             reject(
                 "every label renders empty for this record, and Loki refuses a stream \
                  without labels"
@@ -106,9 +116,8 @@ pub(super) fn plan<'a>(config: &'a LokiConfig, batch: &'a [SharedRecord], now_ns
             );
             continue;
         }
-        if let Some((name, value)) = labels
-            .iter()
-            .find(|(_, value)| value.len() > MAX_LABEL_VALUE_LENGTH)
+        if let Some((name, value)) =
+            labels().find(|(_, value)| value.len() > MAX_LABEL_VALUE_LENGTH)
         {
             reject(
                 format!(
@@ -173,18 +182,32 @@ pub(super) fn plan<'a>(config: &'a LokiConfig, batch: &'a [SharedRecord], now_ns
         } else {
             timestamp_ns
         };
-        entries.push((
-            labels,
+        let stream = match streams.find(|known| {
+            known.len() == labels().count()
+                && known
+                    .iter()
+                    .zip(labels())
+                    .all(|((n, v), (name, value))| *n == name && v == value)
+        }) {
+            Some(stream) => stream,
+            None => streams.add(
+                labels()
+                    .map(|(name, value)| (name, value.to_owned()))
+                    .collect::<Labels<'a>>(),
+            ),
+        };
+        streams.push(
+            stream,
             Entry {
                 index,
                 timestamp_ns,
                 line,
                 structured_metadata,
             },
-        ));
+        );
     }
     Plan {
-        streams: request_builder::streams(entries),
+        streams: streams.finish(),
         rejected,
         held,
     }
