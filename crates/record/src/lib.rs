@@ -163,6 +163,11 @@ impl EventId {
         // Only hex digits are ever stored (by `event_id`, or checked by `parse`).
         std::str::from_utf8(&self.0).unwrap_or_default()
     }
+
+    /// The id's ASCII bytes, without checking them as UTF-8 again (as `as_str` does).
+    pub fn as_bytes(&self) -> &[u8; 64] {
+        &self.0
+    }
 }
 
 impl Deref for EventId {
@@ -279,6 +284,11 @@ impl Timestamp {
     pub fn as_str(&self) -> &str {
         // Only ASCII is ever stored (by `from_ms`, or checked by `Deserialize`).
         std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+
+    /// The time's ASCII bytes, without checking them as UTF-8 again (as `as_str` does).
+    pub fn as_bytes(&self) -> &[u8; 24] {
+        &self.0
     }
 }
 
@@ -449,8 +459,8 @@ impl EventRecord {
         let timestamp = Timestamp::from_ms(occur_time);
         let len = LINE_KEYS_LEN
             + service.measure.0
-            + (id.len() + 2)
-            + (timestamp.len() + 2)
+            + (id.as_bytes().len() + 2)
+            + (timestamp.as_bytes().len() + 2)
             + json::int_len(occur_time)
             + type_len
             + info_len;
@@ -539,22 +549,22 @@ impl EventRecord {
     /// Writes the line of a record none of whose texts needs escaping: every text is
     /// copied between its quotes as it is.
     fn write_clean_json_line(&self, out: &mut Vec<u8>) {
-        let quoted = |out: &mut Vec<u8>, key: &[u8], text: &str| {
+        let quoted = |out: &mut Vec<u8>, key: &[u8], text: &[u8]| {
             out.extend_from_slice(key);
             out.push(b'"');
-            out.extend_from_slice(text.as_bytes());
+            out.extend_from_slice(text);
             out.push(b'"');
         };
-        quoted(out, b"{\"id\":", &self.id);
-        quoted(out, b",\"source\":", &self.source);
-        quoted(out, b",\"project_id\":", &self.project_id);
-        quoted(out, b",\"service_id\":", &self.service_id);
-        quoted(out, b",\"service_name\":", &self.service_name);
+        quoted(out, b"{\"id\":", self.id.as_bytes());
+        quoted(out, b",\"source\":", self.source.as_bytes());
+        quoted(out, b",\"project_id\":", self.project_id.as_bytes());
+        quoted(out, b",\"service_id\":", self.service_id.as_bytes());
+        quoted(out, b",\"service_name\":", self.service_name.as_bytes());
         out.extend_from_slice(b",\"occur_time\":");
         json::push_int(out, self.occur_time);
-        quoted(out, b",\"timestamp\":", &self.timestamp);
-        quoted(out, b",\"event_type\":", &self.event_type);
-        quoted(out, b",\"event_info\":", &self.event_info);
+        quoted(out, b",\"timestamp\":", self.timestamp.as_bytes());
+        quoted(out, b",\"event_type\":", self.event_type.as_bytes());
+        quoted(out, b",\"event_info\":", self.event_info.as_bytes());
         out.push(b'}');
     }
 }
