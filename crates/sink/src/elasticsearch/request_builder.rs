@@ -228,9 +228,17 @@ impl BulkBody {
         let estimate = record::json_lines_capacity(batch) + 160 * batch.len();
         let mut bytes = Vec::with_capacity(estimate);
         let mut ends = Vec::with_capacity(batch.len());
+        // A name depends on the hour of the record's time alone (`render`), and a
+        // batch's records mostly share one: rendered again only when the hour changes.
+        let mut rendered: Option<(i64, String)> = None;
         for record in batch {
+            let hour = record.occur_time.max(0) / 3_600_000;
+            if rendered.as_ref().is_none_or(|(at, _)| *at != hour) {
+                rendered = Some((hour, index.render(record.occur_time)));
+            }
+            let name = rendered.as_ref().map_or("", |(_, name)| name.as_str());
             bytes.extend_from_slice(b"{\"create\":{\"_index\":");
-            push_json_string(&mut bytes, &index.render(record.occur_time));
+            push_json_string(&mut bytes, name);
             bytes.extend_from_slice(b",\"_id\":");
             push_json_string(&mut bytes, &record.id);
             bytes.extend_from_slice(b"}}\n");
@@ -415,6 +423,42 @@ mod tests {
         assert_eq!(values[2]["create"]["_index"], "ev-2019.07.09");
         assert_eq!(values[2]["create"]["_id"], batch[1].id.as_str());
         assert_eq!(values[3]["event_info"], "quote \" and \\");
+    }
+
+    #[test]
+    fn each_record_gets_the_index_of_its_own_hour() {
+        // Runs of the same hour, a new hour, a new day, back to an earlier hour, and
+        // times before 1970 (the epoch's hour).
+        let hour = 3_600_000;
+        let times = [
+            1562597251764,
+            1562597251765,
+            1562597251764 + hour,
+            1562597251764 + 24 * hour,
+            1562597251764,
+            -5,
+            0,
+        ];
+        let batch: Vec<SharedRecord> = times.iter().map(|&t| record(t, "x")).collect();
+        let pattern = IndexPattern::parse("ev-%Y.%m.%d.%H").unwrap();
+        let body = BulkBody::encode(&batch, &pattern, Mode::Bulk);
+        let values = lines(body.as_bytes());
+        let indices: Vec<&str> = values
+            .iter()
+            .step_by(2)
+            .map(|action| action["create"]["_index"].as_str().unwrap())
+            .collect();
+        let expected: Vec<String> = times.iter().map(|&t| pattern.render(t)).collect();
+        assert_eq!(indices, expected);
+        assert_eq!(
+            indices[..4],
+            [
+                "ev-2019.07.08.14",
+                "ev-2019.07.08.14",
+                "ev-2019.07.08.15",
+                "ev-2019.07.09.14"
+            ]
+        );
     }
 
     #[test]
