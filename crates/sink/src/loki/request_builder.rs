@@ -10,18 +10,60 @@
 
 use super::LokiEncoding;
 use prost::encoding::{encode_varint, encoded_len_varint};
+use record::SharedRecord;
 use reqwest::header::HeaderValue;
 use serde_json::{Map, Value};
 
 /// A stream's labels: name and value, ordered by name, no value empty.
 pub(super) type Labels<'a> = Vec<(&'a str, String)>;
 
+/// The line of an entry: a text of the record, or its JSON line, which the protobuf
+/// push writes straight from the record (its length is known without writing it), so
+/// that no string is made per record.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Line<'a> {
+    Text(&'a str),
+    Json(&'a SharedRecord),
+}
+
+impl<'a> Line<'a> {
+    pub fn len(&self) -> usize {
+        match self {
+            Line::Text(text) => text.len(),
+            Line::Json(record) => record.json_line_len(),
+        }
+    }
+
+    /// The line as text (a JSON line is made once, and kept by the record).
+    pub fn text(&self) -> &'a str {
+        match self {
+            Line::Text(text) => text,
+            Line::Json(record) => record.json_line(),
+        }
+    }
+
+    fn write(&self, out: &mut Vec<u8>) {
+        match self {
+            Line::Text(text) => out.extend_from_slice(text.as_bytes()),
+            Line::Json(record) => record.write_json_line(out),
+        }
+    }
+}
+
+impl PartialEq for Line<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.text() == other.text()
+    }
+}
+
+impl Eq for Line<'_> {}
+
 /// One entry to push, with the index of its record in the batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Entry<'a> {
     pub index: usize,
     pub timestamp_ns: i64,
-    pub line: &'a str,
+    pub line: Line<'a>,
     /// Name and value, ordered by name, no value empty.
     pub structured_metadata: Vec<(&'a str, String)>,
 }
@@ -94,9 +136,12 @@ impl<'a> StreamsBuilder<'a> {
     pub fn finish(mut self) -> Vec<Stream<'a>> {
         self.streams.sort_by(|a, b| a.labels.cmp(&b.labels));
         for stream in &mut self.streams {
-            stream
-                .entries
-                .sort_by(|a, b| (a.timestamp_ns, a.line).cmp(&(b.timestamp_ns, b.line)));
+            // Lines are compared (and a JSON line made) only between entries of one time.
+            stream.entries.sort_by(|a, b| {
+                a.timestamp_ns
+                    .cmp(&b.timestamp_ns)
+                    .then_with(|| a.line.text().cmp(b.line.text()))
+            });
         }
         self.streams
     }
@@ -149,7 +194,11 @@ fn push_request(streams: &[Stream<'_>]) -> Vec<u8> {
             encode_varint(timestamp_len(seconds, nanos) as u64, &mut out);
             int_field(&mut out, 1, seconds);
             int_field(&mut out, 2, i64::from(nanos));
-            string_field(&mut out, 2, entry.line);
+            if entry.line.len() > 0 {
+                key(&mut out, 2);
+                encode_varint(entry.line.len() as u64, &mut out);
+                entry.line.write(&mut out);
+            }
             for (name, value) in &entry.structured_metadata {
                 key(&mut out, 3);
                 encode_varint(pair_len(name, value) as u64, &mut out);
@@ -223,7 +272,10 @@ fn pair_len(name: &str, value: &str) -> usize {
 fn entry_len(entry: &Entry<'_>) -> usize {
     let (seconds, nanos) = timestamp(entry.timestamp_ns);
     field_len(1, timestamp_len(seconds, nanos))
-        + string_len(2, entry.line)
+        + match entry.line.len() {
+            0 => 0,
+            len => field_len(2, len),
+        }
         + entry
             .structured_metadata
             .iter()
@@ -257,7 +309,7 @@ fn protobuf(streams: &[Stream<'_>]) -> proto::PushRequest {
                             // Below 10⁹, so it fits.
                             nanos: entry.timestamp_ns.rem_euclid(1_000_000_000) as i32,
                         }),
-                        line: entry.line.to_owned(),
+                        line: entry.line.text().to_owned(),
                         structured_metadata: entry
                             .structured_metadata
                             .iter()
@@ -289,7 +341,7 @@ fn json(streams: &[Stream<'_>]) -> Value {
                     // Loki wants the nanoseconds as a string of digits.
                     let mut value = vec![
                         Value::String(entry.timestamp_ns.to_string()),
-                        Value::String(entry.line.to_owned()),
+                        Value::String(entry.line.text().to_owned()),
                     ];
                     if !entry.structured_metadata.is_empty() {
                         value.push(Value::Object(
@@ -401,7 +453,7 @@ mod tests {
         Entry {
             index,
             timestamp_ns,
-            line,
+            line: Line::Text(line),
             structured_metadata: Vec::new(),
         }
     }
@@ -568,6 +620,55 @@ mod tests {
         ];
         for streams in cases {
             assert_eq!(push_request(&streams), protobuf(&streams).encode_to_vec());
+        }
+    }
+
+    #[test]
+    fn json_lines_are_written_from_their_records_as_prost_writes_their_text() {
+        // Records whose lines need escaping and whose lines are long enough for a
+        // two-byte length, written straight from the record (no line made first).
+        let record = |info: &str| {
+            SharedRecord::new(record::EventRecord::new(
+                "prod",
+                "svc",
+                record::IdParts {
+                    project_id: "p",
+                    service_id: "s",
+                    occur_time: 1_718_000_000_123,
+                    event_type: "normal",
+                    event_info: info,
+                    twin: 1,
+                },
+            ))
+        };
+        let records = [
+            record("deploy failed"),
+            record("quote \" and \\ and \n"),
+            record(&"é".repeat(100)),
+        ];
+        let entries = records
+            .iter()
+            .enumerate()
+            .map(|(index, r)| Entry {
+                index,
+                timestamp_ns: 1_718_000_000_123_000_000,
+                line: Line::Json(r),
+                structured_metadata: Vec::new(),
+            })
+            .collect();
+        let streams = vec![Stream {
+            labels: labels(&[("job", "x")]),
+            entries,
+        }];
+        let written = push_request(&streams);
+        assert_eq!(written, protobuf(&streams).encode_to_vec());
+        for r in &records {
+            let line = r.json_line();
+            assert_eq!(Line::Json(r).len(), line.len());
+            assert!(
+                written.windows(line.len()).any(|w| w == line.as_bytes()),
+                "{line}"
+            );
         }
     }
 }

@@ -17,7 +17,7 @@
 //!    retryable failure hands it back to the engine to retry alone, and any other failure
 //!    fails the batch (nothing acknowledged; the next attempt's copies are duplicates too).
 
-use super::request_builder::{self, Entry, Labels, Stream, StreamsBuilder};
+use super::request_builder::{self, Entry, Labels, Line, Stream, StreamsBuilder};
 use super::{LineFormat, LokiConfig, TooOld};
 use crate::http::{HttpClient, HttpRequest, HttpResponse};
 use crate::{Delivery, ItemHold, ItemRetry, Rejection, SharedRecord, SinkError};
@@ -129,9 +129,9 @@ pub(super) fn plan<'a>(config: &'a LokiConfig, batch: &'a [SharedRecord], now_ns
             );
             continue;
         }
-        let line: &'a str = match config.line_format {
-            LineFormat::Json => record.json_line(),
-            LineFormat::Text => &record.event_info,
+        let line = match config.line_format {
+            LineFormat::Json => Line::Json(record),
+            LineFormat::Text => Line::Text(&record.event_info),
         };
         if line.len() > MAX_LINE_SIZE {
             reject(
@@ -552,7 +552,7 @@ mod tests {
             ]
         );
         assert_eq!(first.entries[0].timestamp_ns, (NOW_MS - 3000) * 1_000_000);
-        assert_eq!(first.entries[0].line, batch[1].json_line());
+        assert_eq!(first.entries[0].line.text(), batch[1].json_line());
     }
 
     #[test]
@@ -598,6 +598,7 @@ mod tests {
         assert!(
             entry
                 .line
+                .text()
                 .contains(&format!("\"occur_time\":{}", NOW_MS - 2 * 3_600_000))
         );
     }
@@ -717,7 +718,7 @@ mod tests {
         };
         let batch = [record("a", NOW_MS, "deploy failed")];
         let plan = plan(&config, &batch, NOW);
-        assert_eq!(plan.streams[0].entries[0].line, "deploy failed");
+        assert_eq!(plan.streams[0].entries[0].line.text(), "deploy failed");
     }
 
     #[test]
