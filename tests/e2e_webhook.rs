@@ -253,6 +253,56 @@ fn a_removed_hook_keeps_the_positions_and_a_refused_message_is_dead_lettered() {
     );
 }
 
+// A hook removed in the middle of a batch: the message posted before stays delivered, the
+// rest of the batch waits for the next run, and the sink fails at once. Nothing is retried,
+// and nothing says it is ("Delivery failed; retrying" was logged before a retry that could
+// only fail). With a working hook the rest is posted, and what was posted is not posted again.
+#[test]
+fn a_hook_removed_mid_batch_fails_the_sink_without_a_retry() {
+    let dir = Dir::new("webhook-removed-mid-batch");
+    let sim = sim_with_history(1, 803);
+    let service = sim.service_ids().remove(0);
+    let _ = rollout(&sim, &service, "a", 25);
+    let removed = slack();
+    removed.remove_hook_after(1);
+    let config_path = dir.write_config(&slack_sink(ConfigText::for_sim(&sim), &removed));
+    let config_arg = config_path.to_str().unwrap();
+    let failed = dir
+        .command(&["sync", "--config", config_arg])
+        .expect_code(1);
+    failed.assert_no_panic();
+    assert!(
+        !failed.stderr.contains("retrying"),
+        "a send that can only fail was retried:\n{}",
+        failed.stderr
+    );
+    assert!(
+        failed.stderr.contains("sink slack (webhook)") && failed.stderr.contains("FAILED"),
+        "{}",
+        failed.stderr
+    );
+    assert_eq!(removed.requests().len(), 2, "{}", failed.stderr);
+    let posted = removed.texts();
+    assert_eq!(posted.len(), 1, "{posted:#?}");
+    assert!(posted[0].contains("rollout a failed 0"), "{}", posted[0]);
+    assert!(!dir.exists(DEAD_LETTERS));
+
+    let slack = slack();
+    let config_path = dir.write_config(&slack_sink(ConfigText::for_sim(&sim), &slack));
+    let config_arg = config_path.to_str().unwrap();
+    dir.command(&["sync", "--config", config_arg])
+        .expect_code(0);
+    let texts = slack.texts();
+    let all = texts.join("\n");
+    assert!(all.contains("rollout a failed 24"), "{all}");
+    for text in &texts {
+        assert!(
+            !text.contains("rollout a failed 0:"),
+            "a posted alert was posted again: {text}"
+        );
+    }
+}
+
 // `--dry-run --sink slack` prints the message Slack would get, posts nothing and moves no
 // position; an unknown sink name is a usage error.
 #[test]

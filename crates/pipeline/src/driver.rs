@@ -766,6 +766,12 @@ pub(crate) async fn send_batch(
                     outcome.state = delivery.state.clone();
                 }
                 let again = apply(&delivery, &pending, &mut outcome.outcomes);
+                if let Some(stopped) = &delivery.stopped {
+                    // What was acknowledged stands; the rest waits, and no retry could
+                    // mend the error.
+                    outcome.failure = Some(SinkFailure::Permanent(stopped.error(sink.name())));
+                    return outcome;
+                }
                 let Some(first) = delivery.retry.first() else {
                     return outcome;
                 };

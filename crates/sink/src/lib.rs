@@ -107,12 +107,36 @@ pub struct Delivery {
     pub skipped: Vec<ItemSkip>,
     /// The sink's state after this send, to commit with the positions.
     pub state: Option<SinkState>,
+    /// The send stopped part-way on an error no retry can mend (a chat hook that was
+    /// removed after some messages of the batch were posted): the outcomes above stand,
+    /// the records in `retry` wait for a later run instead of being retried, and the sink
+    /// fails for the run with this error.
+    pub stopped: Option<Stopped>,
 }
 
 impl Delivery {
     /// Every record of the batch accepted, no state to commit.
     pub fn all_accepted() -> Self {
         Self::default()
+    }
+}
+
+/// The error that stopped a send part-way (see [`Delivery::stopped`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stopped {
+    pub message: String,
+    /// The destination's status, if it answered.
+    pub status: Option<u16>,
+}
+
+impl Stopped {
+    /// The permanent error of sink `sink` this stop fails it with.
+    pub fn error(&self, sink: &str) -> SinkError {
+        let error = SinkError::permanent(sink, self.message.clone());
+        match self.status {
+            Some(status) => error.with_status(status),
+            None => error,
+        }
     }
 }
 

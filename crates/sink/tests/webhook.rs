@@ -151,6 +151,11 @@ async fn drive(sink: &dyn Sink, batch: &[SharedRecord]) -> Run {
                     }
                 }
                 pending = again.into_iter().collect();
+                if let Some(stopped) = &delivery.stopped {
+                    // The rest waits: no retry can mend a stop.
+                    run.failure = Some(stopped.error(sink.name()));
+                    break;
+                }
                 if pending.is_empty() {
                     return run;
                 }
@@ -698,7 +703,7 @@ async fn a_bad_token_or_a_removed_hook_stops_the_sink_with_nothing_dead_lettered
             "{format}: one request, no retry loop"
         );
         // A hook removed in the middle of a batch: what was posted stays delivered, the
-        // rest waits, and the next send fails the sink before posting anything.
+        // rest waits, and the send says it stopped: the sink fails without a retry.
         let double = start(settings.clone().limits(&[]));
         let sink = sink_for(&double, format, &keys).await;
         double.remove_hook_after(1);
@@ -717,11 +722,11 @@ async fn a_bad_token_or_a_removed_hook_stops_the_sink_with_nothing_dead_lettered
             failure.to_string().contains("refuses the webhook itself"),
             "{failure}"
         );
-        assert_eq!(run.sends, 2, "{format}");
+        assert_eq!(run.sends, 1, "{format}: no retry of what can only fail");
         assert_eq!(
             double.requests().len(),
             2,
-            "{format}: nothing posted by the second send"
+            "{format}: the posted message and the refused one"
         );
     }
 }

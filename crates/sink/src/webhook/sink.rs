@@ -12,15 +12,16 @@
 //! - When a post fails after other messages of the batch went out, those stay
 //!   delivered (a chat message cannot be taken back, and sending it again would be a
 //!   duplicate), and the records of the failed message and of every message after it
-//!   are returned for a retry. A permanent failure is kept and returned by the next
-//!   send, before it posts anything: the engine then fails the sink for the run, once.
+//!   are returned for a retry. After a permanent failure (a removed hook) they are not
+//!   retried: the delivery says it stopped ([`Delivery::stopped`]), they wait for a later
+//!   run, and the engine fails the sink for the run at once.
 
 use super::config::WebhookConfig;
 use super::request_builder::{self, TOO_OLD_TO_ALERT};
 use super::service::{Posted, WebhookService};
-use crate::{Delivery, ItemRetry, ItemSkip, Rejection, SharedRecord, Sink, SinkError};
+use crate::{Delivery, ItemRetry, ItemSkip, Rejection, SharedRecord, Sink, SinkError, Stopped};
 use std::fmt;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use tracing::{debug, warn};
 
 /// Posts alerts to a chat platform, or signed JSON to an HTTP endpoint (see the
@@ -29,8 +30,6 @@ pub struct WebhookSink {
     name: String,
     config: Arc<WebhookConfig>,
     service: WebhookService,
-    /// A permanent failure met after part of a batch went out, for the next send.
-    stopped: Mutex<Option<SinkError>>,
 }
 
 impl fmt::Debug for WebhookSink {
@@ -50,7 +49,6 @@ impl WebhookSink {
             name: name.to_owned(),
             service: WebhookService::new(name, config).await?,
             config: Arc::new(config.clone()),
-            stopped: Mutex::new(None),
         })
     }
 
@@ -82,14 +80,6 @@ impl Sink for WebhookSink {
     }
 
     async fn send(&self, batch: &[SharedRecord]) -> Result<Delivery, SinkError> {
-        if let Some(error) = self
-            .stopped
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take()
-        {
-            return Err(error);
-        }
         let plan = request_builder::plan(&self.config, batch, record::now_ms());
         let mut delivery = Delivery::all_accepted();
         delivery.skipped = plan
@@ -141,7 +131,10 @@ impl Sink for WebhookSink {
                         });
                     }
                     if !error.is_retryable() {
-                        *self.stopped.lock().unwrap_or_else(PoisonError::into_inner) = Some(error);
+                        delivery.stopped = Some(Stopped {
+                            message: error.message.clone(),
+                            status: error.status,
+                        });
                     }
                     break;
                 }
