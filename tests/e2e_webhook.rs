@@ -17,7 +17,7 @@ use doubles::webhook::{Fault, WebhookDouble, WebhookSettings};
 use serde_json::Value;
 use simulator::{SimConfig, SimEvent, SimHandle, Spread};
 use std::time::Duration;
-use support::{ConfigText, Dir, read_jsonl, start_sim, state_json, toml_str};
+use support::{ConfigText, Dir, RunOutput, read_jsonl, start_sim, state_json, toml_str};
 
 const MINUTE: i64 = 60_000;
 const DEAD_LETTERS: &str = "state/dead-letter/slack.jsonl";
@@ -81,6 +81,20 @@ fn slack_sink(config: ConfigText, double: &WebhookDouble) -> ConfigText {
             ("retry.max_attempts", "3".to_owned()),
         ],
     )
+}
+
+/// `runner sync` that exits 1, without a panic, saying the `slack` sink failed.
+fn sync_failing_slack(dir: &Dir, config_arg: &str) -> RunOutput {
+    let failed = dir
+        .command(&["sync", "--config", config_arg])
+        .expect_code(1);
+    failed.assert_no_panic();
+    assert!(
+        failed.stderr.contains("sink slack (webhook)") && failed.stderr.contains("FAILED"),
+        "{}",
+        failed.stderr
+    );
+    failed
 }
 
 /// `runner state --json`: the positions of sink `sink`, one per service.
@@ -181,15 +195,7 @@ fn a_removed_hook_keeps_the_positions_and_a_refused_message_is_dead_lettered() {
     let config_path = dir.write_config(&slack_sink(ConfigText::for_sim(&sim), &removed));
     let config_arg = config_path.to_str().unwrap();
 
-    let failed = dir
-        .command(&["sync", "--config", config_arg])
-        .expect_code(1);
-    failed.assert_no_panic();
-    assert!(
-        failed.stderr.contains("sink slack (webhook)") && failed.stderr.contains("FAILED"),
-        "{}",
-        failed.stderr
-    );
+    let failed = sync_failing_slack(&dir, config_arg);
     assert_eq!(
         removed.requests().len(),
         1,
@@ -267,18 +273,10 @@ fn a_hook_removed_mid_batch_fails_the_sink_without_a_retry() {
     removed.remove_hook_after(1);
     let config_path = dir.write_config(&slack_sink(ConfigText::for_sim(&sim), &removed));
     let config_arg = config_path.to_str().unwrap();
-    let failed = dir
-        .command(&["sync", "--config", config_arg])
-        .expect_code(1);
-    failed.assert_no_panic();
+    let failed = sync_failing_slack(&dir, config_arg);
     assert!(
         !failed.stderr.contains("retrying"),
         "a send that can only fail was retried:\n{}",
-        failed.stderr
-    );
-    assert!(
-        failed.stderr.contains("sink slack (webhook)") && failed.stderr.contains("FAILED"),
-        "{}",
         failed.stderr
     );
     assert_eq!(removed.requests().len(), 2, "{}", failed.stderr);

@@ -144,6 +144,66 @@ fn event_id_measuring(parts: IdParts<'_>) -> (EventId, usize, usize) {
     (EventId(id), type_len, info_len)
 }
 
+/// What [`EventId`] and [`Timestamp`] have in common: a fixed number of ASCII bytes held
+/// in place, read as a `str` (`as_str`, `Deref`, `Display`, `Debug`, comparisons with
+/// strings) and serialized as one. Each type checks its own form where it is made.
+macro_rules! ascii_text {
+    ($name:ident, $len:literal) => {
+        impl $name {
+            pub fn as_str(&self) -> &str {
+                // Only ASCII is ever stored (each constructor makes or checks it).
+                std::str::from_utf8(&self.0).unwrap_or_default()
+            }
+
+            /// The ASCII bytes, without checking them as UTF-8 again (as `as_str` does).
+            pub fn as_bytes(&self) -> &[u8; $len] {
+                &self.0
+            }
+        }
+
+        impl Deref for $name {
+            type Target = str;
+
+            fn deref(&self) -> &str {
+                self.as_str()
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Debug::fmt(self.as_str(), f)
+            }
+        }
+
+        impl PartialEq<str> for $name {
+            fn eq(&self, other: &str) -> bool {
+                self.as_str() == other
+            }
+        }
+
+        impl PartialEq<&str> for $name {
+            fn eq(&self, other: &&str) -> bool {
+                self.as_str() == *other
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(self.as_str())
+            }
+        }
+    };
+}
+
+ascii_text!(EventId, 64);
+ascii_text!(Timestamp, 24);
+
 /// A record's `id` (see [`event_id`]): 64 lowercase hex digits, held in place rather than
 /// in a `String` of its own (a backfill makes one per event). Dereferences to `str`.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -157,48 +217,6 @@ impl EventId {
             .iter()
             .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
             .then_some(EventId(bytes))
-    }
-
-    pub fn as_str(&self) -> &str {
-        // Only hex digits are ever stored (by `event_id`, or checked by `parse`).
-        std::str::from_utf8(&self.0).unwrap_or_default()
-    }
-
-    /// The id's ASCII bytes, without checking them as UTF-8 again (as `as_str` does).
-    pub fn as_bytes(&self) -> &[u8; 64] {
-        &self.0
-    }
-}
-
-impl Deref for EventId {
-    type Target = str;
-
-    fn deref(&self) -> &str {
-        self.as_str()
-    }
-}
-
-impl fmt::Display for EventId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl fmt::Debug for EventId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(self.as_str(), f)
-    }
-}
-
-impl PartialEq<str> for EventId {
-    fn eq(&self, other: &str) -> bool {
-        self.as_str() == other
-    }
-}
-
-impl PartialEq<&str> for EventId {
-    fn eq(&self, other: &&str) -> bool {
-        self.as_str() == *other
     }
 }
 
@@ -223,12 +241,6 @@ impl PartialEq<EventId> for &str {
 impl From<EventId> for String {
     fn from(id: EventId) -> String {
         id.as_str().to_owned()
-    }
-}
-
-impl Serialize for EventId {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(self.as_str())
     }
 }
 
@@ -279,54 +291,6 @@ impl Timestamp {
             y1, y2, y3, y4, b'-', mo1, mo2, b'-', d1, d2, b'T', h1, h2, b':', mi1, mi2, b':', s1,
             s2, b'.', ms1, ms2, ms3, b'Z',
         ])
-    }
-
-    pub fn as_str(&self) -> &str {
-        // Only ASCII is ever stored (by `from_ms`, or checked by `Deserialize`).
-        std::str::from_utf8(&self.0).unwrap_or_default()
-    }
-
-    /// The time's ASCII bytes, without checking them as UTF-8 again (as `as_str` does).
-    pub fn as_bytes(&self) -> &[u8; 24] {
-        &self.0
-    }
-}
-
-impl Deref for Timestamp {
-    type Target = str;
-
-    fn deref(&self) -> &str {
-        self.as_str()
-    }
-}
-
-impl fmt::Display for Timestamp {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl fmt::Debug for Timestamp {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(self.as_str(), f)
-    }
-}
-
-impl PartialEq<str> for Timestamp {
-    fn eq(&self, other: &str) -> bool {
-        self.as_str() == other
-    }
-}
-
-impl PartialEq<&str> for Timestamp {
-    fn eq(&self, other: &&str) -> bool {
-        self.as_str() == *other
-    }
-}
-
-impl Serialize for Timestamp {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(self.as_str())
     }
 }
 

@@ -146,18 +146,19 @@ impl IndexPattern {
     /// The index name for a record that occurred at `occur_time` (epoch milliseconds;
     /// times before 1970 count as 1970-01-01, as the record's `timestamp` does).
     pub fn render(&self, occur_time: i64) -> String {
-        let ms = occur_time.max(0);
-        let (year, month, day) = civil_from_days(ms / 86_400_000);
-        let hour = ms % 86_400_000 / 3_600_000;
+        // The record's own timestamp (`2019-07-08T14:47:31.764Z`) has every field a
+        // pattern can name, as digits.
+        let time = record::Timestamp::from_ms(occur_time);
+        let digits = time.as_str();
         let mut name = String::with_capacity(self.rendered_len());
         for part in &self.parts {
-            match part {
-                Part::Literal(text) => name.push_str(text),
-                Part::Year => name.push_str(&format!("{year:04}")),
-                Part::Month => name.push_str(&format!("{month:02}")),
-                Part::Day => name.push_str(&format!("{day:02}")),
-                Part::Hour => name.push_str(&format!("{hour:02}")),
-            }
+            name.push_str(match part {
+                Part::Literal(text) => text,
+                Part::Year => &digits[0..4],
+                Part::Month => &digits[5..7],
+                Part::Day => &digits[8..10],
+                Part::Hour => &digits[11..13],
+            });
         }
         name
     }
@@ -197,20 +198,6 @@ fn check_literal_char(c: char) -> Result<(), String> {
         ));
     }
     Ok(())
-}
-
-/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar
-/// (Howard Hinnant's `civil_from_days`, <https://howardhinnant.github.io/date_algorithms.html>).
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(month <= 2), month, day)
 }
 
 /// A batch encoded as a `_bulk` body, with where each record's lines end.
