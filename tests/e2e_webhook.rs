@@ -97,6 +97,16 @@ fn sync_failing_slack(dir: &Dir, config_arg: &str) -> RunOutput {
     failed
 }
 
+/// The channel gets a new hook: the config points the `slack` sink at a new double and
+/// `runner sync` succeeds. Returns the double and the config's path.
+fn sync_with_a_new_hook(dir: &Dir, sim: &SimHandle) -> (WebhookDouble, std::path::PathBuf) {
+    let slack = slack();
+    let config_path = dir.write_config(&slack_sink(ConfigText::for_sim(sim), &slack));
+    dir.command(&["sync", "--config", config_path.to_str().unwrap()])
+        .expect_code(0);
+    (slack, config_path)
+}
+
 /// `runner state --json`: the positions of sink `sink`, one per service.
 fn positions(dir: &Dir, config_arg: &str, sink: &str) -> Vec<Value> {
     let state = state_json(dir, config_arg);
@@ -223,11 +233,8 @@ fn a_removed_hook_keeps_the_positions_and_a_refused_message_is_dead_lettered() {
     }
 
     // The channel gets a new hook: the same alerts are posted, once.
-    let slack = slack();
-    let config_path = dir.write_config(&slack_sink(ConfigText::for_sim(&sim), &slack));
+    let (slack, config_path) = sync_with_a_new_hook(&dir, &sim);
     let config_arg = config_path.to_str().unwrap();
-    dir.command(&["sync", "--config", config_arg])
-        .expect_code(0);
     let texts = slack.texts();
     assert_eq!(texts.len(), 1, "{texts:#?}");
     assert!(texts[0].contains("rollout a failed 1"), "{}", texts[0]);
@@ -285,11 +292,7 @@ fn a_hook_removed_mid_batch_fails_the_sink_without_a_retry() {
     assert!(posted[0].contains("rollout a failed 0"), "{}", posted[0]);
     assert!(!dir.exists(DEAD_LETTERS));
 
-    let slack = slack();
-    let config_path = dir.write_config(&slack_sink(ConfigText::for_sim(&sim), &slack));
-    let config_arg = config_path.to_str().unwrap();
-    dir.command(&["sync", "--config", config_arg])
-        .expect_code(0);
+    let (slack, _) = sync_with_a_new_hook(&dir, &sim);
     let texts = slack.texts();
     let all = texts.join("\n");
     assert!(all.contains("rollout a failed 24"), "{all}");

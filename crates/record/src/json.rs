@@ -45,9 +45,8 @@ fn push_escape(out: &mut Vec<u8>, byte: u8) {
     out.extend_from_slice(&[b'\\', short]);
 }
 
-/// Appends `text` as a quoted, escaped JSON string.
-pub(crate) fn push_str(out: &mut Vec<u8>, text: &str) {
-    let bytes = text.as_bytes();
+/// Appends `text` (the bytes of a `str`) as a quoted, escaped JSON string.
+pub(crate) fn push_str(out: &mut Vec<u8>, bytes: &[u8]) {
     out.reserve(bytes.len() + 2);
     out.push(b'"');
     // `clean` is where the run of bytes not yet copied starts.
@@ -154,7 +153,7 @@ mod tests {
     fn strings_are_written_as_serde_json_writes_them() {
         for text in samples() {
             let mut out = b"prefix".to_vec();
-            push_str(&mut out, &text);
+            push_str(&mut out, text.as_bytes());
             let expected = serde_json::to_string(&text).expect("a string serializes");
             assert_eq!(&out[6..], expected.as_bytes(), "{text:?}");
             assert_eq!(str_len(&text), expected.len(), "{text:?}");

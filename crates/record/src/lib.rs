@@ -117,18 +117,18 @@ fn event_id_measuring(parts: IdParts<'_>) -> (EventId, usize, usize) {
     let (digest, type_len, info_len) = BUFFER.with_borrow_mut(|out| {
         out.clear();
         out.push(b'[');
-        json::push_str(out, parts.project_id);
+        json::push_str(out, parts.project_id.as_bytes());
         out.push(b',');
-        json::push_str(out, parts.service_id);
+        json::push_str(out, parts.service_id.as_bytes());
         out.push(b',');
         json::push_int(out, parts.occur_time);
         out.push(b',');
         let before = out.len();
-        json::push_str(out, parts.event_type);
+        json::push_str(out, parts.event_type.as_bytes());
         let type_len = out.len() - before;
         out.push(b',');
         let before = out.len();
-        json::push_str(out, parts.event_info);
+        json::push_str(out, parts.event_info.as_bytes());
         let info_len = out.len() - before;
         out.push(b',');
         json::push_int(out, parts.twin);
@@ -452,26 +452,34 @@ impl EventRecord {
 
     /// Appends the record's JSON line (without the newline) to `out`.
     pub fn write_json_line(&self, out: &mut Vec<u8>) {
-        // The same bytes as `serde_json::to_writer(out, self)` (a test holds them to it),
-        // written field by field with the keys as constants.
-        out.extend_from_slice(b"{\"id\":");
-        json::push_str(out, &self.id);
-        out.extend_from_slice(b",\"source\":");
-        json::push_str(out, &self.source);
-        out.extend_from_slice(b",\"project_id\":");
-        json::push_str(out, &self.project_id);
-        out.extend_from_slice(b",\"service_id\":");
-        json::push_str(out, &self.service_id);
-        out.extend_from_slice(b",\"service_name\":");
-        json::push_str(out, &self.service_name);
+        // The same bytes as `serde_json::to_writer(out, self)` (a test holds them to it).
+        self.write_line_with(out, json::push_str);
+    }
+
+    /// Writes the line field by field, the keys as constants, each text by `text`.
+    fn write_line_with(&self, out: &mut Vec<u8>, text: impl Fn(&mut Vec<u8>, &[u8])) {
+        let texts: [(&[u8], &[u8]); 5] = [
+            (b"{\"id\":", self.id.as_bytes()),
+            (b",\"source\":", self.source.as_bytes()),
+            (b",\"project_id\":", self.project_id.as_bytes()),
+            (b",\"service_id\":", self.service_id.as_bytes()),
+            (b",\"service_name\":", self.service_name.as_bytes()),
+        ];
+        for (key, value) in texts {
+            out.extend_from_slice(key);
+            text(out, value);
+        }
         out.extend_from_slice(b",\"occur_time\":");
         json::push_int(out, self.occur_time);
-        out.extend_from_slice(b",\"timestamp\":");
-        json::push_str(out, &self.timestamp);
-        out.extend_from_slice(b",\"event_type\":");
-        json::push_str(out, &self.event_type);
-        out.extend_from_slice(b",\"event_info\":");
-        json::push_str(out, &self.event_info);
+        let texts: [(&[u8], &[u8]); 3] = [
+            (b",\"timestamp\":", self.timestamp.as_bytes()),
+            (b",\"event_type\":", self.event_type.as_bytes()),
+            (b",\"event_info\":", self.event_info.as_bytes()),
+        ];
+        for (key, value) in texts {
+            out.extend_from_slice(key);
+            text(out, value);
+        }
         out.push(b'}');
     }
 
@@ -513,23 +521,11 @@ impl EventRecord {
     /// Writes the line of a record none of whose texts needs escaping: every text is
     /// copied between its quotes as it is.
     fn write_clean_json_line(&self, out: &mut Vec<u8>) {
-        let quoted = |out: &mut Vec<u8>, key: &[u8], text: &[u8]| {
-            out.extend_from_slice(key);
+        self.write_line_with(out, |out, text| {
             out.push(b'"');
             out.extend_from_slice(text);
             out.push(b'"');
-        };
-        quoted(out, b"{\"id\":", self.id.as_bytes());
-        quoted(out, b",\"source\":", self.source.as_bytes());
-        quoted(out, b",\"project_id\":", self.project_id.as_bytes());
-        quoted(out, b",\"service_id\":", self.service_id.as_bytes());
-        quoted(out, b",\"service_name\":", self.service_name.as_bytes());
-        out.extend_from_slice(b",\"occur_time\":");
-        json::push_int(out, self.occur_time);
-        quoted(out, b",\"timestamp\":", self.timestamp.as_bytes());
-        quoted(out, b",\"event_type\":", self.event_type.as_bytes());
-        quoted(out, b",\"event_info\":", self.event_info.as_bytes());
-        out.push(b'}');
+        });
     }
 }
 
