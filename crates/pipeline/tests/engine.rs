@@ -28,6 +28,19 @@ async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
     panic!("gave up waiting until {what}");
 }
 
+/// A sink spec with batches of at most `max_events` records (1 MiB) and a batch timer of
+/// an hour, which a sync must never wait for.
+fn batches_of(max_events: usize) -> SinkSpec {
+    SinkSpec {
+        batch: sink::BatchSettings {
+            max_events,
+            max_bytes: 1 << 20,
+            timeout: Duration::from_secs(3600),
+        },
+        ..SinkSpec::default()
+    }
+}
+
 // Batches are formed across services, bounded by `batch.max_events`; and a one-shot sync
 // does not wait for `batch.timeout` at the end (an hour here): the last batch goes as soon
 // as every job feeding the sink is done.
@@ -35,14 +48,7 @@ async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
 async fn batches_span_services_and_a_sync_never_waits_for_the_batch_timer() {
     let world = World::new(6, 30, 10);
     let fake = FakeSink::accepting("loki");
-    let spec = SinkSpec {
-        batch: sink::BatchSettings {
-            max_events: 50,
-            max_bytes: 1 << 20,
-            timeout: Duration::from_secs(3600),
-        },
-        ..SinkSpec::default()
-    };
+    let spec = batches_of(50);
     let report = tokio::time::timeout(
         Duration::from_secs(120),
         world.sync(&[(&fake, spec.clone())], 6),
@@ -89,14 +95,7 @@ async fn batches_span_services_and_a_sync_never_waits_for_the_batch_timer() {
 async fn batches_end_where_pages_end() {
     let world = World::new(1, 200, 10);
     let fake = FakeSink::accepting("file");
-    let spec = SinkSpec {
-        batch: sink::BatchSettings {
-            max_events: 25,
-            max_bytes: 1 << 20,
-            timeout: Duration::from_secs(3600),
-        },
-        ..SinkSpec::default()
-    };
+    let spec = batches_of(25);
     let report = world.sync(&[(&fake, spec)], 1).await;
     assert!(report.ok(), "{:?}", report.lines());
     assert_exactly_once(&fake.accepted_ids(), &world.all_ids(), "the sync");

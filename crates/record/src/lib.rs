@@ -456,29 +456,29 @@ impl EventRecord {
         self.write_line_with(out, json::push_str);
     }
 
-    /// Writes the line field by field, the keys as constants, each text by `text`.
+    /// Writes the line field by field, the keys as constants, each text by `text` (the
+    /// number as it is).
     fn write_line_with(&self, out: &mut Vec<u8>, text: impl Fn(&mut Vec<u8>, &[u8])) {
-        let texts: [(&[u8], &[u8]); 5] = [
-            (b"{\"id\":", self.id.as_bytes()),
-            (b",\"source\":", self.source.as_bytes()),
-            (b",\"project_id\":", self.project_id.as_bytes()),
-            (b",\"service_id\":", self.service_id.as_bytes()),
-            (b",\"service_name\":", self.service_name.as_bytes()),
+        let mut number = itoa::Buffer::new();
+        let occur_time = number.format(self.occur_time).as_bytes();
+        let fields: [(&[u8], &[u8], bool); 9] = [
+            (b"{\"id\":", self.id.as_bytes(), true),
+            (b",\"source\":", self.source.as_bytes(), true),
+            (b",\"project_id\":", self.project_id.as_bytes(), true),
+            (b",\"service_id\":", self.service_id.as_bytes(), true),
+            (b",\"service_name\":", self.service_name.as_bytes(), true),
+            (b",\"occur_time\":", occur_time, false),
+            (b",\"timestamp\":", self.timestamp.as_bytes(), true),
+            (b",\"event_type\":", self.event_type.as_bytes(), true),
+            (b",\"event_info\":", self.event_info.as_bytes(), true),
         ];
-        for (key, value) in texts {
+        for (key, value, is_text) in fields {
             out.extend_from_slice(key);
-            text(out, value);
-        }
-        out.extend_from_slice(b",\"occur_time\":");
-        json::push_int(out, self.occur_time);
-        let texts: [(&[u8], &[u8]); 3] = [
-            (b",\"timestamp\":", self.timestamp.as_bytes()),
-            (b",\"event_type\":", self.event_type.as_bytes()),
-            (b",\"event_info\":", self.event_info.as_bytes()),
-        ];
-        for (key, value) in texts {
-            out.extend_from_slice(key);
-            text(out, value);
+            if is_text {
+                text(out, value);
+            } else {
+                out.extend_from_slice(value);
+            }
         }
         out.push(b'}');
     }

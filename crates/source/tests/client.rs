@@ -249,17 +249,23 @@ async fn a_response_over_max_response_bytes_halves_the_limit_and_loses_nothing()
     assert!(harness.sync().await.delivered.is_empty());
 }
 
-#[tokio::test]
-async fn a_run_of_unplaceable_rows_longer_than_a_page_is_skipped_not_fatal() {
-    // Five rows without a usable time in a row, pages of 2: the scan sees a
-    // page with nothing it can place and must page past it by offset.
+/// One event, then `count` distinct rows whose `occur_time` is not a number.
+fn before_and_unplaceable(count: i64) -> Vec<SimEvent> {
     let mut events = vec![SimEvent::new(BASE, "normal", "Before.")];
-    for i in 0..5 {
+    for i in 0..count {
         events.push(SimEvent::raw(
             BASE + 10 + i,
             json!({"occur_time": "garbled", "event_type": "normal", "event_info": format!("Bad {i}.")}),
         ));
     }
+    events
+}
+
+#[tokio::test]
+async fn a_run_of_unplaceable_rows_longer_than_a_page_is_skipped_not_fatal() {
+    // Five rows without a usable time in a row, pages of 2: the scan sees a
+    // page with nothing it can place and must page past it by offset.
+    let mut events = before_and_unplaceable(5);
     events.push(SimEvent::new(BASE + 20, "normal", "After."));
     events.push(SimEvent::new(BASE + 21, "abnormal", "Last."));
     for offset_mode in [
@@ -288,13 +294,7 @@ async fn a_page_of_unplaceable_rows_repeated_by_a_server_that_ignores_offset_is_
     // the page at offset 1 repeats the first page, which the pull must see right there
     // (the first page's digest is kept), probe once past the end and give up, rather
     // than read a third copy first.
-    let mut events = vec![SimEvent::new(BASE, "normal", "Before.")];
-    for i in 0..6 {
-        events.push(SimEvent::raw(
-            BASE + 10 + i,
-            json!({"occur_time": "garbled", "event_type": "normal", "event_info": format!("Bad {i}.")}),
-        ));
-    }
+    let events = before_and_unplaceable(6);
     let behaviour = Behaviour {
         offset_mode: OffsetMode::Ignored,
         ..Behaviour::default()
