@@ -385,63 +385,6 @@ impl EventRecord {
         }
     }
 
-    /// Builds a record of an event of `service`, computing `id` and `timestamp`: the
-    /// same record as [`EventRecord::new`], with the service's fields shared and the
-    /// event's texts taken rather than copied (a backfill builds one per event).
-    pub fn of_service(
-        service: &ServiceFields,
-        occur_time: i64,
-        event_type: String,
-        event_info: String,
-        twin: u32,
-    ) -> Self {
-        Self::of_service_measured(service, occur_time, event_type, event_info, twin).0
-    }
-
-    /// [`EventRecord::of_service`], and the record's line measured as
-    /// [`json_line_measure`](Self::json_line_measure) does, from what was measured
-    /// already: the service's fields once per service, the event's texts while the id was
-    /// computed, and the id and timestamp, which never need escaping.
-    fn of_service_measured(
-        service: &ServiceFields,
-        occur_time: i64,
-        event_type: String,
-        event_info: String,
-        twin: u32,
-    ) -> (Self, (usize, bool)) {
-        let (id, type_len, info_len) = event_id_measuring(IdParts {
-            project_id: &service.project_id,
-            service_id: &service.service_id,
-            occur_time,
-            event_type: &event_type,
-            event_info: &event_info,
-            twin,
-        });
-        let clean = service.measure.1
-            && type_len == event_type.len() + 2
-            && info_len == event_info.len() + 2;
-        let timestamp = Timestamp::from_ms(occur_time);
-        let len = LINE_KEYS_LEN
-            + service.measure.0
-            + (id.as_bytes().len() + 2)
-            + (timestamp.as_bytes().len() + 2)
-            + json::int_len(occur_time)
-            + type_len
-            + info_len;
-        let record = EventRecord {
-            id,
-            source: service.source.clone(),
-            project_id: service.project_id.clone(),
-            service_id: service.service_id.clone(),
-            service_name: service.service_name.clone(),
-            occur_time,
-            timestamp,
-            event_type,
-            event_info,
-        };
-        (record, (len, clean))
-    }
-
     /// The record as one compact JSON line, without the newline.
     pub fn to_json_line(&self) -> String {
         let mut line = Vec::with_capacity(self.json_line_len());
@@ -555,8 +498,10 @@ impl SharedRecord {
         Self::measured(record, measure)
     }
 
-    /// The record [`EventRecord::of_service`] builds, shared, measured without reading
-    /// its texts again (a backfill builds one per event).
+    /// The record of an event of `service`, shared: the record [`EventRecord::new`]
+    /// builds, with the service's fields shared, the event's texts taken rather than
+    /// copied, and its line measured without reading its texts again (a backfill builds
+    /// one per event).
     pub fn of_service(
         service: &ServiceFields,
         occur_time: i64,
@@ -564,9 +509,40 @@ impl SharedRecord {
         event_info: String,
         twin: u32,
     ) -> Self {
-        let (record, measure) =
-            EventRecord::of_service_measured(service, occur_time, event_type, event_info, twin);
-        Self::measured(record, measure)
+        // The line is measured from what was measured already: the service's fields once
+        // per service, the event's texts while the id was computed, and the id and
+        // timestamp, which never need escaping.
+        let (id, type_len, info_len) = event_id_measuring(IdParts {
+            project_id: &service.project_id,
+            service_id: &service.service_id,
+            occur_time,
+            event_type: &event_type,
+            event_info: &event_info,
+            twin,
+        });
+        let clean = service.measure.1
+            && type_len == event_type.len() + 2
+            && info_len == event_info.len() + 2;
+        let timestamp = Timestamp::from_ms(occur_time);
+        let len = LINE_KEYS_LEN
+            + service.measure.0
+            + (id.as_bytes().len() + 2)
+            + (timestamp.as_bytes().len() + 2)
+            + json::int_len(occur_time)
+            + type_len
+            + info_len;
+        let record = EventRecord {
+            id,
+            source: service.source.clone(),
+            project_id: service.project_id.clone(),
+            service_id: service.service_id.clone(),
+            service_name: service.service_name.clone(),
+            occur_time,
+            timestamp,
+            event_type,
+            event_info,
+        };
+        Self::measured(record, (len, clean))
     }
 
     fn measured(record: EventRecord, (line_len, clean): (usize, bool)) -> Self {
@@ -831,25 +807,25 @@ mod tests {
                 ..parts(2)
             },
         );
-        let shared = EventRecord::of_service(
+        let shared = SharedRecord::of_service(
             &service,
             parts(2).occur_time,
             "normal".to_owned(),
             info.to_owned(),
             2,
         );
-        assert_eq!(shared, built);
-        assert_eq!(shared.to_json_line(), built.to_json_line());
+        assert_eq!(*shared, built);
+        assert_eq!(shared.json_line(), built.to_json_line());
         // The pinned line: the service's fields serialize as plain strings, in order.
         assert_eq!(
-            EventRecord::of_service(
+            SharedRecord::of_service(
                 &service,
                 parts(1).occur_time,
                 "normal".to_owned(),
                 "start to deploy service".to_owned(),
                 1
             )
-            .to_json_line(),
+            .json_line(),
             format!(
                 "{{\"id\":\"aa88b48872f231d0b792fe08e7bba1c84337c4778ecdc3aec1841ffd7eb1546b\",\"source\":\"prod\",\"project_id\":\"{PROJECT}\",\"service_id\":\"{SERVICE}\",\"service_name\":\"svc\",\"occur_time\":1562597251764,\"timestamp\":\"2019-07-08T14:47:31.764Z\",\"event_type\":\"normal\",\"event_info\":\"start to deploy service\"}}"
             )
@@ -942,12 +918,15 @@ mod tests {
             assert_eq!(service.service_name(), name);
             for (i, info) in infos.iter().enumerate() {
                 let event_type = infos[(i + 1) % infos.len()];
-                let built = EventRecord::of_service(
-                    &service,
-                    1562597251764,
-                    event_type.to_owned(),
-                    (*info).to_owned(),
-                    2,
+                let built = EventRecord::new(
+                    "prod",
+                    name,
+                    IdParts {
+                        occur_time: 1562597251764,
+                        event_type,
+                        event_info: info,
+                        ..parts(2)
+                    },
                 );
                 let expected = serde_json::to_vec(&built).expect("serializes");
                 let shared = SharedRecord::of_service(
