@@ -48,6 +48,11 @@ pub mod run;
 pub mod sinks;
 pub mod state;
 
+// The simulator's source settings the engine tests use, shared with the unit tests.
+#[cfg(test)]
+#[path = "../tests/support/sim_settings.rs"]
+mod sim_settings;
+
 pub use dead_letter::{DeadLetterEntry, DeadLetterFile};
 pub use error::{ServiceFailure, SinkFailure, SourceFailure, StateFailure};
 pub use preview::DryRunPreview;

@@ -139,11 +139,9 @@ impl Drop for PrefetchedPull {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::sim_settings::sim_settings;
     use simulator::{SimConfig, Simulator, Spread};
-    use source::{
-        AuthSettings, ModelArtsClient, OffsetUnit, Secret, SecretSource, SourceSettings, StartAt,
-        TlsSettings,
-    };
+    use source::{ModelArtsClient, OffsetUnit};
     use std::time::Duration;
 
     fn options(page_size: u32) -> PullOptions {
@@ -170,32 +168,7 @@ mod tests {
             },
         )
         .unwrap();
-        tls_provider::install();
-        let settings = SourceSettings {
-            name: "sim".to_owned(),
-            endpoint: sim.base_url(),
-            project_id: Some(sim.project_id()),
-            discover: None,
-            tls: TlsSettings::default(),
-            services: sim.service_ids(),
-            event_type: None,
-            page_size: 100,
-            lookback: Duration::from_secs(600),
-            max_clock_skew: Duration::from_secs(300),
-            start_at: StartAt::Beginning,
-            offset_unit: OffsetUnit::Auto,
-            request_timeout: Duration::from_secs(10),
-            connect_timeout: Duration::from_secs(10),
-            max_requests_per_second: 1_000_000.0,
-            max_retries: 4,
-            max_response_bytes: 64 * 1024 * 1024,
-            retry_initial_backoff: Duration::from_millis(2),
-            retry_max_backoff: Duration::from_millis(20),
-            auth: AuthSettings::Token {
-                token: SecretSource::Inline(Secret::new(sim.token())),
-            },
-            origin: Default::default(),
-        };
+        let settings = sim_settings(&sim, 100);
         let service = sim.service_ids().remove(0);
         let client = ModelArtsClient::new(&settings).unwrap();
         let source = Arc::new(SourceRuntime::new(settings, client));

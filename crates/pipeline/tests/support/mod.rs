@@ -8,6 +8,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
+mod sim_settings;
+
+pub use sim_settings::sim_settings;
+
 use pipeline::{Mode, Pipeline, RunReport, Selection, SinkRuntime, SourceRuntime, StateHandle};
 use record::SharedRecord;
 use simulator::{SimConfig, SimHandle, Simulator, Spread};
@@ -17,10 +21,7 @@ use sink::{
     SinkFilter, SinkOptions, SinkSettings,
 };
 use source::checkpoint::{CheckpointStore, CursorKey, CursorState, PositionRow};
-use source::{
-    AuthSettings, ModelArtsClient, OffsetUnit, Secret, SecretSource, SourceSettings, StartAt,
-    TlsSettings,
-};
+use source::{ModelArtsClient, SourceSettings};
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -350,34 +351,7 @@ impl World {
             },
         )
         .unwrap();
-        // Building the source's client needs the process's TLS crypto provider (the
-        // runner installs it in `main`).
-        tls_provider::install();
-        let settings = SourceSettings {
-            name: "sim".to_owned(),
-            endpoint: sim.base_url(),
-            project_id: Some(sim.project_id()),
-            discover: None,
-            tls: TlsSettings::default(),
-            services: sim.service_ids(),
-            event_type: None,
-            page_size,
-            lookback: Duration::from_secs(600),
-            max_clock_skew: Duration::from_secs(300),
-            start_at: StartAt::Beginning,
-            offset_unit: OffsetUnit::Auto,
-            request_timeout: Duration::from_secs(10),
-            connect_timeout: Duration::from_secs(10),
-            max_requests_per_second: 1_000_000.0,
-            max_retries: 4,
-            max_response_bytes: 64 * 1024 * 1024,
-            retry_initial_backoff: Duration::from_millis(2),
-            retry_max_backoff: Duration::from_millis(20),
-            auth: AuthSettings::Token {
-                token: SecretSource::Inline(Secret::new(sim.token())),
-            },
-            origin: Default::default(),
-        };
+        let settings = sim_settings(&sim, page_size);
         World {
             sim,
             dir: tempfile::tempdir().unwrap(),
