@@ -14,20 +14,11 @@ use simulator::{Behaviour, Fault, FaultRule, SimConfig, SimEvent, SimHandle, Spr
 use std::collections::HashMap;
 use std::time::Duration;
 use support::{
-    ConfigText, Dir, EventKey, assert_exactly_once, delivered_to, keys_of, read_jsonl, start_sim,
-    state_json, toml_list, toml_str, truth, wait_until,
+    ConfigText, Dir, EventKey, assert_exactly_once, delivered_to, keys_of, read_jsonl, sim_with,
+    start_sim, state_json, toml_list, toml_str, truth, wait_until,
 };
 
 const FILE: &str = "out/events.jsonl";
-
-fn sim_with(services: usize, events_per_service: usize, seed: u64) -> SimHandle {
-    start_sim(SimConfig {
-        services,
-        events_per_service,
-        seed,
-        ..SimConfig::default()
-    })
-}
 
 /// The newest `occur_time` of a service.
 fn newest(sim: &SimHandle, service: &str) -> i64 {

@@ -10,20 +10,10 @@
 
 mod support;
 
-use simulator::{SimConfig, SimHandle, Spread};
-use support::{ConfigText, Dir, read_jsonl, start_sim, toml_list, toml_str, truth};
+use simulator::SimHandle;
+use support::{ConfigText, Dir, read_jsonl, sim_with, toml_list, toml_str, truth};
 
 const FILE: &str = "out/events.jsonl";
-
-fn sim_with(services: usize, events_per_service: usize, seed: u64) -> SimHandle {
-    start_sim(SimConfig {
-        services,
-        events_per_service,
-        seed,
-        spread: Spread::Realistic,
-        ..SimConfig::default()
-    })
-}
 
 /// The `file:line:` prefixes of the error lines on stderr that name `file`, as lines.
 fn error_lines(stderr: &str, file: &str) -> Vec<usize> {

@@ -14,12 +14,12 @@ mod support;
 
 use rusqlite::Connection;
 use serde_json::Value;
-use simulator::{Behaviour, SimConfig, SimEvent, SimHandle, Spread};
+use simulator::{Behaviour, SimEvent, SimHandle};
 use std::path::Path;
 use std::time::Duration;
 use support::{
-    ConfigText, Dir, RunOutput, Running, assert_exactly_once, read_jsonl, start_sim, state_json,
-    toml_str, truth, try_parse_json_lines, wait_until,
+    ConfigText, Dir, RunOutput, Running, assert_exactly_once, read_jsonl, state_json, toml_str,
+    truth, try_parse_json_lines, wait_until,
 };
 
 const FILE: &str = "out/events.jsonl";
@@ -30,13 +30,7 @@ const STATE: &str = "state/events.db";
 const HOLD: Duration = Duration::from_millis(6_500);
 
 fn sim_with(services: usize, events_per_service: usize, seed: u64) -> SimHandle {
-    let sim = start_sim(SimConfig {
-        services,
-        events_per_service,
-        seed,
-        spread: Spread::Realistic,
-        ..SimConfig::default()
-    });
+    let sim = support::sim_with(services, events_per_service, seed);
     // Slow enough that a run lasts seconds and the lock lands in the middle of it.
     sim.set_behaviour(Behaviour {
         latency: Duration::from_millis(10),

@@ -12,27 +12,17 @@ mod support;
 
 use doubles::loki::{LokiDouble, LokiLimits, LokiSettings};
 use serde_json::Value;
-use simulator::{Behaviour, SimConfig, SimHandle, Spread};
+use simulator::{Behaviour, SimHandle};
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use support::{
-    ConfigText, Dir, read_jsonl, start_sim, stderr_on_a_terminal, toml_str, truth, wait_until,
+    ConfigText, Dir, read_jsonl, sim_with, stderr_on_a_terminal, toml_str, truth, wait_until,
 };
 
 const FILE: &str = "out/events.jsonl";
 const TENANT: &str = "e2e";
-
-fn sim_with(services: usize, events_per_service: usize, seed: u64) -> SimHandle {
-    start_sim(SimConfig {
-        services,
-        events_per_service,
-        seed,
-        spread: Spread::Realistic,
-        ..SimConfig::default()
-    })
-}
 
 fn now_seconds() -> f64 {
     SystemTime::now()

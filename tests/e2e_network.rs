@@ -15,26 +15,16 @@ mod support;
 use doubles::elasticsearch::ElasticsearchDouble;
 use doubles::loki::{LokiDouble, LokiLimits, LokiSettings};
 use serde_json::Value;
-use simulator::{Behaviour, SimConfig, SimHandle, Spread};
+use simulator::Behaviour;
 use std::collections::BTreeMap;
 use std::time::Duration;
 use support::{
-    ConfigText, Dir, EventKey, assert_exactly_once, keys_of, read_jsonl, start_sim, toml_str, truth,
+    ConfigText, Dir, EventKey, assert_exactly_once, keys_of, read_jsonl, sim_with, toml_str, truth,
 };
 
 const FILE: &str = "out/events.jsonl";
 const INDEX: &str = "modelarts-events";
 const TENANT: &str = "e2e";
-
-fn sim_with(services: usize, events_per_service: usize, seed: u64) -> SimHandle {
-    start_sim(SimConfig {
-        services,
-        events_per_service,
-        seed,
-        spread: Spread::Realistic,
-        ..SimConfig::default()
-    })
-}
 
 /// Fast retries, short batch timers: tests never wait for defaults meant for production.
 fn fast(keys: &mut Vec<(&'static str, String)>) {

@@ -9,22 +9,12 @@
 mod support;
 
 use serde_json::Value;
-use simulator::{SimConfig, SimHandle};
 use support::{
-    ConfigText, Dir, occurrences, parse_json_lines, read_jsonl, start_sim, stderr_on_a_terminal,
+    ConfigText, Dir, occurrences, parse_json_lines, read_jsonl, sim_with, stderr_on_a_terminal,
     toml_list, toml_str, wait_until,
 };
 
 const FILE: &str = "out/events.jsonl";
-
-fn sim_with(services: usize, events_per_service: usize, seed: u64) -> SimHandle {
-    start_sim(SimConfig {
-        services,
-        events_per_service,
-        seed,
-        ..SimConfig::default()
-    })
-}
 
 /// The stderr lines that start with `prefix`.
 fn lines_starting<'a>(stderr: &'a str, prefix: &str) -> Vec<&'a str> {

@@ -8,26 +8,16 @@
 
 mod support;
 
-use simulator::{Behaviour, SimConfig, SimEvent, SimHandle, Spread};
+use simulator::{Behaviour, SimEvent};
 use std::io::Write;
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::time::Duration;
 use support::{
-    ConfigText, Dir, assert_exactly_once, read_jsonl, start_sim, toml_list, toml_str, truth,
+    ConfigText, Dir, assert_exactly_once, read_jsonl, sim_with, toml_list, toml_str, truth,
     try_parse_json_lines, wait_until,
 };
 
 const FILE: &str = "out/events.jsonl";
-
-fn sim_with(services: usize, events_per_service: usize, seed: u64) -> SimHandle {
-    start_sim(SimConfig {
-        services,
-        events_per_service,
-        seed,
-        spread: Spread::Realistic,
-        ..SimConfig::default()
-    })
-}
 
 // 1. The lock follows symlinks: a config whose state path is a symlink to another
 //    config's state file is refused (exit 3) while a runner holds that state.

@@ -36,6 +36,17 @@ pub fn start_sim(config: SimConfig) -> SimHandle {
         .expect("the simulator starts")
 }
 
+/// A simulator of `services` services with `events_per_service` events each, spread
+/// realistically, from `seed`.
+pub fn sim_with(services: usize, events_per_service: usize, seed: u64) -> SimHandle {
+    start_sim(SimConfig {
+        services,
+        events_per_service,
+        seed,
+        ..SimConfig::default()
+    })
+}
+
 /// A temporary folder for one test; removed when dropped (kept, and its path printed, if
 /// `E2E_KEEP` is set).
 pub struct Dir {
