@@ -37,6 +37,12 @@ use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value, json};
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+
+/// The double's maps, keyed by index names and ids: hashed with foldhash, which is
+/// several times cheaper per key than the standard SipHash (a bulk request looks up
+/// one index and one id per item).
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 use std::io::Read as _;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -282,7 +288,7 @@ struct Fault {
 
 #[derive(Default)]
 struct Index {
-    docs: HashMap<String, Kept>,
+    docs: FastMap<String, Kept>,
     order: Vec<String>,
     seq_no: u64,
     backing: Option<String>,
@@ -290,8 +296,8 @@ struct Index {
 
 struct State {
     options: ElasticsearchOptions,
-    indices: HashMap<String, Index>,
-    throttled_ids: HashMap<String, u32>,
+    indices: FastMap<String, Index>,
+    throttled_ids: FastMap<String, u32>,
     faults: Vec<Fault>,
     refuse: Option<Predicate>,
     stats: BulkStats,
@@ -317,8 +323,8 @@ impl ElasticsearchDouble {
     pub fn with(options: ElasticsearchOptions) -> std::io::Result<ElasticsearchDouble> {
         let state = Arc::new(Mutex::new(State {
             options,
-            indices: HashMap::new(),
-            throttled_ids: HashMap::new(),
+            indices: FastMap::default(),
+            throttled_ids: FastMap::default(),
             faults: Vec::new(),
             refuse: None,
             stats: BulkStats::default(),
@@ -574,30 +580,63 @@ fn route<'h>(
         .map(|i| i.trim_start_matches('/'))
         .filter(|i| !i.is_empty())
         .map(str::to_owned);
-    let params = QueryParams::parse(query);
+    let params = match QueryParams::parse(query) {
+        Ok(params) => params,
+        Err(reason) => return bad_request(&reason),
+    };
     let started = Instant::now();
     match parse_bulk(&state.options.flavour, &decoded, default_index.as_deref()) {
         Err(answer) => *answer,
         Ok(actions) => {
-            // `{"errors":…,"items":[…],"took":…}`, the keys in `serde_json`'s order.
+            let filter = params.filter_path.as_ref();
+            let keep = |key: &str| filter.map_or(Keep::All, |f| f.keep(&[key]));
+            // `{"errors":…,"items":[…],"took":…}`, the keys in `serde_json`'s order; with
+            // a `filter_path`, only what it keeps.
+            let items_kept = keep("items");
+            let mut item_filter = filter
+                .filter(|_| items_kept == Keep::Part)
+                .map(ItemFilter::new);
             let mut items = Vec::with_capacity(actions.len() * 192);
             let mut errors = false;
-            for (i, action) in actions.into_iter().enumerate() {
-                if i > 0 {
-                    items.push(b',');
-                }
+            for action in actions {
                 let answer = execute(state, action, &params);
                 errors |= answer.status() >= 300;
-                answer.write(&mut items);
+                if items_kept == Keep::No {
+                    continue;
+                }
+                let before = items.len();
+                if before > 0 {
+                    items.push(b',');
+                }
+                if !answer.write(&mut items, item_filter.as_mut()) {
+                    items.truncate(before);
+                }
             }
             let took = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
             let mut body = Vec::with_capacity(items.len() + 48);
-            body.extend_from_slice(b"{\"errors\":");
-            body.extend_from_slice(if errors { b"true" } else { b"false" });
-            body.extend_from_slice(b",\"items\":[");
-            body.extend_from_slice(&items);
-            body.extend_from_slice(b"],\"took\":");
-            body.extend_from_slice(took.to_string().as_bytes());
+            let field = |body: &mut Vec<u8>, key: &str| {
+                body.push(if body.is_empty() { b'{' } else { b',' });
+                body.push(b'"');
+                body.extend_from_slice(key.as_bytes());
+                body.extend_from_slice(b"\":");
+            };
+            if keep("errors") == Keep::All {
+                field(&mut body, "errors");
+                body.extend_from_slice(if errors { b"true" } else { b"false" });
+            }
+            if !items.is_empty() || items_kept == Keep::All {
+                field(&mut body, "items");
+                body.push(b'[');
+                body.extend_from_slice(&items);
+                body.push(b']');
+            }
+            if keep("took") == Keep::All {
+                field(&mut body, "took");
+                body.extend_from_slice(took.to_string().as_bytes());
+            }
+            if body.is_empty() {
+                body.push(b'{');
+            }
             body.push(b'}');
             json_text(StatusCode::OK, body)
         }
@@ -796,17 +835,26 @@ fn check_content_type(flavour: &Flavour, value: Option<&str>) -> Option<Answer> 
 /// The query parameters the double acts on.
 struct QueryParams {
     pipeline: Option<String>,
+    filter_path: Option<FilterPath>,
 }
 
 impl QueryParams {
-    fn parse(query: Option<&str>) -> QueryParams {
-        let mut params = QueryParams { pipeline: None };
+    /// The parameters the double acts on; `Err` is the reason for a 400.
+    fn parse(query: Option<&str>) -> Result<QueryParams, String> {
+        let mut params = QueryParams {
+            pipeline: None,
+            filter_path: None,
+        };
         for pair in query.unwrap_or_default().split('&') {
-            if let Some(("pipeline", value)) = pair.split_once('=') {
-                params.pipeline = Some(percent_decode(value));
+            match pair.split_once('=') {
+                Some(("pipeline", value)) => params.pipeline = Some(percent_decode(value)),
+                Some(("filter_path", value)) => {
+                    params.filter_path = FilterPath::parse(&percent_decode(value))?;
+                }
+                _ => {}
             }
         }
-        params
+        Ok(params)
     }
 }
 
@@ -1277,45 +1325,144 @@ impl ItemAnswer {
         }
     }
 
-    fn write(&self, out: &mut Vec<u8>) {
-        match self {
+    /// Writes the item, or what `filter` keeps of it (a filter keeps part of `items`);
+    /// returns whether it wrote anything.
+    fn write(&self, out: &mut Vec<u8>, filter: Option<&mut ItemFilter<'_>>) -> bool {
+        match (self, filter) {
             // Writing a `Value` into a `Vec` cannot fail.
-            ItemAnswer::Other(_, value) => {
+            (ItemAnswer::Other(_, value), None) => {
                 let _ = serde_json::to_writer(&mut *out, value);
+                true
             }
-            ItemAnswer::Written(written) => written.write(out),
+            (ItemAnswer::Other(_, value), Some(filter)) => {
+                match filter.filter.filter(value, &mut vec!["items"]) {
+                    Some(kept) => {
+                        let _ = serde_json::to_writer(&mut *out, &kept);
+                        true
+                    }
+                    None => false,
+                }
+            }
+            (ItemAnswer::Written(written), None) => written.write(out, WrittenKeeps::ALL, None),
+            (ItemAnswer::Written(written), Some(filter)) => {
+                let keeps = filter.written(written.op);
+                written.write(out, keeps, Some(filter.filter))
+            }
         }
     }
 }
 
-impl Written {
-    fn write(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(b"{\"");
-        out.extend_from_slice(self.op.name().as_bytes());
-        out.extend_from_slice(b"\":{\"_id\":");
-        let _ = serde_json::to_writer(&mut *out, &self.id);
-        out.extend_from_slice(b",\"_index\":");
-        let _ = serde_json::to_writer(&mut *out, &self.index);
-        out.extend_from_slice(b",\"_primary_term\":1,\"_seq_no\":");
-        out.extend_from_slice(self.seq_no.to_string().as_bytes());
-        out.extend_from_slice(b",\"_shards\":{\"failed\":0,\"successful\":1,\"total\":2}");
-        if self.with_type {
-            out.extend_from_slice(b",\"_type\":\"_doc\"");
-        }
-        out.extend_from_slice(b",\"_version\":");
-        out.extend_from_slice(self.version.to_string().as_bytes());
-        let (result, status) = if self.created {
-            ("created", 201)
-        } else {
-            ("updated", 200)
-        };
-        out.extend_from_slice(b",\"result\":\"");
-        out.extend_from_slice(result.as_bytes());
-        out.extend_from_slice(b"\",\"status\":");
-        out.extend_from_slice(status.to_string().as_bytes());
-        out.extend_from_slice(b"}}");
+/// What a `filter_path` keeps of each field of a written item, worked out once per
+/// operation rather than once per item.
+#[derive(Debug, Clone, Copy)]
+struct WrittenKeeps([Keep; WRITTEN_FIELDS.len()]);
+
+/// A written item's fields, in the order they are written.
+const WRITTEN_FIELDS: [&str; 9] = [
+    "_id",
+    "_index",
+    "_primary_term",
+    "_seq_no",
+    "_shards",
+    "_type",
+    "_version",
+    "result",
+    "status",
+];
+
+impl WrittenKeeps {
+    const ALL: WrittenKeeps = WrittenKeeps([Keep::All; WRITTEN_FIELDS.len()]);
+
+    fn of(filter: &FilterPath, op: Op) -> WrittenKeeps {
+        WrittenKeeps(WRITTEN_FIELDS.map(|field| filter.keep(&["items", op.name(), field])))
     }
 }
+
+/// A `filter_path` that keeps part of a bulk answer's `items`.
+struct ItemFilter<'a> {
+    filter: &'a FilterPath,
+    /// [`WrittenKeeps`] of each [`Op`], once it was needed.
+    written: [Option<WrittenKeeps>; 4],
+}
+
+impl<'a> ItemFilter<'a> {
+    fn new(filter: &'a FilterPath) -> Self {
+        ItemFilter {
+            filter,
+            written: [None; 4],
+        }
+    }
+
+    fn written(&mut self, op: Op) -> WrittenKeeps {
+        let filter = self.filter;
+        *self.written[op as usize].get_or_insert_with(|| WrittenKeeps::of(filter, op))
+    }
+}
+
+impl Written {
+    /// Writes the item, or what `keeps` says of each field (a `Part` of `_shards` is
+    /// worked out with `filter`); returns whether it wrote anything.
+    fn write(&self, out: &mut Vec<u8>, keeps: WrittenKeeps, filter: Option<&FilterPath>) -> bool {
+        let op = self.op.name();
+        let start = out.len();
+        out.extend_from_slice(b"{\"");
+        out.extend_from_slice(op.as_bytes());
+        out.extend_from_slice(b"\":");
+        let fields_start = out.len();
+        let (result, status) = if self.created {
+            ("\"created\"", "201")
+        } else {
+            ("\"updated\"", "200")
+        };
+        for (name, keep) in WRITTEN_FIELDS.iter().zip(keeps.0) {
+            let shards_part = match (*name, keep) {
+                (_, Keep::No) => continue,
+                ("_type", _) if !self.with_type => continue,
+                ("_shards", Keep::Part) => match filter.and_then(|f| {
+                    let shards = serde_json::from_str::<Value>(SHARDS).ok()?;
+                    f.filter(&shards, &mut vec!["items", op, "_shards"])
+                }) {
+                    Some(kept) => Some(kept.to_string()),
+                    None => continue,
+                },
+                // The other fields have nothing below them for a path to go on to.
+                (_, Keep::Part) => continue,
+                (_, Keep::All) => None,
+            };
+            out.push(if out.len() == fields_start {
+                b'{'
+            } else {
+                b','
+            });
+            out.push(b'"');
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(b"\":");
+            // Writing a `str` into a `Vec` cannot fail.
+            match *name {
+                "_id" => drop(serde_json::to_writer(&mut *out, &self.id)),
+                "_index" => drop(serde_json::to_writer(&mut *out, &self.index)),
+                "_primary_term" => out.push(b'1'),
+                "_seq_no" => out.extend_from_slice(self.seq_no.to_string().as_bytes()),
+                "_shards" => {
+                    out.extend_from_slice(shards_part.as_deref().unwrap_or(SHARDS).as_bytes());
+                }
+                "_type" => out.extend_from_slice(b"\"_doc\""),
+                "_version" => out.extend_from_slice(self.version.to_string().as_bytes()),
+                "result" => out.extend_from_slice(result.as_bytes()),
+                _ => out.extend_from_slice(status.as_bytes()),
+            }
+        }
+        if out.len() == fields_start {
+            out.truncate(start);
+            return false;
+        }
+        out.extend_from_slice(b"}}");
+        true
+    }
+}
+
+/// A written item's `_shards`.
+const SHARDS: &str = r#"{"failed":0,"successful":1,"total":2}"#;
 
 /// Runs one action; its item for the answer.
 fn execute(state: &mut State, action: Action, params: &QueryParams) -> ItemAnswer {
@@ -1533,32 +1680,42 @@ fn execute(state: &mut State, action: Action, params: &QueryParams) -> ItemAnswe
         }
     };
     let backing_index = data_stream.then(|| backing_index_name(&action.index));
-    let index = state.indices.entry(action.index.clone()).or_default();
+    if !state.indices.contains_key(&action.index) {
+        state.indices.insert(action.index.clone(), Index::default());
+    }
+    let Some(index) = state.indices.get_mut(&action.index) else {
+        unreachable!("the index was just made")
+    };
     if index.backing.is_none() {
         index.backing = backing_index;
     }
-    let existing = index.docs.get(&id).map(|d| d.version);
-    if let (Some(version), Op::Create) = (existing, action.op) {
-        let error = item_error(
-            "version_conflict_engine_exception",
-            &format!(
-                "[{id}]: version conflict, document already exists (current version [{version}])"
-            ),
-            index.backing.as_deref().unwrap_or(&action.index),
-        );
-        return failure(state, 409, error);
-    }
-    let version = existing.map_or(1, |v| v + 1);
-    if existing.is_none() {
-        index.order.push(id.clone());
-    }
-    index.docs.insert(
-        id.clone(),
-        Kept {
-            source: source_bytes.clone(),
-            version,
-        },
-    );
+    let (version, created) = match index.docs.entry(id.clone()) {
+        Entry::Occupied(existing) if action.op == Op::Create => {
+            let version = existing.get().version;
+            let error = item_error(
+                "version_conflict_engine_exception",
+                &format!(
+                    "[{id}]: version conflict, document already exists (current version [{version}])"
+                ),
+                index.backing.as_deref().unwrap_or(&action.index),
+            );
+            return failure(state, 409, error);
+        }
+        Entry::Occupied(mut existing) => {
+            let kept = existing.get_mut();
+            kept.version += 1;
+            kept.source = source_bytes.clone();
+            (kept.version, false)
+        }
+        Entry::Vacant(vacant) => {
+            vacant.insert(Kept {
+                source: source_bytes.clone(),
+                version: 1,
+            });
+            index.order.push(id.clone());
+            (1, true)
+        }
+    };
     index.seq_no += 1;
     let seq_no = index.seq_no - 1;
     let shown_index = index
@@ -1573,7 +1730,7 @@ fn execute(state: &mut State, action: Action, params: &QueryParams) -> ItemAnswe
         with_type: flavour.allows_type(),
         version,
         seq_no,
-        created: existing.is_none(),
+        created,
     })
 }
 
@@ -1649,7 +1806,14 @@ fn validate_index_name(name: &str) -> Result<(), &'static str> {
     if name.is_empty() {
         return Err("must not be empty");
     }
-    if name != name.to_lowercase() {
+    // Most names are ASCII, where lowercase is a byte check; others are compared with
+    // their lowercase form, as ES does.
+    let uppercase = if name.is_ascii() {
+        name.bytes().any(|b| b.is_ascii_uppercase())
+    } else {
+        name != name.to_lowercase()
+    };
+    if uppercase {
         return Err("must be lowercase");
     }
     if name.chars().any(|c| {
@@ -1814,3 +1978,6 @@ fn base64(input: &[u8]) -> String {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests;
+
+mod filter_path;
+use filter_path::{FilterPath, Keep};

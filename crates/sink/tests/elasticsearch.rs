@@ -28,6 +28,10 @@ const SERVICE: &str = "35de3ca9-1bca-4ae7-9cb0-914f30fa7d3e";
 const T0: i64 = 1_562_597_251_764;
 const DAY: i64 = 86_400_000;
 
+/// `filter_path` as the sink sends it on every bulk request.
+const ANSWER_FIELDS_QUERY: &str =
+    "filter_path=errors%2Citems.*._id%2Citems.*.status%2Citems.*.error";
+
 fn record(occur_time: i64, info: &str) -> SharedRecord {
     SharedRecord::new(EventRecord::new(
         "prod",
@@ -108,7 +112,8 @@ async fn documents_land_with_the_record_id_and_the_record_as_source() {
     let request = es.last_request().unwrap();
     assert_eq!(request.method, "POST");
     assert_eq!(request.path, "/_bulk");
-    assert_eq!(request.query, None);
+    // The answer is asked for only what the sink reads of each item.
+    assert_eq!(request.query.as_deref(), Some(ANSWER_FIELDS_QUERY));
     assert_eq!(request.header("content-type"), Some("application/x-ndjson"));
     let body = es.last_body().unwrap();
     assert_eq!(body.last(), Some(&b'\n'));
@@ -616,7 +621,10 @@ async fn the_pipeline_goes_in_the_query() {
     );
     assert_eq!(es.count(), 2);
     let request = es.last_request().unwrap();
-    assert_eq!(request.query.as_deref(), Some("pipeline=modelarts+events"));
+    assert_eq!(
+        request.query.as_deref(),
+        Some(format!("pipeline=modelarts+events&{ANSWER_FIELDS_QUERY}").as_str())
+    );
     // A pipeline the cluster does not have: every document is rejected with the reason.
     with_pipeline.pipeline = Some("missing".to_owned());
     let sink = ElasticsearchSink::new("es", &with_pipeline).await.unwrap();

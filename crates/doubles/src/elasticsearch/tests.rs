@@ -783,7 +783,7 @@ fn written_items_are_the_bytes_serde_json_writes() {
         let answer = ItemAnswer::Written(written);
         assert_eq!(answer.status(), if created { 201 } else { 200 });
         let mut text = Vec::new();
-        answer.write(&mut text);
+        answer.write(&mut text, None);
         assert_eq!(String::from_utf8(text).unwrap(), expected);
     }
 }
@@ -897,4 +897,98 @@ fn kept_documents_read_back_as_sent() {
     assert_eq!(documents.len(), 1);
     assert_eq!(documents[0].source, expected);
     assert_eq!((documents[0].id.as_str(), documents[0].version), ("a", 1));
+}
+
+#[test]
+fn a_filter_path_keeps_only_the_named_fields_of_a_bulk_answer() {
+    let double = ElasticsearchDouble::start().unwrap();
+    let body = create("e", "a", "{}") + &create("e", "b", "{}");
+    bulk(&double, &body);
+    let body = create("e", "b", "{}") + &create("e", "c", "{}");
+    let path = "/_bulk?filter_path=errors,items.*._id,items.*.status,items.*.error";
+    let reply = send(&double, "POST", path, &[NDJSON], body.as_bytes());
+    assert_eq!(reply.status, 200);
+    let json = reply.json();
+    assert_eq!(json["errors"], true);
+    assert_eq!(
+        json["items"][1],
+        json!({"create": {"_id": "c", "status": 201}})
+    );
+    let conflict = json["items"][0]["create"].as_object().unwrap();
+    let mut keys: Vec<&str> = conflict.keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    assert_eq!(keys, ["_id", "error", "status"]);
+    assert_eq!(conflict["status"], 409);
+    assert_eq!(
+        conflict["error"]["type"],
+        "version_conflict_engine_exception"
+    );
+    assert!(json.get("took").is_none());
+
+    // A filter that reaches no item field drops the items; one that keeps nothing is `{}`.
+    let send_filtered = |filter: &str, id: &str| {
+        let path = format!("/_bulk?filter_path={filter}");
+        send(
+            &double,
+            "POST",
+            &path,
+            &[NDJSON],
+            create("e", id, "{}").as_bytes(),
+        )
+        .json()
+    };
+    assert_eq!(
+        send_filtered("errors,items.*.error", "d"),
+        json!({"errors": false})
+    );
+    assert_eq!(send_filtered("nothing", "e"), json!({}));
+    assert_eq!(
+        send_filtered("items.*._shards.total,took", "f")["items"],
+        json!([{"create": {"_shards": {"total": 2}}}])
+    );
+    // Exclusions are not modelled: refused, not ignored.
+    let reply = send(
+        &double,
+        "POST",
+        "/_bulk?filter_path=-took",
+        &[NDJSON],
+        create("e", "g", "{}").as_bytes(),
+    );
+    assert_eq!(reply.status, 400);
+    assert_eq!(double.count(), 6);
+}
+
+#[test]
+fn a_filtered_written_item_is_what_the_filter_keeps_of_the_whole_one() {
+    let written = Written {
+        op: Op::Create,
+        index: "e".to_owned(),
+        id: "a \"quoted\" id".to_owned(),
+        with_type: true,
+        version: 2,
+        seq_no: 9,
+        created: true,
+    };
+    let whole: Value = serde_json::from_str(&written_as_value(&written)).unwrap();
+    let answer = ItemAnswer::Written(written);
+    for filter in [
+        "items.*._id,items.*.status",
+        "items.create.result,items.*._type",
+        "items.*._shards.successful,items.*._seq_no",
+        "items.**.failed",
+        "items.*",
+        "items.index.status",
+    ] {
+        let filter = FilterPath::parse(filter).unwrap().unwrap();
+        let mut text = Vec::new();
+        let wrote = answer.write(&mut text, Some(&mut ItemFilter::new(&filter)));
+        let expected = filter.filter(&whole, &mut vec!["items"]);
+        assert_eq!(wrote, expected.is_some(), "{filter:?}");
+        if let Some(expected) = expected {
+            let got: Value = serde_json::from_slice(&text).unwrap();
+            assert_eq!(got, expected, "{filter:?}");
+        } else {
+            assert!(text.is_empty());
+        }
+    }
 }

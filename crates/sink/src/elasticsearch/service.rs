@@ -49,11 +49,17 @@ pub enum ItemOutcome {
 struct Endpoint {
     /// `https://host:port`, for logs and errors (never a path, which could hold a secret).
     origin: String,
-    /// `<base>/_bulk`, with `?pipeline=` when configured.
+    /// `<base>/_bulk`, with `pipeline=` when configured and [`ANSWER_FIELDS`].
     bulk: Url,
     /// `<base>/`.
     root: Url,
 }
+
+/// The `filter_path` of every bulk request: the answer keeps, of each item, only what
+/// the sink reads (its `_id`, `status` and `error`), not its index, version, sequence
+/// number and shards. That makes the answer about a third of its size, and reading it
+/// about as much cheaper.
+pub const ANSWER_FIELDS: &str = "errors,items.*._id,items.*.status,items.*.error";
 
 /// The transport of one Elasticsearch sink: its client and endpoints.
 #[derive(Debug)]
@@ -66,7 +72,7 @@ pub struct BulkService {
 
 impl BulkService {
     /// `bases` are the configured base URLs (at least one); `pipeline` is sent as
-    /// `?pipeline=` on every bulk request.
+    /// `pipeline=` on every bulk request, and [`ANSWER_FIELDS`] as `filter_path=`.
     pub fn new(client: HttpClient, bases: &[Url], pipeline: Option<&str>) -> BulkService {
         let endpoints = bases
             .iter()
@@ -75,6 +81,8 @@ impl BulkService {
                 if let Some(pipeline) = pipeline {
                     bulk.query_pairs_mut().append_pair("pipeline", pipeline);
                 }
+                bulk.query_pairs_mut()
+                    .append_pair("filter_path", ANSWER_FIELDS);
                 Endpoint {
                     origin: base.origin().ascii_serialization(),
                     bulk,
