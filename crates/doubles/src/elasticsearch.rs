@@ -261,6 +261,9 @@ type Predicate = Arc<dyn Fn(&Value) -> Option<String> + Send + Sync>;
 struct Kept {
     source: Bytes,
     version: u64,
+    /// The index's sequence number when the document was first written (since its last
+    /// delete): [`ElasticsearchDouble::documents`] lists documents in this order.
+    first_seq_no: u64,
 }
 
 impl Kept {
@@ -289,7 +292,6 @@ struct Fault {
 #[derive(Default)]
 struct Index {
     docs: FastMap<String, Kept>,
-    order: Vec<String>,
     seq_no: u64,
     backing: Option<String>,
 }
@@ -396,11 +398,9 @@ impl ElasticsearchDouble {
         let Some(index) = state.indices.get(index) else {
             return Vec::new();
         };
-        index
-            .order
-            .iter()
-            .filter_map(|id| index.docs.get(id).map(|kept| kept.stored(id)))
-            .collect()
+        let mut docs: Vec<(&String, &Kept)> = index.docs.iter().collect();
+        docs.sort_unstable_by_key(|(_, kept)| kept.first_seq_no);
+        docs.into_iter().map(|(id, kept)| kept.stored(id)).collect()
     }
 
     /// The source of one document.
@@ -1711,17 +1711,14 @@ fn execute(state: &mut State, action: Action, params: &QueryParams) -> ItemAnswe
             vacant.insert(Kept {
                 source: source_bytes.clone(),
                 version: 1,
+                first_seq_no: index.seq_no,
             });
-            index.order.push(id.clone());
             (1, true)
         }
     };
     index.seq_no += 1;
     let seq_no = index.seq_no - 1;
-    let shown_index = index
-        .backing
-        .clone()
-        .unwrap_or_else(|| action.index.clone());
+    let shown_index = index.backing.clone().unwrap_or(action.index);
     state.stats.written += 1;
     ItemAnswer::Written(Written {
         op: action.op,
@@ -1741,9 +1738,7 @@ fn delete(
 ) -> ItemAnswer {
     let removed = action.id.as_ref().and_then(|id| {
         let index = state.indices.get_mut(&action.index)?;
-        let removed = index.docs.remove(id)?;
-        index.order.retain(|o| o != id);
-        Some(removed)
+        index.docs.remove(id)
     });
     let mut body = Map::new();
     match removed {
