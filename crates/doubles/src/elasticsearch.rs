@@ -480,10 +480,15 @@ fn handle(shared: &Mutex<State>, request: Request<Bytes>) -> Answer {
             .find(|(n, _)| n.as_str() == name)
             .map(|(_, v)| v.as_str())
     };
-    let is_bulk = path == "/_bulk"
-        || path
-            .strip_suffix("/_bulk")
-            .is_some_and(|i| i.len() > 1 && !i[1..].contains('/'));
+    let is_bulk = is_bulk_path(&path);
+    // Reading a plain bulk body needs nothing of the state: it is done before the state
+    // is locked, so that requests sent at once are read at once, as a cluster's nodes
+    // do. Its outcome is used only where `route` would read the body, after every check
+    // that comes first.
+    let parsed = (is_bulk && header("content-encoding").is_none()).then(|| {
+        let flavour = lock(shared).options.flavour.clone();
+        parse_bulk(&flavour, &body, default_index(&path))
+    });
     let answer = {
         let mut state = lock(shared);
         if is_bulk {
@@ -497,7 +502,7 @@ fn handle(shared: &Mutex<State>, request: Request<Bytes>) -> Answer {
             query.as_deref(),
             header,
             &body,
-            is_bulk,
+            parsed,
         );
         if is_bulk && answer.status() != StatusCode::OK {
             state.stats.refused_requests += 1;
@@ -512,6 +517,21 @@ fn handle(shared: &Mutex<State>, request: Request<Bytes>) -> Answer {
         answer
     };
     stamp(answer, shared)
+}
+
+/// Whether `path` is `/_bulk` or `/{index}/_bulk`.
+fn is_bulk_path(path: &str) -> bool {
+    path == "/_bulk"
+        || path
+            .strip_suffix("/_bulk")
+            .is_some_and(|i| i.len() > 1 && !i[1..].contains('/'))
+}
+
+/// The index a bulk path names for lines without `_index`.
+fn default_index(path: &str) -> Option<&str> {
+    path.strip_suffix("/_bulk")
+        .map(|i| i.trim_start_matches('/'))
+        .filter(|i| !i.is_empty())
 }
 
 /// Adds the headers every answer of the flavour carries.
@@ -533,8 +553,9 @@ fn route<'h>(
     query: Option<&str>,
     header: impl Fn(&str) -> Option<&'h str>,
     body: &Bytes,
-    is_bulk: bool,
+    parsed: Option<Result<Vec<Action>, Box<Answer>>>,
 ) -> Answer {
+    let is_bulk = parsed.is_some() || is_bulk_path(path);
     // The HTTP layer refuses an oversized body before any handler runs.
     let decoded = if is_bulk {
         match decode_body(
@@ -575,17 +596,14 @@ fn route<'h>(
     if let Some(answer) = check_content_type(&state.options.flavour, header("content-type")) {
         return answer;
     }
-    let default_index = path
-        .strip_suffix("/_bulk")
-        .map(|i| i.trim_start_matches('/'))
-        .filter(|i| !i.is_empty())
-        .map(str::to_owned);
     let params = match QueryParams::parse(query) {
         Ok(params) => params,
         Err(reason) => return bad_request(&reason),
     };
     let started = Instant::now();
-    match parse_bulk(&state.options.flavour, &decoded, default_index.as_deref()) {
+    let parsed =
+        parsed.unwrap_or_else(|| parse_bulk(&state.options.flavour, &decoded, default_index(path)));
+    match parsed {
         Err(answer) => *answer,
         Ok(actions) => {
             let filter = params.filter_path.as_ref();
@@ -889,6 +907,8 @@ struct Action {
     pipeline: Option<String>,
     /// The source line (not for `delete`), a slice of the body.
     source: Option<Bytes>,
+    /// Whether the source is a JSON object, checked by the parser a `Value` comes from.
+    is_object: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1050,12 +1070,16 @@ fn parse_bulk(
             missing_index = true;
             continue;
         };
+        let is_object = source.as_deref().is_some_and(|source| {
+            matches!(serde_json::from_slice::<Shape>(source), Ok(Shape(OBJECT)))
+        });
         actions.push(Action {
             op,
             index,
             id,
             pipeline,
             source,
+            is_object,
         });
     }
     if missing_index {
@@ -1560,11 +1584,7 @@ fn execute(state: &mut State, action: Action, params: &QueryParams) -> ItemAnswe
     // Only a data stream, a mapping or a predicate looks into the document; without them
     // it is only checked to be a JSON object, by the parser a `Value` would come from.
     let looks_inside = data_stream || !state.options.mapping.is_empty() || state.refuse.is_some();
-    let plain_object = !looks_inside
-        && matches!(
-            serde_json::from_slice::<Shape>(source_bytes),
-            Ok(Shape(OBJECT))
-        );
+    let plain_object = !looks_inside && action.is_object;
     let source: Option<Value> = if plain_object {
         None
     } else {
