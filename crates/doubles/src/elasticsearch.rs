@@ -1489,7 +1489,7 @@ impl Written {
 const SHARDS: &str = r#"{"failed":0,"successful":1,"total":2}"#;
 
 /// Runs one action; its item for the answer.
-fn execute(state: &mut State, action: Action, params: &QueryParams) -> ItemAnswer {
+fn execute(state: &mut State, mut action: Action, params: &QueryParams) -> ItemAnswer {
     state.stats.items += 1;
     let flavour = state.options.flavour.clone();
     let op = action.op.name();
@@ -1573,7 +1573,8 @@ fn execute(state: &mut State, action: Action, params: &QueryParams) -> ItemAnswe
         );
         return failure(state, 400, error);
     }
-    let Some(source_bytes) = &action.source else {
+    // Kept as it is (a slice of the body): moved, not copied.
+    let Some(source_bytes) = action.source.take() else {
         return failure(
             state,
             400,
@@ -1588,7 +1589,7 @@ fn execute(state: &mut State, action: Action, params: &QueryParams) -> ItemAnswe
     let source: Option<Value> = if plain_object {
         None
     } else {
-        match serde_json::from_slice(source_bytes) {
+        match serde_json::from_slice(&source_bytes) {
             Ok(source @ Value::Object(_)) => Some(source),
             Ok(other) => {
                 let error = parsing_error(
@@ -1616,7 +1617,7 @@ fn execute(state: &mut State, action: Action, params: &QueryParams) -> ItemAnswe
         }
     };
     if let Some(source) = &source {
-        let text = String::from_utf8_lossy(source_bytes);
+        let text = String::from_utf8_lossy(&source_bytes);
         if data_stream {
             let timestamp = source.get("@timestamp");
             if !timestamp.is_some_and(|t| value_fits(t, FieldType::Date)) {
@@ -1724,12 +1725,12 @@ fn execute(state: &mut State, action: Action, params: &QueryParams) -> ItemAnswe
         Entry::Occupied(mut existing) => {
             let kept = existing.get_mut();
             kept.version += 1;
-            kept.source = source_bytes.clone();
+            kept.source = source_bytes;
             (kept.version, false)
         }
         Entry::Vacant(vacant) => {
             vacant.insert(Kept {
-                source: source_bytes.clone(),
+                source: source_bytes,
                 version: 1,
                 first_seq_no: index.seq_no,
             });
