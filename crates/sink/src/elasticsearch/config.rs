@@ -104,7 +104,7 @@ fn validate(
             Some(name)
         }
     };
-    let http = HttpOptions::read(
+    let mut http = HttpOptions::read(
         HttpTables {
             request: table.request.as_ref(),
             tls: table.tls.as_ref(),
@@ -114,6 +114,13 @@ fn validate(
         },
         ctx,
     )?;
+    let concurrency_given = table
+        .request
+        .as_ref()
+        .is_some_and(|request| request.get_ref().concurrency.is_some());
+    if !concurrency_given {
+        http.request.concurrency = super::CONCURRENCY;
+    }
     Ok(ElasticsearchConfig {
         endpoints,
         index,
@@ -279,9 +286,14 @@ mod tests {
         assert_eq!(config.index.as_str(), "modelarts-events");
         assert_eq!(config.mode, Mode::Bulk);
         assert_eq!(config.pipeline, None);
-        assert_eq!(config.http, HttpOptions::default());
-        assert_eq!(config.concurrency(), 1);
+        // Two bulk requests in flight unless `request.concurrency` says otherwise.
+        let mut http = HttpOptions::default();
+        http.request.concurrency = 2;
+        assert_eq!(config.http, http);
+        assert_eq!(config.concurrency(), 2);
         assert_eq!(config.kind(), "elasticsearch");
+        let one = read_text("endpoint = \"https://es.example:9200\"\nrequest.concurrency = 1\n");
+        assert_eq!(one.unwrap().concurrency(), 1);
     }
 
     #[test]
