@@ -109,8 +109,12 @@ fn sigkill_at_random_instants_leaves_every_event_once_in_loki_elasticsearch_and_
     let services = sim.service_ids();
     let es = ElasticsearchDouble::start().unwrap();
     let loki = loki_double();
+    // At most 50 pages (5,000 events) a second: each killed sync moves the positions on,
+    // so the pull must be slow enough that most kills land before the file has every
+    // event, however fast the sinks are.
     let config = ConfigText::for_sim(&sim)
         .source_key("page_size", "100")
+        .source_key("max_requests_per_second", "50")
         .file_sink("archive", FILE)
         .sink("search", "elasticsearch", &es_keys(&es.base_url()))
         .sink("loki", "loki", &loki_keys(&loki.base_url()));
