@@ -38,14 +38,14 @@ use serde_json::{Map, Value, json};
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+use std::io::Read as _;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 /// The double's maps, keyed by index names and ids: hashed with foldhash, which is
 /// several times cheaper per key than the standard SipHash (a bulk request looks up
 /// one index and one id per item).
 type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
-use std::io::Read as _;
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 /// ES's default `http.max_content_length`.
 pub const DEFAULT_MAX_CONTENT_LENGTH: usize = 100 * 1024 * 1024;
