@@ -199,12 +199,34 @@ impl DriverHandle {
     }
 }
 
-/// One record in a batch: which feed offered it, in which of its segments.
-#[derive(Clone)]
-struct Entry {
-    record: SharedRecord,
+/// Where a record of a batch came from: which feed offered it, in which of its segments.
+#[derive(Debug, Clone, Copy)]
+struct Tag {
     feed: usize,
     seq: u64,
+}
+
+/// A batch: its records, handed to the sink as they are (no copy of the list), and each
+/// record's [`Tag`] at the same index.
+#[derive(Default)]
+struct Batch {
+    records: Vec<SharedRecord>,
+    tags: Vec<Tag>,
+}
+
+impl Batch {
+    fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    fn push(&mut self, record: SharedRecord, tag: Tag) {
+        self.records.push(record);
+        self.tags.push(tag);
+    }
 }
 
 /// What became of one record of a batch.
@@ -236,7 +258,7 @@ pub(crate) struct BatchOutcome {
     pub attempts: u32,
 }
 
-type Sending = Pin<Box<dyn Future<Output = (Vec<Entry>, BatchOutcome)> + Send>>;
+type Sending = Pin<Box<dyn Future<Output = (Batch, BatchOutcome)> + Send>>;
 
 /// What a driver did in one cycle.
 #[derive(Debug)]
@@ -261,7 +283,7 @@ pub struct DriverReport {
 /// The batch being formed.
 #[derive(Default)]
 struct Forming {
-    entries: Vec<Entry>,
+    batch: Batch,
     bytes: usize,
     deadline: Option<Instant>,
 }
@@ -276,7 +298,7 @@ pub struct SinkDriver {
     /// commit lists its cursors in the same order every time.
     ledgers: BTreeMap<usize, Ledger>,
     forming: Forming,
-    sealed: VecDeque<Vec<Entry>>,
+    sealed: VecDeque<Batch>,
     in_flight: FuturesOrdered<Sending>,
     /// When positions without records (pages the sink had everything of) are due for a
     /// commit of their own.
@@ -344,7 +366,7 @@ impl SinkDriver {
         loop {
             self.start_sends();
             if closed
-                && self.forming.entries.is_empty()
+                && self.forming.batch.is_empty()
                 && self.sealed.is_empty()
                 && self.in_flight.is_empty()
             {
@@ -357,11 +379,11 @@ impl SinkDriver {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };
-            let waiting_on_feeds = !self.forming.entries.is_empty();
+            let waiting_on_feeds = !self.forming.batch.is_empty();
             tokio::select! {
                 biased;
-                Some((entries, outcome)) = self.in_flight.next(), if !self.in_flight.is_empty() => {
-                    self.finish(entries, outcome).await;
+                Some((batch, outcome)) = self.in_flight.next(), if !self.in_flight.is_empty() => {
+                    self.finish(batch, outcome).await;
                 }
                 message = self.rx.recv(), if receiving => match message {
                     Some(message) => self.accept(message),
@@ -373,7 +395,7 @@ impl SinkDriver {
             // Feeds blocked on a full channel are waiting on the driver, but what they
             // queued belongs in this batch first: sealing before the channel is drained
             // would send a small batch per offer once the pull outruns the sink.
-            if !self.forming.entries.is_empty()
+            if !self.forming.batch.is_empty()
                 && (closed || (self.shared.feeds_idle() && self.rx.is_empty()))
             {
                 self.seal();
@@ -435,19 +457,19 @@ impl SinkDriver {
                 // for the part of a page a batch ended in (a 1M backfill wrote 95,000
                 // fingerprints and deleted them again a commit later). A page larger than
                 // a batch is still split.
-                if !self.forming.entries.is_empty()
-                    && (self.forming.entries.len() + records.len() > batch.max_events
+                if !self.forming.batch.is_empty()
+                    && (self.forming.batch.len() + records.len() > batch.max_events
                         || self.forming.bytes + sizes.iter().sum::<usize>() > batch.max_bytes)
                 {
                     self.seal();
                 }
                 for (record, bytes) in records.into_iter().zip(sizes) {
-                    if self.forming.entries.is_empty() {
+                    if self.forming.batch.is_empty() {
                         self.forming.deadline = Some(Instant::now() + batch.timeout);
                     }
-                    self.forming.entries.push(Entry { record, feed, seq });
+                    self.forming.batch.push(record, Tag { feed, seq });
                     self.forming.bytes += bytes;
-                    if self.forming.entries.len() >= batch.max_events
+                    if self.forming.batch.len() >= batch.max_events
                         || self.forming.bytes >= batch.max_bytes
                     {
                         self.seal();
@@ -475,8 +497,8 @@ impl SinkDriver {
 
     fn seal(&mut self) {
         let forming = std::mem::take(&mut self.forming);
-        if !forming.entries.is_empty() && self.failure.is_none() {
-            self.sealed.push_back(forming.entries);
+        if !forming.batch.is_empty() && self.failure.is_none() {
+            self.sealed.push_back(forming.batch);
         }
     }
 
@@ -490,7 +512,7 @@ impl SinkDriver {
             return;
         };
         while self.in_flight.len() < self.sink().concurrency {
-            let Some(entries) = self.sealed.pop_front() else {
+            let Some(batch) = self.sealed.pop_front() else {
                 break;
             };
             self.batches += 1;
@@ -499,22 +521,22 @@ impl SinkDriver {
             let sink = sink.clone();
             let observer = self.observer.clone();
             self.in_flight.push_back(Box::pin(async move {
-                let records = entries.iter().map(|e| e.record.clone()).collect();
-                let outcome = send_batch(sink, records, retry, shutdown, &observer).await;
-                (entries, outcome)
+                let outcome = send_batch(sink, &batch.records, retry, shutdown, &observer).await;
+                (batch, outcome)
             }));
         }
     }
 
     /// Dead letters, then positions, for one sent batch.
-    async fn finish(&mut self, entries: Vec<Entry>, outcome: BatchOutcome) {
+    async fn finish(&mut self, batch: Batch, outcome: BatchOutcome) {
         self.requests += u64::from(outcome.attempts);
-        let rejected: Vec<DeadLetterEntry> = entries
+        let rejected: Vec<DeadLetterEntry> = batch
+            .records
             .iter()
             .zip(&outcome.outcomes)
-            .filter_map(|(entry, outcome)| match outcome {
+            .filter_map(|(record, outcome)| match outcome {
                 Some(ItemOutcome::Rejected { reason, status, .. }) => Some(DeadLetterEntry {
-                    record: entry.record.clone(),
+                    record: record.clone(),
                     reason: reason.clone(),
                     status: *status,
                 }),
@@ -525,7 +547,7 @@ impl SinkDriver {
             rejected.is_empty() || self.write_dead_letters(&outcome, rejected).await;
         let mut dead_lettered = 0u64;
         let mut held: Option<(u64, &str)> = None;
-        for (entry, item) in entries.iter().zip(&outcome.outcomes) {
+        for ((record, tag), item) in batch.records.iter().zip(&batch.tags).zip(&outcome.outcomes) {
             let how = match item {
                 Some(ItemOutcome::Delivered) => Resolution::Delivered,
                 Some(ItemOutcome::Skipped { kind }) => {
@@ -550,12 +572,12 @@ impl SinkDriver {
             };
             let resolved = self
                 .ledgers
-                .get_mut(&entry.feed)
-                .is_some_and(|ledger| ledger.resolve(entry.seq, &entry.record, how));
+                .get_mut(&tag.feed)
+                .is_some_and(|ledger| ledger.resolve(tag.seq, record, how));
             if !resolved {
                 self.fail(SinkFailure::Malformed(format!(
                     "record {} was resolved twice or for an unknown segment (an engine bug)",
-                    entry.record.id
+                    record.id
                 )));
             }
         }
@@ -730,7 +752,7 @@ async fn sleep_until(deadline: Option<Instant>) {
 /// until every record has an outcome or the sink failed.
 pub(crate) async fn send_batch(
     sink: Arc<dyn Sink>,
-    batch: Vec<SharedRecord>,
+    batch: &[SharedRecord],
     retry: RetrySettings,
     mut shutdown: watch::Receiver<bool>,
     observer: &Observer,
@@ -751,9 +773,16 @@ pub(crate) async fn send_batch(
     loop {
         outcome.attempts += 1;
         let attempt = outcome.attempts;
-        let records: Vec<SharedRecord> = pending.iter().map(|&i| batch[i].clone()).collect();
+        // The first try sends the batch as it is; a retry, the records still pending.
+        let retried: Vec<SharedRecord>;
+        let records = if pending.len() == batch.len() {
+            batch
+        } else {
+            retried = pending.iter().map(|&i| batch[i].clone()).collect();
+            &retried
+        };
         let sent_at = Instant::now();
-        let sent = sink.send(&records).await;
+        let sent = sink.send(records).await;
         let failure = sent.as_ref().err().map(ToString::to_string);
         observer.sink_request(sink.name(), sent_at.elapsed(), failure.as_deref());
         let (wait, cause) = match sent {
@@ -1026,7 +1055,7 @@ mod tests {
         let started = Instant::now();
         let outcome = send_batch(
             seven,
-            one_record(),
+            &one_record(),
             settings(5),
             shutdown.clone(),
             &Observer::new(),
@@ -1047,7 +1076,7 @@ mod tests {
         let started = Instant::now();
         send_batch(
             sixty,
-            one_record(),
+            &one_record(),
             settings(5),
             shutdown.clone(),
             &Observer::new(),
@@ -1065,7 +1094,14 @@ mod tests {
             error: || SinkError::retryable("flaky", "busy"),
         });
         let started = Instant::now();
-        send_batch(plain, one_record(), settings(5), shutdown, &Observer::new()).await;
+        send_batch(
+            plain,
+            &one_record(),
+            settings(5),
+            shutdown,
+            &Observer::new(),
+        )
+        .await;
         // 1 s then 2 s, each jittered into its upper half.
         let waited = started.elapsed();
         assert!(
@@ -1085,7 +1121,7 @@ mod tests {
         });
         let outcome = send_batch(
             down.clone(),
-            one_record(),
+            &one_record(),
             settings(3),
             shutdown.clone(),
             &Observer::new(),
@@ -1105,7 +1141,7 @@ mod tests {
         });
         let outcome = send_batch(
             refused.clone(),
-            one_record(),
+            &one_record(),
             settings(6),
             shutdown,
             &Observer::new(),

@@ -105,7 +105,7 @@ pub async fn replay(
         report.offered += records.len();
         let outcome = send_batch(
             handle.clone(),
-            records,
+            &records,
             sink.options.retry,
             shutdown.clone(),
             &telemetry::Observer::new(),
