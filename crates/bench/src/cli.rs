@@ -1,6 +1,6 @@
 //! The command line: one subcommand per group of figures, `all` for every figure, and the
-//! hidden `fetch-only` that the benchmark runs as its fetch-only client. Every size is a
-//! flag, so that CI can run the same code small.
+//! hidden `fetch-only` and `floor` that the benchmark runs as its fetch-only client and
+//! figure 1's floor. Every size is a flag, so that CI can run the same code small.
 
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -60,6 +60,18 @@ pub enum Command {
     FetchOnly {
         #[arg(long)]
         plan: PathBuf,
+    },
+    /// The floor of figure 1 (see `floor.rs`): pulls as the fetch-only client does, and
+    /// writes every event's record into `--out` and the positions into `--state`, doing
+    /// the least the file sink's contract asks; prints what it saw as one JSON line.
+    #[command(hide = true)]
+    Floor {
+        #[arg(long)]
+        plan: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long)]
+        state: PathBuf,
     },
     /// The small process that starts and measures every leg (see `child.rs`): one JSON
     /// request per line on stdin, one answer per line on stdout.
@@ -240,5 +252,25 @@ mod tests {
             panic!("not fetch-only");
         };
         assert_eq!(plan, PathBuf::from("p.json"));
+    }
+
+    #[test]
+    fn floor_is_hidden_but_parses() {
+        let Command::Floor { plan, out, state } = parse(&[
+            "floor", "--plan", "p.json", "--out", "o.jsonl", "--state", "s.db",
+        ])
+        .unwrap()
+        .command
+        else {
+            panic!("not floor");
+        };
+        assert_eq!(
+            (plan, out, state),
+            ("p.json".into(), "o.jsonl".into(), "s.db".into())
+        );
+        assert!(
+            parse(&["floor", "--plan", "p.json"]).is_err(),
+            "out and state are required"
+        );
     }
 }

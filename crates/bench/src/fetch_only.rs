@@ -14,10 +14,10 @@ use crate::child::{Launch, Measured, Spawner};
 use crate::source_params::SourceParams;
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
-use source::{ModelArtsClient, PullOptions, ServerModel, ServicePull};
+use source::{ModelArtsClient, PullOptions, PulledBatch, ServerModel, ServicePull};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 
 /// What the client is to fetch; written by the benchmark as JSON.
@@ -43,21 +43,35 @@ pub struct FetchOutcome {
 
 /// `bench fetch-only --plan FILE`: the child's side.
 pub fn main(plan: &Path) -> anyhow::Result<()> {
-    let text =
-        std::fs::read(plan).with_context(|| format!("cannot read the plan {}", plan.display()))?;
-    let plan: FetchPlan = serde_json::from_slice(&text)
-        .with_context(|| format!("{} is not a fetch plan", plan.display()))?;
-    // The runner's runtime: multi-threaded, one worker per core.
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    let outcome = runtime.block_on(fetch(plan))?;
+    let plan = read_plan(plan)?;
+    let outcome = runtime()?.block_on(fetch(plan, None))?;
     println!("{}", serde_json::to_string(&outcome)?);
     Ok(())
 }
 
-async fn fetch(plan: FetchPlan) -> anyhow::Result<FetchOutcome> {
+/// The plan the benchmark wrote at `path`.
+pub fn read_plan(path: &Path) -> anyhow::Result<FetchPlan> {
+    let text =
+        std::fs::read(path).with_context(|| format!("cannot read the plan {}", path.display()))?;
+    serde_json::from_slice(&text).with_context(|| format!("{} is not a fetch plan", path.display()))
+}
+
+/// The runner's runtime: multi-threaded, one worker per core.
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+/// Pulls every service of `plan` and discards each batch, or, with `pages`, hands it over
+/// there (the floor's writer, in `floor.rs`) as the `index` of its service in
+/// `plan.floors` and the batch. A closed `pages` ends the pulls early: its reader failed,
+/// and says why.
+pub async fn fetch(
+    plan: FetchPlan,
+    pages: Option<mpsc::Sender<(usize, PulledBatch)>>,
+) -> anyhow::Result<FetchOutcome> {
     let settings = plan.source.settings();
     let client = Arc::new(ModelArtsClient::new(&settings)?);
     let model = Arc::new(Mutex::new(ServerModel::default()));
@@ -73,12 +87,13 @@ async fn fetch(plan: FetchPlan) -> anyhow::Result<FetchOutcome> {
     };
     let permits = Arc::new(Semaphore::new(plan.concurrency.max(1)));
     let mut jobs = JoinSet::new();
-    for (service_id, floor) in plan.floors {
-        let (client, model, permits, options) = (
+    for (index, (service_id, floor)) in plan.floors.into_iter().enumerate() {
+        let (client, model, permits, options, pages) = (
             client.clone(),
             model.clone(),
             permits.clone(),
             options.clone(),
+            pages.clone(),
         );
         jobs.spawn(async move {
             // The semaphore is never closed, so acquire cannot fail.
@@ -91,6 +106,11 @@ async fn fetch(plan: FetchPlan) -> anyhow::Result<FetchOutcome> {
                         seen.events += batch.events.len() as u64;
                         seen.malformed += batch.malformed.len() as u64;
                         seen.batches += 1;
+                        if let Some(pages) = &pages
+                            && pages.send((index, batch)).await.is_err()
+                        {
+                            break;
+                        }
                     }
                     Ok(None) => break,
                     Err(error) => {
@@ -103,6 +123,8 @@ async fn fetch(plan: FetchPlan) -> anyhow::Result<FetchOutcome> {
             Ok(seen)
         });
     }
+    // The pulls hold the only senders now: `pages` ends with the last of them.
+    drop(pages);
     let mut total = FetchOutcome::default();
     while let Some(joined) = jobs.join_next().await {
         let seen = joined.context("a fetch-only task ended unexpectedly")??;
@@ -121,23 +143,39 @@ pub fn run_leg(
     folder: &Path,
     plan: &FetchPlan,
 ) -> anyhow::Result<(Measured, FetchOutcome)> {
+    run_child(
+        spawner,
+        folder,
+        plan,
+        "fetch-only",
+        "the fetch-only client",
+        |launch| launch,
+    )
+}
+
+/// Writes `plan` into `folder` and runs this binary's `command --plan FILE` there (with
+/// what `more` adds), as `who`; returns the measurement and the outcome it printed.
+pub fn run_child(
+    spawner: &Spawner,
+    folder: &Path,
+    plan: &FetchPlan,
+    command: &str,
+    who: &str,
+    more: impl FnOnce(Launch) -> Launch,
+) -> anyhow::Result<(Measured, FetchOutcome)> {
     let plan_path = folder.join("fetch-plan.json");
     std::fs::write(&plan_path, serde_json::to_vec(plan)?)
         .with_context(|| format!("cannot write {}", plan_path.display()))?;
     let exe = std::env::current_exe().context("cannot tell where the bench binary is")?;
-    let launch = Launch::in_folder(&exe, folder, "fetch-only")
-        .arg("fetch-only")
+    let launch = Launch::in_folder(&exe, folder, command)
+        .arg(command)
         .arg("--plan")
         .path_arg(&plan_path)
         .env_remove("RUST_LOG");
-    let measured = spawner.run(&launch)?;
-    measured.expect_success("the fetch-only client")?;
-    let outcome = serde_json::from_str(measured.stdout.trim()).with_context(|| {
-        format!(
-            "the fetch-only client printed no outcome: {:?}",
-            measured.stdout
-        )
-    })?;
+    let measured = spawner.run(&more(launch))?;
+    measured.expect_success(who)?;
+    let outcome = serde_json::from_str(measured.stdout.trim())
+        .with_context(|| format!("{who} printed no outcome: {:?}", measured.stdout))?;
     Ok((measured, outcome))
 }
 
@@ -170,7 +208,7 @@ mod tests {
             concurrency: 2,
         };
         let runtime = tokio::runtime::Runtime::new().unwrap();
-        let outcome = runtime.block_on(fetch(plan)).unwrap();
+        let outcome = runtime.block_on(fetch(plan, None)).unwrap();
         assert_eq!(outcome.events, 7_500);
         assert_eq!(outcome.malformed, 0);
         assert!(outcome.requests >= 9, "{outcome:?}");

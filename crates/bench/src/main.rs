@@ -22,6 +22,7 @@ mod cli;
 mod config;
 mod fetch_only;
 mod figures;
+mod floor;
 mod report;
 mod runner_binary;
 mod source_params;
@@ -38,6 +39,7 @@ fn main() -> ExitCode {
     tls_provider::install();
     let outcome = match cli.command {
         Command::FetchOnly { plan } => fetch_only::main(&plan),
+        Command::Floor { plan, out, state } => floor::main(&plan, &out, &state),
         Command::Spawner => child::serve(),
         command => figures::run(command),
     };

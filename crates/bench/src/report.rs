@@ -49,6 +49,14 @@ pub fn ratio_line(what: &str, value: Option<f64>, target: Target) {
     }
 }
 
+/// A ratio printed to explain a figure, with no target of its own.
+pub fn info_line(what: &str, value: Option<f64>) {
+    match value {
+        Some(value) => println!("{what}: {value:.2}x"),
+        None => println!("{what}: - (a leg was skipped)"),
+    }
+}
+
 /// A bound a figure is held to.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Target {

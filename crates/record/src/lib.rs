@@ -74,6 +74,43 @@ impl ServiceFields {
         self.measure_again();
     }
 
+    /// Appends the JSON line (without the newline) of the record that
+    /// [`SharedRecord::of_service`] makes of this service's event, without making the
+    /// record: the same bytes, for a writer that needs nothing but the line.
+    pub fn write_event_line(
+        &self,
+        out: &mut Vec<u8>,
+        occur_time: i64,
+        event_type: &str,
+        event_info: &str,
+        twin: u32,
+    ) {
+        let (id, _, _) = event_id_measuring(IdParts {
+            project_id: &self.project_id,
+            service_id: &self.service_id,
+            occur_time,
+            event_type,
+            event_info,
+            twin,
+        });
+        let texts = [
+            &self.source,
+            &self.project_id,
+            &self.service_id,
+            &self.service_name,
+        ]
+        .map(|text| text.as_bytes());
+        write_line_with(
+            out,
+            id.as_bytes(),
+            texts,
+            occur_time,
+            &Timestamp::from_ms(occur_time),
+            [event_type.as_bytes(), event_info.as_bytes()],
+            json::push_str,
+        );
+    }
+
     fn measure_again(&mut self) {
         let texts = [
             &self.source,
@@ -399,31 +436,24 @@ impl EventRecord {
         self.write_line_with(out, json::push_str);
     }
 
-    /// Writes the line field by field, the keys as constants, each text by `text` (the
-    /// number as it is).
+    /// Writes the line field by field (see [`write_line_with`]).
     fn write_line_with(&self, out: &mut Vec<u8>, text: impl Fn(&mut Vec<u8>, &[u8])) {
-        let mut number = itoa::Buffer::new();
-        let occur_time = number.format(self.occur_time).as_bytes();
-        let fields: [(&[u8], &[u8], bool); 9] = [
-            (b"{\"id\":", self.id.as_bytes(), true),
-            (b",\"source\":", self.source.as_bytes(), true),
-            (b",\"project_id\":", self.project_id.as_bytes(), true),
-            (b",\"service_id\":", self.service_id.as_bytes(), true),
-            (b",\"service_name\":", self.service_name.as_bytes(), true),
-            (b",\"occur_time\":", occur_time, false),
-            (b",\"timestamp\":", self.timestamp.as_bytes(), true),
-            (b",\"event_type\":", self.event_type.as_bytes(), true),
-            (b",\"event_info\":", self.event_info.as_bytes(), true),
-        ];
-        for (key, value, is_text) in fields {
-            out.extend_from_slice(key);
-            if is_text {
-                text(out, value);
-            } else {
-                out.extend_from_slice(value);
-            }
-        }
-        out.push(b'}');
+        let texts = [
+            &self.source,
+            &self.project_id,
+            &self.service_id,
+            &self.service_name,
+        ]
+        .map(|text| text.as_bytes());
+        write_line_with(
+            out,
+            self.id.as_bytes(),
+            texts,
+            self.occur_time,
+            &self.timestamp,
+            [self.event_type.as_bytes(), self.event_info.as_bytes()],
+            text,
+        );
     }
 
     /// The length in bytes of [`to_json_line`](Self::to_json_line), counted without
@@ -470,6 +500,42 @@ impl EventRecord {
             out.push(b'"');
         });
     }
+}
+
+/// Writes a record's JSON line field by field: the keys as constants, each text by `text`
+/// (the number as it is). `service` holds the source, project, service id and name;
+/// `event` the type and the info.
+fn write_line_with(
+    out: &mut Vec<u8>,
+    id: &[u8; 64],
+    service: [&[u8]; 4],
+    occur_time: i64,
+    timestamp: &Timestamp,
+    event: [&[u8]; 2],
+    text: impl Fn(&mut Vec<u8>, &[u8]),
+) {
+    let mut number = itoa::Buffer::new();
+    let occur_time = number.format(occur_time).as_bytes();
+    let fields: [(&[u8], &[u8], bool); 9] = [
+        (b"{\"id\":", id, true),
+        (b",\"source\":", service[0], true),
+        (b",\"project_id\":", service[1], true),
+        (b",\"service_id\":", service[2], true),
+        (b",\"service_name\":", service[3], true),
+        (b",\"occur_time\":", occur_time, false),
+        (b",\"timestamp\":", timestamp.as_bytes(), true),
+        (b",\"event_type\":", event[0], true),
+        (b",\"event_info\":", event[1], true),
+    ];
+    for (key, value, is_text) in fields {
+        out.extend_from_slice(key);
+        if is_text {
+            text(out, value);
+        } else {
+            out.extend_from_slice(value);
+        }
+    }
+    out.push(b'}');
 }
 
 /// A record as the pipeline hands it to sinks: shared by every sink that receives it
@@ -944,6 +1010,14 @@ mod tests {
                     String::from_utf8_lossy(&out),
                     String::from_utf8_lossy(&expected),
                     "{name:?} {info:?}"
+                );
+                // The same line, written without making the record.
+                let mut line = Vec::new();
+                service.write_event_line(&mut line, 1562597251764, event_type, info, 2);
+                assert_eq!(
+                    String::from_utf8_lossy(&line),
+                    String::from_utf8_lossy(&expected),
+                    "without a record: {name:?} {info:?}"
                 );
             }
         }

@@ -3,7 +3,11 @@
 //! and, at the small size, against the Python baseline; and the runner's peak RSS at both
 //! sizes.
 //!
-//! - 1: `--events` (1,000,000): runner / fetch-only, target <= 1.25x.
+//! - 1: `--events` (1,000,000): runner / fetch-only, target <= 1.25x. The floor (`floor.rs`:
+//!   the least work the file contract asks, in three stages) runs beside them, so that the
+//!   figure shows what the contract itself costs here: floor / fetch-only, and runner /
+//!   floor for what is the runner's own. Its output must be the runner's: the same ids and
+//!   the same length.
 //! - 2: `--small-events` (100,000): Python / runner, target >= 10x; the Python output must
 //!   hold the very records (ids) the runner's does.
 //! - 3: the largest peak RSS of the runner at each size: <= 50 MiB, large / small <= 1.2x.
@@ -14,11 +18,13 @@ use crate::check::{self, IdSet};
 use crate::cli::BackfillArgs;
 use crate::config::{FILE_SINK_PATH, RunnerConfig, SinkSpec};
 use crate::fetch_only::{self, FetchPlan};
+use crate::floor;
 use crate::report::{self, Target};
 use crate::source_params::SourceParams;
 use crate::stats::{Runs, ratio, ratio_json};
-use anyhow::bail;
+use anyhow::{Context, bail};
 use serde_json::{Map, Value, json};
+use std::path::Path;
 
 const RUNNER_TO_FETCH: Target = Target::AtMost(1.25);
 const PYTHON_TO_RUNNER: Target = Target::AtLeast(10.0);
@@ -28,6 +34,7 @@ const RSS_GROWTH: Target = Target::AtMost(1.2);
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Leg {
     FetchOnly,
+    Floor,
     Runner,
     Python,
 }
@@ -36,6 +43,7 @@ enum Leg {
 struct Case {
     events: usize,
     fetch_only: Runs,
+    floor: Runs,
     runner: Runs,
     python: Option<Runs>,
     same_requests: bool,
@@ -46,9 +54,12 @@ impl Case {
         json!({
             "events": self.events,
             "fetch_only": self.fetch_only.json(self.events),
+            "floor": self.floor.json(self.events),
             "runner": self.runner.json(self.events),
             "python": self.python.as_ref().map(|runs| runs.json(self.events)),
             "runner_to_fetch_only": ratio_json(report::seconds_ratio(&self.runner, &self.fetch_only)),
+            "floor_to_fetch_only": ratio_json(report::seconds_ratio(&self.floor, &self.fetch_only)),
+            "runner_to_floor": ratio_json(report::seconds_ratio(&self.runner, &self.floor)),
             "python_to_runner": ratio_json(self.python.as_ref().and_then(|p| report::seconds_ratio(p, &self.runner))),
             "same_requests": self.same_requests,
         })
@@ -57,6 +68,7 @@ impl Case {
     fn table(&self) {
         let mut legs = vec![
             ("fetch-only", &self.fetch_only),
+            ("floor", &self.floor),
             ("runner sync", &self.runner),
         ];
         if let Some(python) = &self.python {
@@ -89,6 +101,14 @@ pub fn run(
         "runner / fetch-only",
         report::seconds_ratio(&main.runner, &main.fetch_only),
         RUNNER_TO_FETCH,
+    );
+    report::info_line(
+        "floor / fetch-only (the file contract's least work, in three stages)",
+        report::seconds_ratio(&main.floor, &main.fetch_only),
+    );
+    report::info_line(
+        "runner / floor (the runner's own overhead)",
+        report::seconds_ratio(&main.runner, &main.floor),
     );
 
     report::heading(&format!(
@@ -165,18 +185,20 @@ fn case(bench: &Bench, events: usize, python: Option<&Python>) -> anyhow::Result
         concurrency: DEFAULT_CONCURRENCY,
         floors: source.services.iter().map(|s| (s.clone(), 0)).collect(),
     };
-    let mut legs = vec![Leg::FetchOnly, Leg::Runner];
+    let mut legs = vec![Leg::FetchOnly, Leg::Floor, Leg::Runner];
     if python.is_some() {
         legs.push(Leg::Python);
     }
     let mut case = Case {
         events,
         fetch_only: Runs::default(),
+        floor: Runs::default(),
         runner: Runs::default(),
         python: python.map(|_| Runs::default()),
         same_requests: true,
     };
-    let mut runner_ids: Option<IdSet> = None;
+    let mut runner_ids: Option<(IdSet, u64)> = None;
+    let mut floor_ids: Option<(IdSet, u64)> = None;
     let mut python_ids: Option<IdSet> = None;
     for run in 0..bench.runs {
         let mut asked: [Vec<String>; 2] = [Vec::new(), Vec::new()];
@@ -202,15 +224,34 @@ fn case(bench: &Bench, events: usize, python: Option<&Python>) -> anyhow::Result
                         measured.seconds
                     ));
                 }
+                Leg::Floor => {
+                    let (measured, seen) = floor::run_leg(
+                        &bench.spawner,
+                        folder.path(),
+                        &plan,
+                        Path::new(FILE_SINK_PATH),
+                        Path::new(FLOOR_STATE_PATH),
+                    )?;
+                    if seen.events != events as u64 || seen.malformed != 0 {
+                        bail!("the floor saw {seen:?}; expected {events} events");
+                    }
+                    let requests = requests_since(&sim, before);
+                    floor_ids.get_or_insert(output(folder.path(), events, "the floor")?);
+                    case.floor.push(
+                        measured.seconds,
+                        measured.peak_rss_kib,
+                        requests.len() as u64,
+                    );
+                    report::progress(&format!(
+                        "backfill {events}, run {}: floor {:.3} s",
+                        run + 1,
+                        measured.seconds
+                    ));
+                }
                 Leg::Runner => {
                     let measured = bench.sync(folder.path(), &config)?;
                     asked[1] = requests_since(&sim, before);
-                    let ids = check::every_event_once(
-                        &folder.path().join(FILE_SINK_PATH),
-                        events,
-                        "runner sync",
-                    )?;
-                    runner_ids.get_or_insert(ids);
+                    runner_ids.get_or_insert(output(folder.path(), events, "runner sync")?);
                     case.runner.push(
                         measured.seconds,
                         measured.peak_rss_kib,
@@ -253,7 +294,16 @@ fn case(bench: &Bench, events: usize, python: Option<&Python>) -> anyhow::Result
         }
         case.same_requests &= same_requests(&format!("backfill {events}"), &asked[0], &asked[1]);
     }
-    if let (Some(runner), Some(python)) = (&runner_ids, &python_ids)
+    if let (Some((runner, runner_len)), Some((floor, floor_len))) = (&runner_ids, &floor_ids)
+        && (runner != floor || runner_len != floor_len)
+    {
+        bail!(
+            "the floor wrote other records than the runner ({} ids and {floor_len} bytes vs {} and {runner_len}): it is not doing the same job",
+            floor.len(),
+            runner.len()
+        );
+    }
+    if let (Some((runner, _)), Some(python)) = (&runner_ids, &python_ids)
         && runner != python
     {
         bail!(
@@ -263,4 +313,18 @@ fn case(bench: &Bench, events: usize, python: Option<&Python>) -> anyhow::Result
         );
     }
     Ok(case)
+}
+
+/// The floor's state file, relative to its run's folder.
+const FLOOR_STATE_PATH: &str = "state/floor.db";
+
+/// The ids and the length in bytes of the file sink's output in `folder`, which must hold
+/// every event once.
+fn output(folder: &Path, events: usize, who: &str) -> anyhow::Result<(IdSet, u64)> {
+    let path = folder.join(FILE_SINK_PATH);
+    let ids = check::every_event_once(&path, events, who)?;
+    let len = std::fs::metadata(&path)
+        .with_context(|| format!("{who}: cannot inspect {}", path.display()))?
+        .len();
+    Ok((ids, len))
 }

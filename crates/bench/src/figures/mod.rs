@@ -155,7 +155,9 @@ pub fn run(command: Command) -> anyhow::Result<()> {
             idle,
             sinks,
         } => (common, Some(backfill), Some(idle), Some(sinks)),
-        Command::FetchOnly { .. } | Command::Spawner => anyhow::bail!("not a figure"),
+        Command::FetchOnly { .. } | Command::Floor { .. } | Command::Spawner => {
+            anyhow::bail!("not a figure")
+        }
     };
     // First, while this process is small: see `child.rs`.
     let spawner = Spawner::start()?;
