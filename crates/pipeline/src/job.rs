@@ -25,7 +25,7 @@ use crate::sinks::SinkRuntime;
 use record::{ServiceFields, SharedRecord};
 use source::checkpoint::CursorKey;
 use source::pull::position_limit;
-use source::{PullOptions, SinkCursor, SourceError, StartAt};
+use source::{PullOptions, PulledEvent, SinkCursor, SourceError, StartAt};
 use std::io::Write;
 use std::sync::Arc;
 use telemetry::Observer;
@@ -351,19 +351,10 @@ impl ServiceJob {
             if service.service_name() != batch.service_name {
                 service.set_service_name(&batch.service_name);
             }
-            let records: Vec<SharedRecord> = batch
-                .events
-                .into_iter()
-                .map(|e| {
-                    SharedRecord::of_service(
-                        &service,
-                        e.occur_time,
-                        e.event_type,
-                        e.event_info,
-                        e.twin,
-                    )
-                })
-                .collect();
+            let Some(records) = build_records(&service, batch.events).await else {
+                info!(service_id = %self.service_id, "Stopping this service's pull: the runtime is shutting down.");
+                return Ok(false);
+            };
             let mut wanted_by_some = vec![false; records.len()];
             for index in 0..self.targets.len() {
                 if self.targets[index].standing != Standing::Active {
@@ -441,6 +432,32 @@ impl ServiceJob {
                 return Ok(false);
             }
         }
+    }
+}
+
+/// The records of a page's events, built off the runtime's workers: hashing the ids of a
+/// page takes a good part of a millisecond, in which a worker would otherwise leave the
+/// pull's next request and the drivers' sends waiting (the pull and the job then took
+/// turns on one worker: a 1M backfill went from 0.91-0.94 s to 0.76-0.78 s).
+/// `None` if the runtime is shutting down; a panic in the build is the caller's.
+async fn build_records(
+    service: &ServiceFields,
+    events: Vec<PulledEvent>,
+) -> Option<Vec<SharedRecord>> {
+    let service = service.clone();
+    let built = tokio::task::spawn_blocking(move || {
+        events
+            .into_iter()
+            .map(|e| {
+                SharedRecord::of_service(&service, e.occur_time, e.event_type, e.event_info, e.twin)
+            })
+            .collect()
+    })
+    .await;
+    match built {
+        Ok(records) => Some(records),
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(_) => None,
     }
 }
 
