@@ -300,6 +300,8 @@ pub struct SinkDriver {
     forming: Forming,
     sealed: VecDeque<Batch>,
     in_flight: FuturesOrdered<Sending>,
+    /// The records of the last batch finished, being freed on a blocking thread.
+    freeing: Option<tokio::task::JoinHandle<()>>,
     /// When positions without records (pages the sink had everything of) are due for a
     /// commit of their own.
     positions_due: Option<Instant>,
@@ -341,6 +343,7 @@ pub fn spawn(
         forming: Forming::default(),
         sealed: VecDeque::new(),
         in_flight: FuturesOrdered::new(),
+        freeing: None,
         positions_due: None,
         failure: None,
         commit_failed: false,
@@ -403,6 +406,9 @@ impl SinkDriver {
         }
         // What is left: positions over pages without records, and new cursors.
         self.commit(None, 0).await;
+        if let Some(last) = self.freeing.take() {
+            let _ = last.await;
+        }
         let per_cursor = self
             .ledgers
             .values()
@@ -590,6 +596,19 @@ impl SinkDriver {
             self.fail(failure);
         }
         self.commit(outcome.state, dead_lettered).await;
+        self.free(batch).await;
+    }
+
+    /// Frees a finished batch's records on a blocking thread: a batch of a backfill is
+    /// thousands of records, whose freeing took a runtime worker from the pull and the
+    /// sends (a 1M backfill: 0.77-0.86 s against 0.72-0.75 s, alternating runs). One
+    /// batch at a time: the next waits for the last to be freed, so memory stays bounded.
+    async fn free(&mut self, batch: Batch) {
+        if let Some(last) = self.freeing.take() {
+            // Dropping cannot fail; a panic in it would be the allocator's.
+            let _ = last.await;
+        }
+        self.freeing = Some(tokio::task::spawn_blocking(move || drop(batch)));
     }
 
     /// Appends the rejected records to the dead-letter file, fsynced; returns whether
