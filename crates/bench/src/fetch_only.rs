@@ -181,20 +181,23 @@ pub fn run_child(
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
-    use simulator::{SimConfig, Simulator, Spread};
+    use simulator::{SimConfig, SimHandle, Simulator, Spread};
 
-    /// The client against a real simulator, in-process: it sees every event once, in as
-    /// many requests as the data needs (a page of 1000 covers at most 1000 events).
-    #[test]
-    fn it_sees_every_event_of_every_service() {
+    /// A simulator of `services` services of `events` events each (realistic spread), and
+    /// the plan that pulls all of them from the start, `concurrency` at once.
+    pub(crate) fn sim_and_plan(
+        services: usize,
+        events: usize,
+        concurrency: usize,
+    ) -> (SimHandle, FetchPlan) {
         tls_provider::install();
         let sim = Simulator::start(
             "127.0.0.1:0".parse().unwrap(),
             SimConfig {
-                services: 3,
-                events_per_service: 2_500,
+                services,
+                events_per_service: events,
                 seed: 42,
                 spread: Spread::Realistic,
                 ..SimConfig::default()
@@ -205,8 +208,16 @@ mod tests {
         let plan = FetchPlan {
             floors: source.services.iter().map(|s| (s.clone(), 0)).collect(),
             source,
-            concurrency: 2,
+            concurrency,
         };
+        (sim, plan)
+    }
+
+    /// The client against a real simulator, in-process: it sees every event once, in as
+    /// many requests as the data needs (a page of 1000 covers at most 1000 events).
+    #[test]
+    fn it_sees_every_event_of_every_service() {
+        let (sim, plan) = sim_and_plan(3, 2_500, 2);
         let runtime = tokio::runtime::Runtime::new().unwrap();
         let outcome = runtime.block_on(fetch(plan, None)).unwrap();
         assert_eq!(outcome.events, 7_500);

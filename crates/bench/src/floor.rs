@@ -290,31 +290,13 @@ impl Flusher {
 mod tests {
     use super::*;
     use crate::check;
-    use crate::source_params::SourceParams;
-    use simulator::{SimConfig, Simulator, Spread};
+    use crate::fetch_only::tests::sim_and_plan;
 
     /// Against a real simulator, in-process: every event of every service once, in the
     /// order the pages came, and each service's position is its newest event's time.
     #[test]
     fn it_writes_every_event_once_and_commits_each_services_position() {
-        tls_provider::install();
-        let sim = Simulator::start(
-            "127.0.0.1:0".parse().unwrap(),
-            SimConfig {
-                services: 2,
-                events_per_service: 2_500,
-                seed: 7,
-                spread: Spread::Realistic,
-                ..SimConfig::default()
-            },
-        )
-        .unwrap();
-        let source = SourceParams::for_sim(&sim);
-        let plan = FetchPlan {
-            floors: source.services.iter().map(|s| (s.clone(), 0)).collect(),
-            source,
-            concurrency: 2,
-        };
+        let (_sim, plan) = sim_and_plan(2, 2_500, 2);
         let folder = tempfile::tempdir().unwrap();
         let (out, state) = (folder.path().join("out.jsonl"), folder.path().join("s.db"));
         let runtime = tokio::runtime::Runtime::new().unwrap();
@@ -348,23 +330,7 @@ mod tests {
     /// A writer that cannot write fails the floor with the path, and ends the pulls.
     #[test]
     fn a_failed_writer_fails_the_floor() {
-        tls_provider::install();
-        let sim = Simulator::start(
-            "127.0.0.1:0".parse().unwrap(),
-            SimConfig {
-                services: 1,
-                events_per_service: 3_000,
-                seed: 7,
-                ..SimConfig::default()
-            },
-        )
-        .unwrap();
-        let source = SourceParams::for_sim(&sim);
-        let plan = FetchPlan {
-            floors: source.services.iter().map(|s| (s.clone(), 0)).collect(),
-            source,
-            concurrency: 1,
-        };
+        let (_sim, plan) = sim_and_plan(1, 3_000, 1);
         let folder = tempfile::tempdir().unwrap();
         // /dev/full takes the open and refuses every write.
         let error = tokio::runtime::Runtime::new()
