@@ -650,6 +650,45 @@ async fn sends_in_flight_at_once_commit_in_order() {
     }
 }
 
+// The next batch is sent while the last one's positions are committed. When that commit
+// fails, the sink is rolled back only once the send started during it has ended, so that
+// the roll-back takes its output back too (a file cut back to its committed length, not
+// one batch short of it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_commit_rolls_back_after_the_send_started_during_it() {
+    let world = World::new(1, 60, 10);
+    // The first send waits at the gate until the next batch is sealed behind it.
+    let gate = Arc::new(Semaphore::new(0));
+    let fake = FakeSink::with_later_sends_taking(
+        FakeSink::gated("file-like", gate.clone()),
+        Duration::from_millis(300),
+    );
+    let (pipeline, mode) = world.pipeline(&[(&fake, batches_of(10))], 1).await;
+    // Every commit of a position fails at once, as on a full disk.
+    let state = rusqlite::Connection::open(world.state_path()).unwrap();
+    state
+        .execute_batch(
+            "CREATE TRIGGER no_insert BEFORE INSERT ON cursor BEGIN SELECT RAISE(ABORT, 'disk full'); END;
+             CREATE TRIGGER no_update BEFORE UPDATE ON cursor BEGIN SELECT RAISE(ABORT, 'disk full'); END;",
+        )
+        .unwrap();
+    let run = tokio::spawn(async move { cycle(&pipeline, &mode).await });
+    eventually("the first batch is in flight", || {
+        fake.most_in_flight() == 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    gate.add_permits(100);
+    let report = run.await.unwrap();
+    assert!(!report.ok(), "{:?}", report.lines());
+    assert_eq!(
+        fake.events(),
+        ["sent 0", "sent 1", "rollback"],
+        "the roll-back came before the send it must take back"
+    );
+    assert!(world.positions().iter().all(|row| row.position.is_none()));
+}
+
 // A shutdown while a batch waits for its retry does not wait out the backoff: the cycle
 // ends, the batch stays unacknowledged, and the next sync delivers it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -84,6 +84,10 @@ pub struct FakeSink {
     hold_first_until: usize,
     in_flight: AtomicUsize,
     most_in_flight: AtomicUsize,
+    /// How long each send after the first takes.
+    later_sends_take: Duration,
+    /// Sends ended and roll-backs asked, in order: `sent N`, `rollback`.
+    events: Mutex<Vec<String>>,
 }
 
 impl FakeSink {
@@ -101,7 +105,22 @@ impl FakeSink {
             hold_first_until: 0,
             in_flight: AtomicUsize::new(0),
             most_in_flight: AtomicUsize::new(0),
+            later_sends_take: Duration::ZERO,
+            events: Mutex::new(Vec::new()),
         })
+    }
+
+    /// The same sink, each of whose sends after the first takes `time`.
+    pub fn with_later_sends_taking(sink: Arc<FakeSink>, time: Duration) -> Arc<FakeSink> {
+        Arc::new(FakeSink {
+            later_sends_take: time,
+            ..Arc::into_inner(sink).unwrap()
+        })
+    }
+
+    /// Sends ended and roll-backs asked, in the order they happened.
+    pub fn events(&self) -> Vec<String> {
+        self.events.lock().unwrap().clone()
     }
 
     /// A sink that accepts everything.
@@ -180,8 +199,12 @@ impl Sink for FakeSink {
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }
         }
+        if n > 0 {
+            tokio::time::sleep(self.later_sends_take).await;
+        }
         let answer = (self.script)(n, batch);
         self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        self.events.lock().unwrap().push(format!("sent {n}"));
         let delivery = match answer {
             Answer::Accept => Delivery::all_accepted(),
             Answer::Fail(e) => return Err(e),
@@ -251,6 +274,11 @@ impl Sink for FakeSink {
             }
         }
         Ok(delivery)
+    }
+
+    async fn rollback(&self, _: Option<&sink::SinkState>) -> Result<(), SinkError> {
+        self.events.lock().unwrap().push("rollback".to_owned());
+        Ok(())
     }
 }
 
