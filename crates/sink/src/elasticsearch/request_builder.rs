@@ -15,6 +15,7 @@
 //! body: splitting a batch after a 413 costs no re-encoding.
 
 use crate::SharedRecord;
+use bytes::Bytes;
 use std::ops::Range;
 
 /// `mode`: how documents are written.
@@ -203,7 +204,8 @@ fn check_literal_char(c: char) -> Result<(), String> {
 /// A batch encoded as a `_bulk` body, with where each record's lines end.
 #[derive(Debug, Clone)]
 pub struct BulkBody {
-    bytes: Vec<u8>,
+    /// Shared with each request that sends a part of it, not copied.
+    bytes: Bytes,
     /// `ends[i]`: the offset just past record `i`'s source line (its newline included).
     ends: Vec<usize>,
 }
@@ -250,7 +252,10 @@ impl BulkBody {
             bytes.push(b'\n');
             ends.push(bytes.len());
         }
-        BulkBody { bytes, ends }
+        BulkBody {
+            bytes: bytes.into(),
+            ends,
+        }
     }
 
     /// Records in the body.
@@ -262,8 +267,9 @@ impl BulkBody {
         self.ends.is_empty()
     }
 
-    /// The body of records `range` alone: a valid `_bulk` body by itself.
-    pub fn slice(&self, range: Range<usize>) -> &[u8] {
+    /// The body of records `range` alone: a valid `_bulk` body by itself (shared with
+    /// this one, not copied).
+    pub fn slice(&self, range: Range<usize>) -> Bytes {
         let start = match range.start {
             0 => 0,
             i => self.ends[i - 1],
@@ -272,7 +278,7 @@ impl BulkBody {
             0 => 0,
             i => self.ends[i - 1],
         };
-        &self.bytes[start..end]
+        self.bytes.slice(start..end)
     }
 
     /// The whole body.
@@ -473,11 +479,11 @@ mod tests {
         let body = BulkBody::encode(&batch, &pattern, Mode::Bulk);
         assert_eq!(body.slice(0..5), body.as_bytes());
         assert!(body.slice(2..2).is_empty());
-        let middle = lines(body.slice(1..3));
+        let middle = lines(&body.slice(1..3));
         assert_eq!(middle.len(), 4);
         assert_eq!(middle[0]["create"]["_id"], batch[1].id.as_str());
         assert_eq!(middle[2]["create"]["_id"], batch[2].id.as_str());
-        let last = lines(body.slice(4..5));
+        let last = lines(&body.slice(4..5));
         assert_eq!(last[0]["create"]["_id"], batch[4].id.as_str());
     }
 

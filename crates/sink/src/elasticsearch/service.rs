@@ -23,6 +23,7 @@
 use super::request_builder::BulkBody;
 use crate::SinkError;
 use crate::http::{HttpClient, HttpRequest, HttpResponse};
+use bytes::Bytes;
 use reqwest::header::HeaderValue;
 use reqwest::{Method, Url};
 use serde_json::Value;
@@ -196,7 +197,7 @@ impl BulkService {
 
     /// POSTs `body` to the next endpoint, moving on to the following one after a
     /// transport failure (each endpoint at most once). Returns whatever answered.
-    async fn post(&self, body: &[u8]) -> Result<(Method, Url, HttpResponse), SinkError> {
+    async fn post(&self, body: Bytes) -> Result<(Method, Url, HttpResponse), SinkError> {
         let count = self.endpoints.len();
         let first = self.next.fetch_add(1, Ordering::Relaxed) % count.max(1);
         let mut last_error = None;
@@ -206,8 +207,8 @@ impl BulkService {
             let request = HttpRequest::post(
                 endpoint.bulk.clone(),
                 HeaderValue::from_static("application/x-ndjson"),
-                // One copy per attempt: the encoded batch stays the only other one.
-                body.to_vec(),
+                // Shared with the encoded batch, not copied.
+                body.clone(),
             );
             match self.client.send_raw(request).await {
                 Ok(response) => return Ok((Method::POST, endpoint.bulk.clone(), response)),

@@ -42,8 +42,9 @@ const USER_AGENT: &str = concat!("modelarts-event-shipper/", env!("CARGO_PKG_VER
 pub struct HttpRequest {
     pub method: Method,
     pub url: Url,
-    /// Uncompressed; the client gzips it when the sink's `compression` says so.
-    pub body: Vec<u8>,
+    /// Uncompressed; the client gzips it when the sink's `compression` says so. Shared,
+    /// not copied, with whoever keeps it for another attempt.
+    pub body: Bytes,
     pub content_type: Option<HeaderValue>,
     /// The sink's own headers for this request (`Idempotency-Key`, `X-Scope-OrgID`, ...).
     /// They replace configured `headers` of the same name, and are replaced by
@@ -54,11 +55,11 @@ pub struct HttpRequest {
 
 impl HttpRequest {
     /// A POST of `body`.
-    pub fn post(url: Url, content_type: HeaderValue, body: Vec<u8>) -> Self {
+    pub fn post(url: Url, content_type: HeaderValue, body: impl Into<Bytes>) -> Self {
         HttpRequest {
             method: Method::POST,
             url,
-            body,
+            body: body.into(),
             content_type: Some(content_type),
             headers: HeaderMap::new(),
         }
@@ -69,7 +70,7 @@ impl HttpRequest {
         HttpRequest {
             method: Method::GET,
             url,
-            body: Vec::new(),
+            body: Bytes::new(),
             content_type: None,
             headers: HeaderMap::new(),
         }
@@ -227,7 +228,7 @@ impl HttpClient {
             Compression::Gzip if request.body.is_empty() => request.body,
             Compression::Gzip => {
                 headers.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
-                gzip(&self.sink, &what, request.body).await?
+                gzip(&self.sink, &what, request.body).await?.into()
             }
         };
         if let Some((_, value)) = &self.auth {
@@ -420,7 +421,7 @@ async fn read_file(sink: &str, key: &str, path: &Path) -> Result<Vec<u8>, SinkEr
 }
 
 /// gzip off the async threads: a batch of several MiB takes tens of milliseconds.
-async fn gzip(sink: &str, what: &str, body: Vec<u8>) -> Result<Vec<u8>, SinkError> {
+async fn gzip(sink: &str, what: &str, body: Bytes) -> Result<Vec<u8>, SinkError> {
     let compress = move || {
         let mut encoder = flate2::write::GzEncoder::new(
             Vec::with_capacity(body.len() / 4),
