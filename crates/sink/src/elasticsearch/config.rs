@@ -286,11 +286,11 @@ mod tests {
         assert_eq!(config.index.as_str(), "modelarts-events");
         assert_eq!(config.mode, Mode::Bulk);
         assert_eq!(config.pipeline, None);
-        // Two bulk requests in flight unless `request.concurrency` says otherwise.
+        // Four bulk requests in flight unless `request.concurrency` says otherwise.
         let mut http = HttpOptions::default();
-        http.request.concurrency = 2;
+        http.request.concurrency = 4;
         assert_eq!(config.http, http);
-        assert_eq!(config.concurrency(), 2);
+        assert_eq!(config.concurrency(), 4);
         assert_eq!(config.kind(), "elasticsearch");
         let one = read_text("endpoint = \"https://es.example:9200\"\nrequest.concurrency = 1\n");
         assert_eq!(one.unwrap().concurrency(), 1);
