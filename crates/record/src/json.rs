@@ -78,8 +78,7 @@ fn escape_run(out: &mut Vec<u8>, bytes: &[u8], clean: &mut usize, from: usize, t
 }
 
 /// The length of `text` as [`push_str`] writes it, counted without writing it.
-pub(crate) fn str_len(text: &str) -> usize {
-    let bytes = text.as_bytes();
+pub(crate) fn str_len(bytes: &[u8]) -> usize {
     let mut chunks = bytes.chunks_exact(16);
     let mut escaped = false;
     for chunk in chunks.by_ref() {
@@ -156,7 +155,7 @@ mod tests {
             push_str(&mut out, text.as_bytes());
             let expected = serde_json::to_string(&text).expect("a string serializes");
             assert_eq!(&out[6..], expected.as_bytes(), "{text:?}");
-            assert_eq!(str_len(&text), expected.len(), "{text:?}");
+            assert_eq!(str_len(text.as_bytes()), expected.len(), "{text:?}");
         }
     }
 

@@ -93,32 +93,33 @@ impl ServiceFields {
             event_info,
             twin,
         });
+        let timestamp = Timestamp::from_ms(occur_time);
+        let [source, project_id, service_id, service_name] = self.texts();
         let texts = [
-            &self.source,
-            &self.project_id,
-            &self.service_id,
-            &self.service_name,
-        ]
-        .map(|text| text.as_bytes());
-        write_line_with(
-            out,
             id.as_bytes(),
-            texts,
-            occur_time,
-            &Timestamp::from_ms(occur_time),
-            [event_type.as_bytes(), event_info.as_bytes()],
-            json::push_str,
-        );
+            source,
+            project_id,
+            service_id,
+            service_name,
+            timestamp.as_bytes(),
+            event_type.as_bytes(),
+            event_info.as_bytes(),
+        ];
+        write_line_with(out, texts, occur_time, json::push_str);
+    }
+
+    /// The source, project, service id and name, in the order of a record's line.
+    fn texts(&self) -> [&[u8]; 4] {
+        [
+            self.source.as_bytes(),
+            self.project_id.as_bytes(),
+            self.service_id.as_bytes(),
+            self.service_name.as_bytes(),
+        ]
     }
 
     fn measure_again(&mut self) {
-        let texts = [
-            &self.source,
-            &self.project_id,
-            &self.service_id,
-            &self.service_name,
-        ];
-        self.measure = texts.iter().fold((0, true), |(len, clean), text| {
+        self.measure = self.texts().iter().fold((0, true), |(len, clean), text| {
             let quoted = json::str_len(text);
             (len + quoted, clean && quoted == text.len() + 2)
         });
@@ -438,22 +439,7 @@ impl EventRecord {
 
     /// Writes the line field by field (see [`write_line_with`]).
     fn write_line_with(&self, out: &mut Vec<u8>, text: impl Fn(&mut Vec<u8>, &[u8])) {
-        let texts = [
-            &self.source,
-            &self.project_id,
-            &self.service_id,
-            &self.service_name,
-        ]
-        .map(|text| text.as_bytes());
-        write_line_with(
-            out,
-            self.id.as_bytes(),
-            texts,
-            self.occur_time,
-            &self.timestamp,
-            [self.event_type.as_bytes(), self.event_info.as_bytes()],
-            text,
-        );
+        write_line_with(out, self.texts(), self.occur_time, text);
     }
 
     /// The length in bytes of [`to_json_line`](Self::to_json_line), counted without
@@ -463,16 +449,16 @@ impl EventRecord {
     }
 
     /// The texts of the record, in the order of its line.
-    fn texts(&self) -> [&str; 8] {
+    fn texts(&self) -> [&[u8]; 8] {
         [
-            &self.id,
-            &self.source,
-            &self.project_id,
-            &self.service_id,
-            &self.service_name,
-            &self.timestamp,
-            &self.event_type,
-            &self.event_info,
+            self.id.as_bytes(),
+            self.source.as_bytes(),
+            self.project_id.as_bytes(),
+            self.service_id.as_bytes(),
+            self.service_name.as_bytes(),
+            self.timestamp.as_bytes(),
+            self.event_type.as_bytes(),
+            self.event_info.as_bytes(),
         ]
     }
 
@@ -503,37 +489,32 @@ impl EventRecord {
 }
 
 /// Writes a record's JSON line field by field: the keys as constants, each text by `text`
-/// (the number as it is). `service` holds the source, project, service id and name;
-/// `event` the type and the info.
+/// and the number as it is. `texts` are the record's texts in the order of the line (see
+/// [`EventRecord::texts`]); `occur_time` goes between the service's name and the
+/// timestamp.
 fn write_line_with(
     out: &mut Vec<u8>,
-    id: &[u8; 64],
-    service: [&[u8]; 4],
+    texts: [&[u8]; 8],
     occur_time: i64,
-    timestamp: &Timestamp,
-    event: [&[u8]; 2],
     text: impl Fn(&mut Vec<u8>, &[u8]),
 ) {
-    let mut number = itoa::Buffer::new();
-    let occur_time = number.format(occur_time).as_bytes();
-    let fields: [(&[u8], &[u8], bool); 9] = [
-        (b"{\"id\":", id, true),
-        (b",\"source\":", service[0], true),
-        (b",\"project_id\":", service[1], true),
-        (b",\"service_id\":", service[2], true),
-        (b",\"service_name\":", service[3], true),
-        (b",\"occur_time\":", occur_time, false),
-        (b",\"timestamp\":", timestamp.as_bytes(), true),
-        (b",\"event_type\":", event[0], true),
-        (b",\"event_info\":", event[1], true),
+    const KEYS: [&[u8]; 8] = [
+        b"{\"id\":",
+        b",\"source\":",
+        b",\"project_id\":",
+        b",\"service_id\":",
+        b",\"service_name\":",
+        b",\"timestamp\":",
+        b",\"event_type\":",
+        b",\"event_info\":",
     ];
-    for (key, value, is_text) in fields {
-        out.extend_from_slice(key);
-        if is_text {
-            text(out, value);
-        } else {
-            out.extend_from_slice(value);
+    for (i, (key, value)) in KEYS.into_iter().zip(texts).enumerate() {
+        if i == 5 {
+            out.extend_from_slice(b",\"occur_time\":");
+            out.extend_from_slice(itoa::Buffer::new().format(occur_time).as_bytes());
         }
+        out.extend_from_slice(key);
+        text(out, value);
     }
     out.push(b'}');
 }
