@@ -327,6 +327,32 @@ fn the_path_index_is_the_default_and_sources_must_be_objects() {
 }
 
 #[test]
+fn a_document_that_is_not_utf8_is_refused_alone() {
+    // A body that is UTF-8 throughout is read as text; this one is not, so every line of
+    // it is read as bytes, and only the document with the stray byte is refused.
+    let double = ElasticsearchDouble::start().unwrap();
+    let mut body = create("logs", "1", "{\"a\":\"\u{e9}\"}").into_bytes();
+    body.extend_from_slice(
+        b"{\"create\":{\"_index\":\"logs\",\"_id\":\"2\"}}\r\n{\"a\":\"\xff\"}\r\n",
+    );
+    body.extend_from_slice(create("logs", "3", "{\"a\":3}").as_bytes());
+    let reply = send(&double, "POST", "/_bulk", &[NDJSON], &body);
+    assert_eq!(reply.status, 200);
+    let json = reply.json();
+    let statuses: Vec<_> = (0..3)
+        .map(|i| json["items"][i]["create"]["status"].as_u64())
+        .collect();
+    assert_eq!(statuses, [Some(201), Some(400), Some(201)], "{json}");
+    assert_eq!(
+        json["items"][1]["create"]["error"]["type"],
+        "document_parsing_exception"
+    );
+    let ids: Vec<_> = double.documents("logs").into_iter().map(|d| d.id).collect();
+    assert_eq!(ids, ["1", "3"]);
+    assert_eq!(double.document("logs", "1").unwrap()["a"], "\u{e9}");
+}
+
+#[test]
 fn mapped_fields_refuse_values_of_the_wrong_type() {
     for (flavour, kind, reason_start) in [
         (
@@ -830,6 +856,11 @@ fn the_shape_check_refuses_what_value_refuses() {
             (Err(_), Err(_)) => {}
             _ => panic!("{shown}: Value {:?}, shape {:?}", value, shape.map(|s| s.0)),
         }
+        // A body that is UTF-8 throughout is read as text: the same answer.
+        if let Ok(text) = std::str::from_utf8(&case) {
+            let of_text = serde_json::from_str::<Shape>(text).map(|s| s.0);
+            assert_eq!(of_text.ok(), shape.as_ref().ok().map(|s| s.0), "{shown}");
+        }
     }
 }
 
@@ -862,8 +893,11 @@ fn plain_action_lines_read_as_the_value_parser_reads_them() {
     ];
     for flavour in [Flavour::Elasticsearch8, Flavour::Elasticsearch7] {
         for (number, line) in plain.iter().enumerate() {
-            for default in [None, Some("default")] {
-                let fast = ActionLine::plain(line.as_bytes(), default)
+            for (default, text) in [None, Some("default")]
+                .into_iter()
+                .flat_map(|default| [(default, None), (default, Some(*line))])
+            {
+                let fast = ActionLine::plain(line.as_bytes(), text, default)
                     .unwrap_or_else(|| panic!("{line} is plain"));
                 let Ok(slow) = ActionLine::parse(&flavour, number + 1, line.as_bytes(), default)
                 else {
@@ -878,10 +912,12 @@ fn plain_action_lines_read_as_the_value_parser_reads_them() {
         }
     }
     for line in other {
-        assert!(
-            ActionLine::plain(line.as_bytes(), Some("default")).is_none(),
-            "{line} is left to the full parser"
-        );
+        for text in [None, Some(line)] {
+            assert!(
+                ActionLine::plain(line.as_bytes(), text, Some("default")).is_none(),
+                "{line} is left to the full parser"
+            );
+        }
     }
 }
 
