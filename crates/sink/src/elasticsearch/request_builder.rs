@@ -218,19 +218,20 @@ impl BulkBody {
         let mut bytes = Vec::with_capacity(estimate);
         let mut ends = Vec::with_capacity(batch.len());
         // A name depends on the hour of the record's time alone (`render`), and a
-        // batch's records mostly share one: rendered again only when the hour changes.
-        let mut rendered: Option<(i64, String)> = None;
+        // batch's records mostly share one: the action line up to the id is written again
+        // only when the hour changes. An id is 64 hex digits, which JSON never escapes.
+        let mut action: Option<(i64, Vec<u8>)> = None;
         for record in batch {
             let hour = record.occur_time.max(0) / 3_600_000;
-            if rendered.as_ref().is_none_or(|(at, _)| *at != hour) {
-                rendered = Some((hour, index.render(record.occur_time)));
+            if action.as_ref().is_none_or(|(at, _)| *at != hour) {
+                let mut start = b"{\"create\":{\"_index\":".to_vec();
+                push_json_string(&mut start, &index.render(record.occur_time));
+                start.extend_from_slice(b",\"_id\":\"");
+                action = Some((hour, start));
             }
-            let name = rendered.as_ref().map_or("", |(_, name)| name.as_str());
-            bytes.extend_from_slice(b"{\"create\":{\"_index\":");
-            push_json_string(&mut bytes, name);
-            bytes.extend_from_slice(b",\"_id\":");
-            push_json_string(&mut bytes, &record.id);
-            bytes.extend_from_slice(b"}}\n");
+            bytes.extend_from_slice(action.as_ref().map_or(&[][..], |(_, start)| start));
+            bytes.extend_from_slice(record.id.as_bytes());
+            bytes.extend_from_slice(b"\"}}\n");
             match mode {
                 // Serialized straight into the body: no string per record.
                 Mode::Bulk => record.write_json_line(&mut bytes),

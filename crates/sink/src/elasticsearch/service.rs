@@ -254,8 +254,9 @@ pub enum Item {
 /// The items of a bulk answer, one per id in `ids`, in order; `Err` says why the answer
 /// cannot be trusted.
 pub fn read_items(body: &[u8], ids: &[&str]) -> Result<Vec<Item>, String> {
-    // The common answer, every document written, read without building a `Value`.
-    if super::answer::all_delivered(body, ids) {
+    // The common answer, every document written: compared with what Elasticsearch
+    // writes, or else read without building a `Value`.
+    if super::answer::exactly_written(body, ids) || super::answer::all_delivered(body, ids) {
         return Ok(vec![Item::Outcome(ItemOutcome::Delivered); ids.len()]);
     }
     read_items_fully(body, ids)

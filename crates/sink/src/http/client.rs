@@ -116,6 +116,27 @@ impl HttpClient {
     /// permanent and name the key and path), warns when certificate verification is off.
     /// No network.
     pub async fn build(sink: &str, options: &HttpOptions) -> Result<HttpClient, SinkError> {
+        Self::build_with(sink, options, true).await
+    }
+
+    /// [`Self::build`] for a client that is only sent to `urls`: when none of them is
+    /// `https`, the platform's certificate roots are not loaded (some 5 ms at every start
+    /// of the runner), and only `tls.ca_file` is trusted should a request go to an
+    /// `https` URL after all.
+    pub async fn build_for(
+        sink: &str,
+        options: &HttpOptions,
+        urls: &[&Url],
+    ) -> Result<HttpClient, SinkError> {
+        let tls = urls.iter().any(|url| url.scheme() == "https");
+        Self::build_with(sink, options, tls).await
+    }
+
+    async fn build_with(
+        sink: &str,
+        options: &HttpOptions,
+        tls: bool,
+    ) -> Result<HttpClient, SinkError> {
         // reqwest is built without a default rustls crypto provider (`rustls-no-provider`):
         // the program installs one in `main` (see the `tls-provider` crate); without it
         // reqwest would panic below.
@@ -131,9 +152,15 @@ impl HttpClient {
             .connect_timeout(options.request.connect_timeout)
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(USER_AGENT);
-        if let Some(path) = &options.tls.ca_file {
-            builder = builder.tls_certs_merge(read_ca_file(sink, path).await?);
-        }
+        let ca = match &options.tls.ca_file {
+            Some(path) => read_ca_file(sink, path).await?,
+            None => Vec::new(),
+        };
+        builder = if tls {
+            builder.tls_certs_merge(ca)
+        } else {
+            builder.tls_certs_only(ca)
+        };
         if let Some((cert, key)) = &options.tls.client_cert {
             builder = builder.identity(read_identity(sink, cert, key).await?);
         }

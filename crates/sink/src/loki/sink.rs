@@ -17,7 +17,7 @@ impl LokiSink {
     /// A sink for `config`: builds its HTTP client (reads the TLS and secret files). No
     /// network.
     pub async fn new(name: &str, config: &LokiConfig) -> Result<LokiSink, SinkError> {
-        let client = HttpClient::build(name, &config.http).await?;
+        let client = HttpClient::build_for(name, &config.http, &[&config.push_url]).await?;
         Ok(LokiSink {
             name: name.to_owned(),
             service: LokiService::new(name, client, Arc::new(config.clone())),

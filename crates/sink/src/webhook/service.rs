@@ -143,7 +143,7 @@ impl WebhookService {
                 })
             }
         };
-        let client = HttpClient::build(sink, &config.http).await?;
+        let client = HttpClient::build_for(sink, &config.http, &[&url]).await?;
         if url.path().len() > 1 {
             secrets.push(url.path().to_owned());
         }
