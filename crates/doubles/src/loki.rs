@@ -358,7 +358,7 @@ struct StoredStream {
     /// newest entry with it; `same_time[i]` is the entry stored before entry `i` with its
     /// timestamp. Keyed on the time alone, so that a line is neither hashed nor copied:
     /// lines are compared only between entries of the same nanosecond.
-    by_time: HashMap<i64, usize>,
+    by_time: HashMap<i64, usize, foldhash::fast::RandomState>,
     same_time: Vec<Option<usize>>,
     highest: Option<i64>,
     /// The entry last accepted (stored, or equal to a stored one).
@@ -370,7 +370,7 @@ impl StoredStream {
         StoredStream {
             labels,
             entries: Vec::new(),
-            by_time: HashMap::new(),
+            by_time: HashMap::default(),
             same_time: Vec::new(),
             highest: None,
             last: None,
