@@ -112,10 +112,14 @@ impl FakeSink {
 
     /// The same sink, each of whose sends after the first takes `time`.
     pub fn with_later_sends_taking(sink: Arc<FakeSink>, time: Duration) -> Arc<FakeSink> {
-        Arc::new(FakeSink {
-            later_sends_take: time,
-            ..Arc::into_inner(sink).unwrap()
-        })
+        Self::changed(sink, |s| s.later_sends_take = time)
+    }
+
+    /// `sink`, not yet shared, with `change` made to it.
+    fn changed(sink: Arc<FakeSink>, change: impl FnOnce(&mut FakeSink)) -> Arc<FakeSink> {
+        let mut sink = Arc::into_inner(sink).unwrap();
+        change(&mut sink);
+        Arc::new(sink)
     }
 
     /// Sends ended and roll-backs asked, in the order they happened.
@@ -130,19 +134,13 @@ impl FakeSink {
 
     /// A sink that accepts everything, one send per permit of `gate`.
     pub fn gated(name: &str, gate: Arc<Semaphore>) -> Arc<FakeSink> {
-        Arc::new(FakeSink {
-            gate: Some(gate),
-            ..Arc::into_inner(Self::accepting(name)).unwrap()
-        })
+        Self::changed(Self::accepting(name), |s| s.gate = Some(gate))
     }
 
     /// The same sink, whose first send waits until `sends` sends have arrived (so that
     /// later batches overtake it).
     pub fn holding_the_first_send_until(sink: Arc<FakeSink>, sends: usize) -> Arc<FakeSink> {
-        Arc::new(FakeSink {
-            hold_first_until: sends,
-            ..Arc::into_inner(sink).unwrap()
-        })
+        Self::changed(sink, |s| s.hold_first_until = sends)
     }
 
     pub fn calls(&self) -> Vec<Call> {
